@@ -1,0 +1,130 @@
+// Flags, help, errors and exit codes, the same way in every script.
+import { parseArgs } from 'node:util';
+import { redact } from './secrets.ts';
+
+/** Exit codes shared by every script; documented in README and each --help. */
+export const EXIT = {
+  ok: 0,
+  /** The operation ran and failed (a build, a check, a remote step). */
+  failed: 1,
+  /** Bad input: an unknown flag, a missing answer, an invalid file or variable. Nothing was changed. */
+  usage: 2,
+  /** Refused: a lock is held by another deploy, or a host key does not match. Nothing was changed. */
+  refused: 3,
+  /** A deploy failed and the previous release was restored. */
+  rolledBack: 4,
+} as const;
+
+/** An error that ends a script with one line on stderr and a chosen exit code. */
+export class ToolError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number = EXIT.failed,
+  ) {
+    super(message);
+  }
+}
+
+export class UsageError extends ToolError {
+  constructor(message: string) {
+    super(message, EXIT.usage);
+  }
+}
+
+export interface OptionSpec {
+  type: 'string' | 'boolean';
+  help: string;
+  short?: string;
+  multiple?: boolean;
+  /** Environment variable read when the flag is absent (the CI twin of a prompt). */
+  env?: string;
+  /** Placeholder shown in --help, e.g. PATH. */
+  value?: string;
+}
+
+export interface ScriptSpec {
+  name: string;
+  summary: string;
+  options: Record<string, OptionSpec>;
+  examples?: string[];
+}
+
+export type Values = Record<string, string | boolean | string[] | undefined>;
+
+const EXIT_HELP = `Exit codes: 0 ok, 1 failed, 2 bad input (nothing changed), 3 refused (lock held or host key mismatch), 4 deploy failed and rolled back.`;
+
+export function helpText(spec: ScriptSpec): string {
+  const rows = Object.entries({ ...spec.options, help: { type: 'boolean', help: 'Show this help.', short: 'h' } as OptionSpec }).map(
+    ([name, option]) => {
+      const flag = `${option.short ? `-${option.short}, ` : '    '}--${name}${option.type === 'string' ? ` ${option.value ?? 'VALUE'}` : ''}`;
+      const env = option.env ? ` [env ${option.env}]` : '';
+      return `  ${flag.padEnd(30)} ${option.help}${env}`;
+    },
+  );
+  const examples = spec.examples?.length ? `\nExamples:\n${spec.examples.map((line) => `  ${line}`).join('\n')}\n` : '';
+  return `Usage: npx tsx scripts/${spec.name}.ts [options]\n\n${spec.summary}\n\nOptions:\n${rows.join('\n')}\n${examples}\n${EXIT_HELP}\n`;
+}
+
+/** Parses argv; flags absent on the command line fall back to their environment variable. */
+export function parseCli(spec: ScriptSpec, argv: string[]): Values | 'help' {
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = {
+    help: { type: 'boolean', short: 'h' },
+  };
+  for (const [name, option] of Object.entries(spec.options)) {
+    options[name] = { type: option.type, multiple: option.multiple ?? false, ...(option.short ? { short: option.short } : {}) };
+  }
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: false });
+  } catch (error) {
+    // node's messages are long; keep the useful first sentence and point at --help.
+    const message = (error as Error).message.split('. ')[0]!.replace(/\.$/, '');
+    throw new UsageError(`${message}; see --help`);
+  }
+  const values = { ...parsed.values } as Values;
+  if (values.help) return 'help';
+  for (const [name, option] of Object.entries(spec.options)) {
+    const fromEnv = option.env ? process.env[option.env] : undefined;
+    if (values[name] !== undefined || fromEnv === undefined || fromEnv === '') continue;
+    if (option.type === 'boolean') values[name] = !['0', 'false', 'no'].includes(fromEnv.toLowerCase());
+    else values[name] = option.multiple ? fromEnv.split(',').map((item) => item.trim()) : fromEnv;
+  }
+  return values;
+}
+
+/** Prompts are allowed only on a real terminal outside CI; everywhere else a missing answer is an error. */
+export function isInteractive(): boolean {
+  const ci = process.env.CI;
+  const inCi = ci !== undefined && ci !== '' && ci !== 'false' && ci !== '0';
+  return Boolean(process.stdin.isTTY && process.stdout.isTTY) && !inCi;
+}
+
+export function stringValue(values: Values, name: string): string | undefined {
+  const value = values[name];
+  return typeof value === 'string' && value !== '' ? value : undefined;
+}
+
+/** Runs a script's body: --help, one-line errors on stderr, exit codes through process.exitCode. */
+export async function runScript(spec: ScriptSpec, body: (values: Values) => Promise<number | void>): Promise<void> {
+  try {
+    const values = parseCli(spec, process.argv.slice(2));
+    if (values === 'help') {
+      process.stdout.write(helpText(spec));
+      return;
+    }
+    process.exitCode = (await body(values)) ?? EXIT.ok;
+  } catch (error) {
+    const exitCode = error instanceof ToolError ? error.exitCode : EXIT.failed;
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(redact(`${spec.name}: error: ${message.split('\n')[0]}`) + '\n');
+    if (process.env.AIDD_DEBUG && error instanceof Error && error.stack) process.stderr.write(redact(error.stack) + '\n');
+    process.exitCode = exitCode;
+  }
+}
+
+export function parseSeconds(value: string | undefined, flag: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const seconds = Number(value);
+  if (!Number.isFinite(seconds) || seconds <= 0) throw new UsageError(`${flag} ${value} is not a positive number of seconds`);
+  return seconds;
+}

@@ -1,0 +1,123 @@
+// The one place the toolkit runs commands. Every command is an argv array built by a pure
+// function elsewhere in lib; the runner knows about dry-run, timeouts and secrets.
+import { $, type ProcessPromise } from 'zx';
+import { redact, REDACTED, Secret } from './secrets.ts';
+import type { Logger } from './log.ts';
+
+export interface Command {
+  argv: string[];
+  /** Fed on stdin: passwords, remote scripts. Secret input is never printed. */
+  input?: string | Secret;
+  env?: Record<string, string | undefined>;
+  cwd?: string;
+  timeoutMs?: number;
+  /** Runs in dry-run too: it only reads state (git rev-parse, docker inspect). */
+  readOnly?: boolean;
+  /** Forward output lines (redacted) while the command runs: long builds and pulls. */
+  stream?: boolean;
+}
+
+export interface Result {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+  /** True when dry-run skipped the command. */
+  skipped: boolean;
+  durationMs: number;
+}
+
+export class CommandError extends Error {
+  constructor(
+    readonly command: Command,
+    readonly result: Result,
+  ) {
+    const detail = lastLine(result.stderr) || lastLine(result.stdout) || `exit code ${result.exitCode}`;
+    super(redact(`${describe(command)} failed: ${detail}`));
+  }
+}
+
+function lastLine(text: string): string {
+  const lines = text.trim().split('\n').filter((line) => line.trim() !== '');
+  return lines.at(-1)?.trim() ?? '';
+}
+
+/** The printable form of a command: shell-quoted, secrets redacted, stdin shown as a note. */
+export function describe(command: Command): string {
+  const quoted = command.argv.map((arg) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`));
+  let text = quoted.join(' ');
+  if (command.input instanceof Secret) text += ` <<< ${REDACTED}`;
+  else if (command.input !== undefined) text += ' <<< (script on stdin)';
+  return redact(text);
+}
+
+export interface RunnerOptions {
+  dryRun?: boolean;
+  /** Print each command before it runs. */
+  verbose?: boolean;
+  logger: Logger;
+}
+
+export class Runner {
+  readonly dryRun: boolean;
+  readonly #verbose: boolean;
+  readonly #logger: Logger;
+  /** Every command this runner was asked to run, in order (the dry-run plan). */
+  readonly plan: string[] = [];
+
+  constructor(options: RunnerOptions) {
+    this.dryRun = options.dryRun ?? false;
+    this.#verbose = options.verbose ?? false;
+    this.#logger = options.logger;
+  }
+
+  /** Runs a command and returns its result whatever the exit code. */
+  async attempt(command: Command): Promise<Result> {
+    const text = describe(command);
+    this.plan.push(text);
+    if (this.dryRun && !command.readOnly) {
+      this.#logger.info(`[dry-run] $ ${text}`);
+      // A remote script is part of the plan: show it (secrets are redacted by the logger).
+      if (typeof command.input === 'string') this.#logger.info(command.input.trimEnd().replace(/^/gm, '    | '));
+      return { exitCode: 0, stdout: '', stderr: '', skipped: true, durationMs: 0 };
+    }
+    if (this.#verbose) this.#logger.info(`$ ${text}`);
+    const started = Date.now();
+    const [program, ...args] = command.argv;
+    if (!program) throw new Error('empty command');
+    const input = command.input instanceof Secret ? command.input.reveal() : command.input;
+    const child: ProcessPromise = $({
+      input,
+      env: { ...process.env, ...command.env } as NodeJS.ProcessEnv,
+      cwd: command.cwd,
+      timeout: command.timeoutMs,
+      quiet: true,
+      verbose: false,
+      nothrow: true,
+    })`${program} ${args}`;
+    if (command.stream) {
+      child.stdout.on('data', (chunk: Buffer) => this.#forward(chunk));
+      child.stderr.on('data', (chunk: Buffer) => this.#forward(chunk));
+    }
+    const output = await child;
+    return {
+      exitCode: output.exitCode ?? (output.signal ? 128 : 1),
+      stdout: output.stdout,
+      stderr: output.stderr,
+      skipped: false,
+      durationMs: Date.now() - started,
+    };
+  }
+
+  /** Runs a command and throws CommandError unless it exits 0. */
+  async run(command: Command): Promise<Result> {
+    const result = await this.attempt(command);
+    if (result.exitCode !== 0) throw new CommandError(command, result);
+    return result;
+  }
+
+  #forward(chunk: Buffer): void {
+    for (const line of chunk.toString().split('\n')) {
+      if (line.trim() !== '') this.#logger.info(`  | ${line}`);
+    }
+  }
+}

@@ -1,0 +1,24 @@
+// Human progress goes to stderr so stdout stays clean for --json results.
+import { redact } from './secrets.ts';
+
+export interface Logger {
+  step(message: string): void;
+  info(message: string): void;
+  warn(message: string): void;
+}
+
+export function createLogger(options: { quiet?: boolean; prefix: string }): Logger {
+  const write = (line: string) => {
+    if (!options.quiet) process.stderr.write(redact(line) + '\n');
+  };
+  return {
+    step: (message) => write(`==> ${message}`),
+    info: (message) => write(`    ${message}`),
+    warn: (message) => write(`${options.prefix}: warning: ${message}`),
+  };
+}
+
+/** Writes a result for machines: exactly one JSON document on stdout. */
+export function printJson(value: unknown): void {
+  process.stdout.write(redact(JSON.stringify(value, null, 2)) + '\n');
+}

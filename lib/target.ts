@@ -1,0 +1,17 @@
+// Which app the toolkit works on: the built-in AIDD Bot reference stack unless --compose says otherwise.
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ToolError } from './cli.ts';
+import { composeCandidates, composeVersionCommand, type ComposeCli } from './compose.ts';
+import type { Command, Runner } from './exec.ts';
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const DEFAULT_COMPOSE_FILE = path.join(REPO_ROOT, 'examples', 'aidd-bot', 'docker-compose.yml');
+
+/** Finds the compose CLI a machine has: v2 first, as real servers mostly run it, then v1. */
+export async function detectComposeCli(runner: Runner, wrap: (command: Command) => Command = (command) => command): Promise<ComposeCli> {
+  for (const cli of composeCandidates) {
+    if ((await runner.attempt(wrap(composeVersionCommand(cli)))).exitCode === 0) return cli;
+  }
+  throw new ToolError('neither `docker compose` (v2) nor `docker-compose` (v1) works here; install Docker Compose');
+}

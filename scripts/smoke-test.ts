@@ -1,0 +1,67 @@
+// Prove a running stack is healthy: every service's container health plus the target's HTTP checks.
+import { EXIT, parseSeconds, runScript, stringValue, UsageError, type ScriptSpec } from '../lib/cli.ts';
+import { defaultProjectName, loadComposeApp } from '../lib/compose.ts';
+import { Runner } from '../lib/exec.ts';
+import { localAccess } from '../lib/local-stack.ts';
+import { createLogger, printJson } from '../lib/log.ts';
+import { formatOutcomes, parseServiceUrls, runSmoke, type StackAccess } from '../lib/smoke.ts';
+import { DEFAULT_COMPOSE_FILE } from '../lib/target.ts';
+
+const spec: ScriptSpec = {
+  name: 'smoke-test',
+  summary:
+    'Prove a running stack is healthy: each service container is running and healthy, and the HTTP checks\n' +
+    'listed under smoke: in aidd.yml next to the compose file answer as expected. Failed checks are retried with backoff\n' +
+    'until the deadline. Runs against a local compose project, or against public URLs with --url.',
+  options: {
+    compose: { type: 'string', value: 'PATH', env: 'AIDD_COMPOSE_FILE', help: 'Compose file of the target app (default: built-in AIDD Bot stack).' },
+    project: { type: 'string', value: 'NAME', env: 'COMPOSE_PROJECT_NAME', help: 'Compose project name (default: the compose directory name).' },
+    url: { type: 'string', multiple: true, value: 'SERVICE=URL', help: 'Check SERVICE at a base URL instead of a local container; repeatable.' },
+    timeout: { type: 'string', value: 'SECONDS', env: 'AIDD_SMOKE_TIMEOUT', help: 'Deadline for all checks (default 60).' },
+    json: { type: 'boolean', help: 'Print the results as JSON on stdout.' },
+  },
+  examples: [
+    'npx tsx scripts/smoke-test.ts',
+    'npx tsx scripts/smoke-test.ts --project aidd-bot --timeout 120 --json',
+    'npx tsx scripts/smoke-test.ts --url api=https://api.example.com --url frontend=https://example.com',
+  ],
+};
+
+await runScript(spec, async (values) => {
+  const app = loadComposeApp(stringValue(values, 'compose') ?? DEFAULT_COMPOSE_FILE);
+  const json = values.json === true;
+  const logger = createLogger({ prefix: spec.name, quiet: json });
+  const runner = new Runner({ logger });
+  const deadlineMs = parseSeconds(stringValue(values, 'timeout'), '--timeout', 60) * 1000;
+  const urls = parseServiceUrls((values.url as string[] | undefined) ?? []);
+
+  let access: StackAccess;
+  let services: string[];
+  let http = app.config.smoke;
+  if (urls.size > 0) {
+    for (const service of urls.keys()) {
+      if (!http.some((check) => check.service === service)) throw new UsageError(`--url ${service}=...: ${app.file} has no smoke check for service ${service}`);
+    }
+    http = http.filter((check) => urls.has(check.service));
+    services = [];
+    access = {
+      baseUrl: async (service) => urls.get(service)!,
+      containers: async () => [],
+    };
+  } else {
+    const project = stringValue(values, 'project') ?? defaultProjectName(app.dir);
+    services = app.services.map((service) => service.name);
+    access = localAccess(runner, project);
+    logger.step(`Smoke-testing compose project ${project} (${services.length} services, ${http.length} HTTP checks)`);
+  }
+
+  const outcomes = await runSmoke(access, { services, http, deadlineMs });
+  const failed = outcomes.filter((outcome) => !outcome.ok);
+  if (json) printJson({ ok: failed.length === 0, checks: outcomes });
+  else process.stdout.write(`${formatOutcomes(outcomes)}\n`);
+  if (failed.length > 0) {
+    process.stderr.write(`smoke-test: error: failed: ${failed.map((outcome) => outcome.name).join(', ')}\n`);
+    return EXIT.failed;
+  }
+  return EXIT.ok;
+});

@@ -1,0 +1,184 @@
+// Deploy the registry images to a server over SSH: health-checked, locked, audited, reversible.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse as parseDotenv } from 'dotenv';
+import { EXIT, parseSeconds, runScript, stringValue, ToolError, UsageError, type ScriptSpec, type Values } from '../lib/cli.ts';
+import { defaultProjectName, loadComposeApp, type ComposeApp } from '../lib/compose.ts';
+import { appServices, breakLock, closeSession, deploy, history, rollback, status, type DeployReport, type Session } from '../lib/deploy.ts';
+import { Runner } from '../lib/exec.ts';
+import { createLogger, printJson } from '../lib/log.ts';
+import { registerSecret, Secret } from '../lib/secrets.ts';
+import { formatOutcomes } from '../lib/smoke.ts';
+import { resolveSshTarget, SSH_FLAGS } from '../lib/ssh.ts';
+import { REPO_ROOT } from '../lib/target.ts';
+
+const DEFAULT_REGISTRY_COMPOSE = path.join(REPO_ROOT, 'examples', 'aidd-bot', 'docker-compose.registry.yml');
+
+const spec: ScriptSpec = {
+  name: 'ssh-deploy',
+  summary:
+    'Deploy the app to a server over SSH: preflight, lock, pull, upload the release and .env (0600),\n' +
+    'back up the database, migrate, switch, wait for health and smoke-test; roll back automatically when\n' +
+    'the new release is unhealthy. One SSH connection per run; host keys are always checked.\n' +
+    'Registry credentials come only from REGISTRY_USER and REGISTRY_TOKEN (or GHCR_TOKEN).',
+  options: {
+    ...SSH_FLAGS,
+    compose: { type: 'string', value: 'PATH', env: 'AIDD_COMPOSE_FILE', help: 'Registry compose file (default: the AIDD Bot docker-compose.registry.yml).' },
+    project: { type: 'string', value: 'NAME', env: 'COMPOSE_PROJECT_NAME', help: 'Compose project name on the server (default: the compose directory name).' },
+    'env-file': { type: 'string', value: 'PATH', env: 'AIDD_ENV_FILE', help: 'The .env to upload (e.g. .env.production); without it the server keeps its .env.' },
+    registry: { type: 'string', value: 'HOST', env: 'REGISTRY', help: 'Registry of the images (default ghcr.io).' },
+    owner: { type: 'string', value: 'NAME', env: 'IMAGE_OWNER', help: 'Registry namespace of the images, e.g. your GitHub user.' },
+    tag: { type: 'string', value: 'TAG', env: 'IMAGE_TAG', help: 'Image tag to deploy (default latest); pinned to its digest in the release.' },
+    'images-from': { type: 'string', value: 'FILE', env: 'AIDD_IMAGES_FILE', help: 'build-push --json output: deploy exactly those images.' },
+    revision: { type: 'string', value: 'SHA', env: 'GITHUB_SHA', help: 'Git revision recorded with the release (default: git rev-parse HEAD).' },
+    reason: { type: 'string', value: 'TEXT', help: 'Why: recorded in the lock and the audit log.' },
+    keep: { type: 'string', value: 'N', env: 'AIDD_KEEP_RELEASES', help: 'Releases and backups to keep on the server (default 5).' },
+    timeout: { type: 'string', value: 'SECONDS', help: 'Deadline for the new release to become healthy (default 180).' },
+    rollback: { type: 'boolean', help: 'Go back to the previous release (or --to ID).' },
+    to: { type: 'string', value: 'ID', help: 'Release id for --rollback.' },
+    status: { type: 'boolean', help: 'Show the current release, its services and health, and the lock.' },
+    history: { type: 'boolean', help: 'Show the audit log (last 20 actions).' },
+    'break-lock': { type: 'boolean', help: 'Remove a stale deploy lock (audited).' },
+    'dry-run': { type: 'boolean', help: 'Print every command and remote script, secrets redacted; run nothing.' },
+    json: { type: 'boolean', help: 'Print the result as JSON on stdout.' },
+    verbose: { type: 'boolean', short: 'v', help: 'Print every command before it runs.' },
+  },
+  examples: [
+    'REGISTRY_USER=me REGISTRY_TOKEN=... npx tsx scripts/ssh-deploy.ts --host 203.0.113.10 --user deploy --owner me --env-file .env.production',
+    'npx tsx scripts/ssh-deploy.ts --host 203.0.113.10 --user deploy --status',
+    'npx tsx scripts/ssh-deploy.ts --host 203.0.113.10 --user deploy --rollback',
+  ],
+};
+
+interface BuildOutput {
+  revision?: string;
+  images?: { service: string; repository: string; tags?: string[]; ref?: string | null }[];
+}
+
+/** Which image each app service runs: exactly what build-push made, or REGISTRY/OWNER/NAME:TAG. */
+function imageRefs(values: Values, app: ComposeApp, registry: string): { refs: Record<string, string>; revision?: string } {
+  const services = appServices(app);
+  const imagesFrom = stringValue(values, 'images-from');
+  if (imagesFrom) {
+    let output: BuildOutput;
+    try {
+      output = JSON.parse(readFileSync(imagesFrom, 'utf8')) as BuildOutput;
+    } catch {
+      throw new UsageError(`--images-from ${imagesFrom} is not readable build-push --json output`);
+    }
+    const refs: Record<string, string> = {};
+    for (const image of output.images ?? []) {
+      if (services.includes(image.service)) refs[image.service] = image.ref ?? `${image.repository}:${image.tags?.[0] ?? 'latest'}`;
+    }
+    if (Object.keys(refs).length === 0) throw new UsageError(`--images-from ${imagesFrom} lists none of ${services.join(', ')}`);
+    return { refs, revision: output.revision };
+  }
+  const owner = stringValue(values, 'owner')?.toLowerCase();
+  if (!owner) throw new UsageError('no image owner given; pass --owner NAME or set IMAGE_OWNER (or --images-from FILE)');
+  const tag = stringValue(values, 'tag') ?? 'latest';
+  const refs = Object.fromEntries(services.map((service) => [service, `${registry}/${owner}/${app.config.imageName.replace('{service}', service)}:${tag}`]));
+  return { refs };
+}
+
+/** Secret values of the uploaded .env are registered so no output, plan or error can show them. */
+function readEnvFile(file: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    throw new UsageError(`--env-file ${file} cannot be read; create it with: npx tsx scripts/setup-env.ts --target production`);
+  }
+  for (const [name, value] of Object.entries(parseDotenv(text))) {
+    if (/PASSWORD|TOKEN|SECRET|KEY/i.test(name)) registerSecret(value);
+  }
+  return text;
+}
+
+async function gitRevision(runner: Runner): Promise<string> {
+  const result = await runner.attempt({ argv: ['git', '-C', REPO_ROOT, 'rev-parse', 'HEAD'], readOnly: true, timeoutMs: 10_000 });
+  return result.exitCode === 0 ? result.stdout.trim() : 'unknown';
+}
+
+function printReport(report: DeployReport): void {
+  if (report.checks.length) process.stdout.write(`${formatOutcomes(report.checks)}\n`);
+  const where = report.release ? ` ${report.release}` : '';
+  const lines: Record<DeployReport['result'], string> = {
+    deployed: `${report.action === 'rollback' ? 'rolled back to' : 'deployed'}${where}`,
+    unchanged: `no change: release${where} already runs these images, and it is healthy`,
+    'rolled-back': `FAILED: ${report.error}; rolled back to ${report.previous}, which is serving`,
+    failed: `FAILED: ${report.error ?? 'see the checks above'}`,
+  };
+  process.stdout.write(`${lines[report.result]}\n`);
+}
+
+await runScript(spec, async (values) => {
+  const json = values.json === true;
+  const logger = createLogger({ prefix: spec.name, quiet: json });
+  const runner = new Runner({ logger, dryRun: values['dry-run'] === true, verbose: values.verbose === true });
+  const app = loadComposeApp(stringValue(values, 'compose') ?? DEFAULT_REGISTRY_COMPOSE);
+  const keep = Number(stringValue(values, 'keep') ?? 5);
+  if (!Number.isInteger(keep) || keep < 1) throw new UsageError(`--keep ${String(values.keep)} must be a whole number of releases, 1 or more`);
+  const healthTimeoutMs = parseSeconds(stringValue(values, 'timeout'), '--timeout', 180) * 1000;
+  const reason = stringValue(values, 'reason') ?? 'deploy';
+  const modes = ['rollback', 'status', 'history', 'break-lock'].filter((mode) => values[mode] === true);
+  if (modes.length > 1) throw new UsageError(`--${modes.join(' and --')} cannot be combined; pick one`);
+  if (stringValue(values, 'to') && !values.rollback) throw new UsageError('--to ID only goes with --rollback');
+
+  // Everything that can be checked locally is checked before the first connection.
+  const { target, deployPath, cleanup } = resolveSshTarget(values);
+  const session: Session = { runner, logger, ssh: target, layout: { deployPath, project: stringValue(values, 'project') ?? defaultProjectName(app.dir) } };
+  try {
+    if (values.status) {
+      const report = await status(session);
+      if (json) printJson(report);
+      else {
+        process.stdout.write(`current release: ${report.current ?? 'none'}\n`);
+        for (const service of report.services) process.stdout.write(`  ${service.service.padEnd(12)} ${service.state}, ${service.health}\n`);
+        if (report.lock) process.stdout.write(`lock held by ${String(report.lock.who)} since ${String(report.lock.at)}\n`);
+      }
+      return report.services.every((service) => service.state === 'running' && service.health !== 'unhealthy') ? EXIT.ok : EXIT.failed;
+    }
+    if (values.history) {
+      const entries = await history(session, 20);
+      if (json) printJson(entries);
+      else for (const entry of entries) process.stdout.write(`${String(entry.time)}  ${String(entry.action).padEnd(11)} ${String(entry.result).padEnd(12)} ${String(entry.release ?? '')}  ${String(entry.who ?? '')}\n`);
+      return EXIT.ok;
+    }
+    if (values['break-lock']) {
+      const holder = await breakLock(session);
+      if (json) printJson({ broken: holder !== undefined, holder: holder ? JSON.parse(holder) : null });
+      else process.stdout.write(holder ? `removed the lock held by ${holder}\n` : 'no lock was held\n');
+      return EXIT.ok;
+    }
+
+    let report: DeployReport;
+    if (values.rollback) {
+      report = await rollback(session, { app, to: stringValue(values, 'to'), reason: `rollback: ${reason}`, healthTimeoutMs });
+    } else {
+      const registry = stringValue(values, 'registry') ?? 'ghcr.io';
+      const { refs, revision } = imageRefs(values, app, registry);
+      const envFile = stringValue(values, 'env-file');
+      const tokenValue = process.env.REGISTRY_TOKEN ?? process.env.GHCR_TOKEN;
+      report = await deploy(session, {
+        app,
+        refs,
+        registry,
+        registryUser: process.env.REGISTRY_USER,
+        registryToken: tokenValue ? new Secret(tokenValue) : undefined,
+        env: envFile ? readEnvFile(envFile) : undefined,
+        revision: stringValue(values, 'revision') ?? revision ?? (await gitRevision(runner)),
+        reason,
+        keep,
+        healthTimeoutMs,
+      });
+    }
+    if (json) printJson(report);
+    else if (!runner.dryRun) printReport(report);
+    if (report.result === 'rolled-back') return EXIT.rolledBack;
+    if (!report.ok && !runner.dryRun) throw new ToolError(report.error ?? `${report.action} failed`);
+    return EXIT.ok;
+  } finally {
+    await closeSession(session);
+    cleanup();
+  }
+});

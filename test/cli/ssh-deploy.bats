@@ -1,0 +1,73 @@
+#!/usr/bin/env bats
+load common
+
+setup() {
+  scratch="$(mktemp -d)"
+  ssh-keygen -q -t ed25519 -N '' -f "$scratch/key"
+  : > "$scratch/known_hosts"
+  unset SSH_HOST SSH_USER SSH_PORT SSH_KEY SSH_KEY_FILE SSH_KNOWN_HOSTS SSH_KNOWN_HOSTS_FILE DEPLOY_PATH
+}
+
+teardown() {
+  rm -rf "$scratch"
+}
+
+@test "ssh-deploy --help lists the modes, the SSH flags and their environment twins" {
+  run script ssh-deploy --help
+  assert_success
+  assert_output --partial '--host HOST'
+  assert_output --partial '[env SSH_HOST]'
+  assert_output --partial '--rollback'
+  assert_output --partial '--break-lock'
+  assert_output --partial 'REGISTRY_TOKEN'
+}
+
+@test "ssh-deploy without a host names --host and SSH_HOST, never waits for input" {
+  run --separate-stderr script ssh-deploy --user deploy --owner me
+  assert_failure 2
+  assert_equal "$stderr" "ssh-deploy: error: no server given; pass --host HOST or set SSH_HOST"
+}
+
+@test "ssh-deploy without a user names --user" {
+  run --separate-stderr script ssh-deploy --host 127.0.0.1 --owner me
+  assert_failure 2
+  assert_equal "$stderr" "ssh-deploy: error: no SSH user given; pass --user USER or set SSH_USER"
+}
+
+@test "ssh-deploy refuses a bad port" {
+  run --separate-stderr script ssh-deploy --host 127.0.0.1 --user deploy --port 70000 --owner me
+  assert_failure 2
+  assert_equal "$stderr" "ssh-deploy: error: --port 70000 is not a TCP port (1-65535)"
+}
+
+@test "ssh-deploy names an unreadable key file before connecting" {
+  run --separate-stderr script ssh-deploy --host 127.0.0.1 --user deploy --key "$scratch/missing" --known-hosts "$scratch/known_hosts" --owner me
+  assert_failure 2
+  assert_equal "$stderr" "ssh-deploy: error: SSH key $scratch/missing cannot be read; pass --key PATH (or SSH_KEY with the key's content)"
+}
+
+@test "ssh-deploy names a missing known_hosts file and never accepts keys blindly" {
+  run --separate-stderr script ssh-deploy --host 127.0.0.1 --user deploy --key "$scratch/key" --known-hosts "$scratch/none" --owner me
+  assert_failure 2
+  assert_output ""
+  assert_equal "$stderr" "ssh-deploy: error: known_hosts file $scratch/none does not exist; pass --known-hosts PATH or SSH_KNOWN_HOSTS (ssh-keyscan output verified out of band)"
+}
+
+@test "ssh-deploy refuses two modes at once" {
+  run --separate-stderr script ssh-deploy --status --history
+  assert_failure 2
+  assert_equal "$stderr" "ssh-deploy: error: --status and --history cannot be combined; pick one"
+}
+
+@test "ssh-deploy --dry-run prints the plan with the registry token redacted and connects nowhere" {
+  export REGISTRY_TOKEN="dry-run-token-$RANDOM$RANDOM"
+  export SSH_KEY="$(cat "$scratch/key")"
+  run --separate-stderr script ssh-deploy --dry-run --host 192.0.2.1 --user deploy --known-hosts "$scratch/known_hosts" --owner me --path /srv/app
+  assert_success
+  [[ "$stderr" == *"[dry-run] \$ ssh "*"'bash -s' <<< (script on stdin)"* ]]
+  [[ "$stderr" == *"docker login ghcr.io"*"--password-stdin"* ]]
+  [[ "$stderr" == *"[REDACTED]"* ]]
+  [[ "$stderr" != *"$REGISTRY_TOKEN"* ]]
+  [[ "$stderr" != *"PRIVATE KEY"* ]]
+  [[ "$stderr" == *"deploy=/srv/app"* ]]
+}

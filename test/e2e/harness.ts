@@ -1,0 +1,93 @@
+// Shared set-up for tests that drive the real Docker engine, registry and sshd on loopback.
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { resolveBaseImages } from '../../lib/base-images.ts';
+import { composeCommand, loadComposeApp, type ComposeApp, type ComposeTarget } from '../../lib/compose.ts';
+import { Runner, type Command } from '../../lib/exec.ts';
+import { createLogger } from '../../lib/log.ts';
+import { ensureDockerEngine, freePort } from '../../lib/sandbox.ts';
+import { DEFAULT_COMPOSE_FILE, detectComposeCli, REPO_ROOT } from '../../lib/target.ts';
+
+export const SANDBOX_DIR = process.env.AIDD_SANDBOX_DIR ?? path.join(REPO_ROOT, '.cache', 'sandbox');
+
+export function testRunner(): Runner {
+  return new Runner({ logger: createLogger({ prefix: 'e2e', quiet: !process.env.AIDD_TEST_VERBOSE }) });
+}
+
+/** The Docker engine must answer: with CI set, a missing engine fails the suite instead of skipping it. */
+export async function requireDocker(runner: Runner): Promise<void> {
+  await ensureDockerEngine(runner, SANDBOX_DIR);
+}
+
+export function uniqueName(prefix: string): string {
+  return `${prefix}-${randomBytes(3).toString('hex')}`;
+}
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(path.join(os.tmpdir(), `${prefix}-`));
+}
+
+/** Writes an env file from the example with overrides; mode 0600 as it holds secrets. */
+export function writeEnvFile(file: string, example: string, overrides: Record<string, string>): void {
+  const lines = readFileSync(example, 'utf8').split('\n').filter((line) => {
+    const name = /^([A-Za-z_][A-Za-z0-9_]*)=/.exec(line)?.[1];
+    return !name || !(name in overrides);
+  });
+  for (const [name, value] of Object.entries(overrides)) lines.push(`${name}=${value}`);
+  writeFileSync(file, lines.join('\n') + '\n', { mode: 0o600 });
+}
+
+export interface TestStack {
+  app: ComposeApp;
+  target: ComposeTarget;
+  /** Variables compose needs besides the env file: offline base images. */
+  env: Record<string, string>;
+  apiPort: number;
+  frontendPort: number;
+  compose(args: string[], extra?: Partial<Command>): Command;
+}
+
+/** A uniquely named copy of the reference stack with its own ports, ready for `up`. */
+export async function prepareReferenceStack(runner: Runner, prefix = 'aidd-e2e'): Promise<TestStack> {
+  const app = loadComposeApp(DEFAULT_COMPOSE_FILE);
+  const env = await resolveBaseImages(app, runner, createLogger({ prefix: 'e2e' }));
+  const [apiPort, frontendPort] = [await freePort(), await freePort()];
+  const envFile = path.join(tempDir(prefix), '.env');
+  writeEnvFile(envFile, path.join(app.dir, '.env.example'), {
+    API_PORT: String(apiPort),
+    FRONTEND_PORT: String(frontendPort),
+    POSTGRES_PASSWORD: randomBytes(12).toString('base64url'),
+  });
+  const target: ComposeTarget = { cli: await detectComposeCli(runner), files: [app.file], projectName: uniqueName(prefix), projectDir: app.dir, envFile };
+  return {
+    app,
+    target,
+    env,
+    apiPort,
+    frontendPort,
+    compose: (args, extra = {}) => composeCommand(target, args, { env, timeoutMs: 1_800_000, ...extra }),
+  };
+}
+
+/** Everything the project created carries its compose label: list it to prove teardown. */
+export async function projectLeftovers(runner: Runner, projectName: string): Promise<string[]> {
+  const label = `label=com.docker.compose.project=${projectName}`;
+  const kinds: [string, string[]][] = [
+    ['container', ['docker', 'ps', '--all', '--quiet', '--filter', label]],
+    ['volume', ['docker', 'volume', 'ls', '--quiet', '--filter', label]],
+    ['network', ['docker', 'network', 'ls', '--quiet', '--filter', label]],
+  ];
+  const leftovers: string[] = [];
+  for (const [kind, argv] of kinds) {
+    const ids = (await runner.run({ argv, readOnly: true })).stdout.split('\n').filter(Boolean);
+    leftovers.push(...ids.map((id) => `${kind} ${id}`));
+  }
+  return leftovers;
+}
+
+export async function getJson(url: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  const response = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}

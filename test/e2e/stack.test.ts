@@ -1,0 +1,89 @@
+// The D0 reference stack on a real Docker engine: build, up, health, data across restarts, teardown.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runSmoke } from '../../lib/smoke.ts';
+import { localAccess } from '../../lib/local-stack.ts';
+import { getJson, prepareReferenceStack, projectLeftovers, requireDocker, testRunner, type TestStack } from './harness.ts';
+
+const runner = testRunner();
+let stack: TestStack;
+
+function sql(query: string) {
+  return stack.compose(['exec', '-T', 'postgres', 'psql', '-U', 'aidd', '-d', 'aidd', '-tAc', query], { timeoutMs: 60_000 });
+}
+
+async function upAndHealthy(): Promise<void> {
+  await runner.run(stack.compose(['up', '--detach', '--build']));
+  const outcomes = await runSmoke(localAccess(runner, stack.target.projectName), {
+    services: stack.app.services.map((service) => service.name),
+    http: stack.app.config.smoke,
+    deadlineMs: 180_000,
+  });
+  expect(outcomes.filter((outcome) => !outcome.ok)).toEqual([]);
+}
+
+describe('reference stack on a real Docker engine', () => {
+  beforeAll(async () => {
+    await requireDocker(runner);
+    stack = await prepareReferenceStack(runner);
+  });
+
+  afterAll(async () => {
+    if (!stack) return;
+    await runner.attempt(stack.compose(['down', '--volumes', '--remove-orphans']));
+  });
+
+  it('builds all four services and brings them up healthy', async () => {
+    await upAndHealthy();
+    const status = await localAccess(runner, stack.target.projectName).containers();
+    expect(status.map((item) => item.service).sort()).toEqual(['api', 'bot', 'frontend', 'postgres']);
+    expect(status.every((item) => item.state === 'running' && item.health === 'healthy')).toBe(true);
+  });
+
+  it('serves api /health with the migration revision, /stats and the frontend page on 127.0.0.1', async () => {
+    const health = await getJson(`http://127.0.0.1:${stack.apiPort}/health`);
+    expect(health.status).toBe(200);
+    expect(health.body).toMatchObject({ status: 'ok', database: 'ok', migration: '0002' });
+
+    const stats = await getJson(`http://127.0.0.1:${stack.apiPort}/stats`);
+    expect(stats.status).toBe(200);
+    expect(stats.body).toHaveProperty('users');
+    expect(stats.body).toHaveProperty('messages');
+    expect(stats.body.bot_last_seen).not.toBeNull();
+
+    const page = await fetch(`http://127.0.0.1:${stack.frontendPort}/`, { signal: AbortSignal.timeout(10_000) });
+    expect(page.status).toBe(200);
+    const html = await page.text();
+    expect(html).toContain('AIDD Bot');
+    const frontendHealth = await getJson(`http://127.0.0.1:${stack.frontendPort}/health`);
+    expect(frontendHealth).toMatchObject({ status: 200, body: { status: 'ok' } });
+  });
+
+  it('keeps database rows across a full restart and re-running migrations', async () => {
+    await runner.run(sql("INSERT INTO tg_users (id, username) VALUES (4242, 'e2e') ON CONFLICT DO NOTHING"));
+    await runner.run(sql("INSERT INTO messages (user_id, text) VALUES (4242, 'survives restarts')"));
+    const before = await getJson(`http://127.0.0.1:${stack.apiPort}/stats`);
+    expect(before.body.messages).toBeGreaterThanOrEqual(1);
+
+    await runner.run(stack.compose(['down']));
+    await upAndHealthy();
+    await runner.run(stack.compose(['run', '--rm', '-T', 'api', 'migrate']));
+
+    const rows = await runner.run(sql("SELECT count(*) FROM messages WHERE text = 'survives restarts'"));
+    expect(rows.stdout.trim()).toBe('1');
+    const revision = await runner.run(sql('SELECT version_num FROM alembic_version'));
+    expect(revision.stdout.trim()).toBe('0002');
+    const after = await getJson(`http://127.0.0.1:${stack.apiPort}/stats`);
+    expect(after.body.users).toBe(before.body.users);
+    expect(after.body.messages).toBe(before.body.messages);
+  });
+
+  it('tears down only its own containers, networks and volumes', async () => {
+    const others = (await runner.run({ argv: ['docker', 'ps', '--all', '--quiet'] })).stdout.split('\n').filter(Boolean);
+    const ours = (await projectLeftovers(runner, stack.target.projectName)).filter((item) => item.startsWith('container '));
+    await runner.run(stack.compose(['down', '--volumes', '--remove-orphans']));
+    expect(await projectLeftovers(runner, stack.target.projectName)).toEqual([]);
+    const remaining = (await runner.run({ argv: ['docker', 'ps', '--all', '--quiet'] })).stdout.split('\n').filter(Boolean);
+    const othersKept = others.filter((id) => !ours.includes(`container ${id}`));
+    expect(othersKept.filter((id) => !remaining.includes(id))).toEqual([]);
+  });
+});

@@ -1,0 +1,90 @@
+import { execFileSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { loadComposeApp } from '../../lib/compose.ts';
+import { appServices, checkReleaseId, lockHeldError, newReleaseId, parseFacts, pinnedRefs, previousRelease, renderReleaseCompose } from '../../lib/deploy.ts';
+import * as scripts from '../../lib/remote-scripts.ts';
+import { EXIT } from '../../lib/cli.ts';
+import { REPO_ROOT } from '../../lib/target.ts';
+
+const layout = { deployPath: '~/apps/aidd bot', project: 'aidd-bot' };
+const registryApp = loadComposeApp(`${REPO_ROOT}/examples/aidd-bot/docker-compose.registry.yml`);
+
+function bashSyntaxOk(script: string): void {
+  execFileSync('bash', ['-n'], { input: script });
+}
+
+describe('remote scripts', () => {
+  const all: [string, string][] = [
+    ['preflight', scripts.preflightScript(layout)],
+    ['pull', scripts.pullScript(layout, { registry: 'ghcr.io', username: 'me', token: "t0k'en\"$x", refs: ['ghcr.io/me/aidd-api:latest'] })],
+    ['lock', scripts.lockScript(layout, '{"who":"me"}')],
+    ['unlock', scripts.unlockScript(layout, 'abc')],
+    ['break-lock', scripts.breakLockScript(layout, '{}')],
+    ['upload', scripts.uploadScript(layout, { id: 'r1', compose: 'services: {}\n', releaseJson: '{}', env: 'A=1\nB="two words"\n' })],
+    ['upload-keep-env', scripts.uploadScript(layout, { id: 'r1', compose: 'services: {}\n', releaseJson: '{}' })],
+    ['backup', scripts.backupScript(layout, 'r0', 'r1', { service: 'postgres', command: 'pg_dump -U "$POSTGRES_USER"', extension: 'dump' }, 5)],
+    ['migrate', scripts.migrateScript(layout, 'r1', { service: 'api', command: ['migrate'], needs: ['postgres'] }, 60)],
+    ['up', scripts.upScript(layout, 'r1')],
+    ['finish', scripts.finishScript(layout, 'r1', '{"action":"deploy"}', 5)],
+    ['discard', scripts.discardReleaseScript(layout, 'r1', '{}')],
+    ['history', scripts.historyScript(layout, 20)],
+  ];
+
+  it.each(all)('%s is valid bash with strict mode and umask 077', (_name, script) => {
+    bashSyntaxOk(script);
+    expect(script.startsWith('set -euo pipefail\numask 077\n')).toBe(true);
+  });
+
+  it('expands ~/ to the deploy user home and quotes the rest', () => {
+    expect(scripts.prelude(layout)).toContain(`deploy="$HOME"/'apps/aidd bot'`);
+    expect(scripts.prelude({ deployPath: '/opt/aidd', project: 'p' })).toContain('deploy=/opt/aidd');
+  });
+
+  it('puts the registry token only inside a quoted heredoc, never on a command line', () => {
+    const script = scripts.pullScript(layout, { registry: 'ghcr.io', username: 'me', token: 'tok-123456', refs: ['r:1'] });
+    const tokenLines = script.split('\n').filter((line) => line.includes('tok-123456'));
+    expect(tokenLines).toEqual(['tok-123456']);
+    expect(script).toMatch(/--password-stdin .*<<'AIDD_[0-9A-F]{12}'/);
+  });
+
+  it('heredoc delimiters never occur in the text they wrap', () => {
+    const doc = scripts.heredoc('line\nAIDD_X\n');
+    const delimiter = doc.start.slice(3, -1);
+    expect(doc.body.split('\n').slice(0, -1)).not.toContain(delimiter);
+    expect(doc.body.endsWith(`\n${delimiter}`)).toBe(true);
+  });
+});
+
+describe('deploy helpers', () => {
+  it('parses server facts', () => {
+    const facts = parseFacts('docker=20.10.24\ncompose=docker-compose 1.29.2\ndisk_free_kb=5000000\ncurrent=r2\nreleases=r1 r2 \nlock={"who":"x"}\n');
+    expect(facts).toMatchObject({ docker: '20.10.24', compose: 'docker-compose 1.29.2', diskFreeKb: 5000000, current: 'r2', releases: ['r1', 'r2'], lock: '{"who":"x"}' });
+  });
+
+  it('names the lock holder and refuses with exit code 3', () => {
+    const error = lockHeldError('{"who":"ana@laptop","at":"2026-11-27T10:00:00Z","reason":"deploy"}');
+    expect(error.message).toBe('deploy lock is held by ana@laptop since 2026-11-27T10:00:00Z (deploy); wait for it, or if it is stale run ssh-deploy --break-lock');
+    expect(error.exitCode).toBe(EXIT.refused);
+  });
+
+  it('makes sortable release ids and refuses odd ones', () => {
+    expect(newReleaseId('0123456789abcdef0123', new Date('2026-11-27T14:50:01.123Z'))).toBe('20261127T145001Z-0123456789ab');
+    expect(checkReleaseId('20261127T145001Z-abc')).toBe('20261127T145001Z-abc');
+    expect(() => checkReleaseId('../etc')).toThrow('--to ../etc is not a release id');
+  });
+
+  it('picks the release before the current one', () => {
+    expect(previousRelease(['r3', 'r1', 'r2'], 'r3')).toBe('r2');
+    expect(previousRelease(['r1'], 'r1')).toBeUndefined();
+  });
+
+  it('finds the app services of the registry compose file and pins them by digest', () => {
+    expect(appServices(registryApp).sort()).toEqual(['api', 'bot', 'frontend']);
+    const refs = { api: 'reg:5000/me/aidd-api:latest', bot: 'reg:5000/me/aidd-bot@sha256:bb' };
+    const pinned = pinnedRefs('digest reg:5000/me/aidd-api:latest other/x@sha256:00 reg:5000/me/aidd-api@sha256:aa\n', refs);
+    expect(pinned).toEqual({ api: 'reg:5000/me/aidd-api@sha256:aa', bot: 'reg:5000/me/aidd-bot@sha256:bb' });
+    const compose = renderReleaseCompose(registryApp, pinned);
+    expect(compose).toContain('image: reg:5000/me/aidd-api@sha256:aa');
+    expect(compose).toContain('image: ${POSTGRES_IMAGE:-postgres:16-alpine}');
+  });
+});

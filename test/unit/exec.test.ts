@@ -1,0 +1,58 @@
+import { describe, expect, it } from 'vitest';
+import { describe as describeCommand, Runner } from '../../lib/exec.ts';
+import { createLogger } from '../../lib/log.ts';
+import { redact, Secret } from '../../lib/secrets.ts';
+
+const quiet = createLogger({ prefix: 'test', quiet: true });
+
+describe('secrets', () => {
+  it('redacts every registered secret value, never the surrounding text', () => {
+    const token = new Secret('ghp_example_token_value');
+    expect(redact('login with ghp_example_token_value done')).toBe('login with [REDACTED] done');
+    expect(String(token)).toBe('[REDACTED]');
+    expect(JSON.stringify({ token })).toBe('{"token":"[REDACTED]"}');
+    expect(token.reveal()).toBe('ghp_example_token_value');
+  });
+});
+
+describe('command description', () => {
+  it('quotes arguments for the shell and marks secret stdin', () => {
+    const text = describeCommand({ argv: ['docker', 'login', 'ghcr.io', '--password-stdin', 'a b'], input: new Secret('pw-1234567') });
+    expect(text).toBe(`docker login ghcr.io --password-stdin 'a b' <<< [REDACTED]`);
+  });
+
+  it('redacts a secret that ended up inside an argument', () => {
+    new Secret('s3cr3t-value');
+    expect(describeCommand({ argv: ['echo', 'x=s3cr3t-value'] })).toBe('echo x=[REDACTED]');
+  });
+});
+
+describe('runner', () => {
+  it('runs a command, feeds stdin and reports the exit code', async () => {
+    const runner = new Runner({ logger: quiet });
+    const result = await runner.attempt({ argv: ['sh', '-c', 'cat; exit 3'], input: 'hello' });
+    expect(result).toMatchObject({ exitCode: 3, stdout: 'hello', skipped: false });
+  });
+
+  it('throws a one-line error naming the command when run() fails', async () => {
+    const runner = new Runner({ logger: quiet });
+    await expect(runner.run({ argv: ['sh', '-c', 'echo boom >&2; exit 1'] })).rejects.toThrow(/^sh -c .* failed: boom$/);
+  });
+
+  it('in dry-run skips commands that change things but runs read-only ones', async () => {
+    const runner = new Runner({ logger: quiet, dryRun: true });
+    const write = await runner.attempt({ argv: ['sh', '-c', 'echo changed'] });
+    const read = await runner.attempt({ argv: ['sh', '-c', 'echo state'], readOnly: true });
+    expect(write).toMatchObject({ skipped: true, stdout: '' });
+    expect(read).toMatchObject({ skipped: false, stdout: 'state\n' });
+    expect(runner.plan).toEqual([`sh -c 'echo changed'`, `sh -c 'echo state'`]);
+  });
+
+  it('kills a command that outlives its timeout', async () => {
+    const runner = new Runner({ logger: quiet });
+    const started = Date.now();
+    const result = await runner.attempt({ argv: ['sleep', '10'], timeoutMs: 200 });
+    expect(result.exitCode).not.toBe(0);
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+});
