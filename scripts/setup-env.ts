@@ -1,0 +1,288 @@
+// Create or check the .env of a target (local development or the server) against env/schema.ts.
+// Flags and the environment answer first; on a terminal a walkthrough asks for whatever is still
+// missing or invalid. Secret values are never printed, and never accepted on the command line.
+import { chmodSync, existsSync } from 'node:fs';
+import path from 'node:path';
+import * as prompts from '@clack/prompts';
+import { AIDD_BOT_ENV, TEMPLATE_FILES } from '../env/schema.ts';
+import { EXIT, isInteractive, runScript, stringValue, ToolError, UsageError, type ScriptSpec, type Values } from '../lib/cli.ts';
+import { backupEnvFile, readEnvFile, SECRET_FILE_MODE, updateEnvText, writeEnvFile, type EnvFile } from '../lib/env-file.ts';
+import {
+  checkValue,
+  displayValue,
+  findVariable,
+  newFileValues,
+  renderEnvText,
+  renderVariableBlock,
+  TARGETS,
+  validate,
+  valuesFromEnvironment,
+  variablesIn,
+  type Problem,
+  type Target,
+  type VariableSpec,
+} from '../lib/env-schema.ts';
+import { createLogger, printJson, type Logger } from '../lib/log.ts';
+import { registerSecret } from '../lib/secrets.ts';
+import { DEFAULT_COMPOSE_FILE } from '../lib/target.ts';
+
+const spec: ScriptSpec = {
+  name: 'setup-env',
+  summary:
+    'Create, complete or check the .env of a target from env/schema.ts. Values come from --set, the\n' +
+    'environment (a variable named like the setting answers it when the file lacks it or holds an invalid\n' +
+    'value; with --from-env it always wins) and --generate; on a terminal a walkthrough asks for the rest.\n' +
+    'Secrets are masked in every output and only accepted from the environment or a prompt, never argv.\n' +
+    'A changed file keeps a timestamped backup (FILE.bak-YYYYmmddTHHMMSS) and is written with mode 0600.\n' +
+    'Default files: local -> .env next to the compose file; production -> .env.production here.\n' +
+    'Cancelling the walkthrough (Ctrl-C) exits 130 and writes nothing.',
+  options: {
+    target: { type: 'string', value: 'local|production', env: 'AIDD_ENV_TARGET', help: 'Which file: local development or the server (default local).' },
+    file: { type: 'string', value: 'PATH', help: "The file to create or check (default: the target's usual path)." },
+    compose: { type: 'string', value: 'PATH', env: 'AIDD_COMPOSE_FILE', help: 'Compose file whose directory holds the local .env (default: AIDD Bot).' },
+    check: { type: 'boolean', help: 'Only validate the file: list each missing or invalid variable, exit 1 if any.' },
+    'from-env': { type: 'boolean', help: "Take every target variable set in the environment, over the file's values (CI)." },
+    set: { type: 'string', multiple: true, value: 'NAME=VALUE', help: 'Set a non-secret variable; repeatable.' },
+    generate: { type: 'boolean', help: 'Generate missing or invalid passwords (POSTGRES_PASSWORD) without asking.' },
+    'dry-run': { type: 'boolean', help: 'Show what would change (secrets masked); write nothing.' },
+    yes: { type: 'boolean', short: 'y', help: 'On a terminal, write without confirming the summary.' },
+    json: { type: 'boolean', help: 'Print the result as JSON on stdout (never prompts).' },
+  },
+  examples: [
+    'npx tsx scripts/setup-env.ts',
+    'npx tsx scripts/setup-env.ts --target production --check --json',
+    'POSTGRES_PASSWORD=... BOT_TOKEN=... npx tsx scripts/setup-env.ts --target production --set IMAGE_OWNER=acme',
+    'npx tsx scripts/setup-env.ts --target production --from-env --generate   # in CI, from the job secrets',
+  ],
+};
+
+const schema = AIDD_BOT_ENV;
+/** 128 + SIGINT, as a shell reports Ctrl-C. */
+const EXIT_CANCELLED = 130;
+
+interface Change {
+  name: string;
+  action: 'add' | 'change';
+}
+
+await runScript(spec, async (values) => {
+  const target = parseTarget(stringValue(values, 'target') ?? 'local');
+  const file = path.resolve(stringValue(values, 'file') ?? defaultFile(target, stringValue(values, 'compose')));
+  const json = values.json === true;
+  const logger = createLogger({ prefix: spec.name, quiet: json });
+  const existing = readEnvFile(file);
+  registerSecretValues(existing?.values ?? {});
+  registerSecretValues(process.env as Record<string, string>);
+
+  if (values.check === true) {
+    const conflicting = ['set', 'from-env', 'generate'].filter((name) => values[name] !== undefined && values[name] !== false);
+    if (conflicting.length > 0) throw new UsageError(`--check only reads the file; drop --${conflicting.join(', --')}`);
+    return check(target, file, existing, json, logger);
+  }
+  return setUp(target, file, existing, values, json, logger);
+});
+
+function parseTarget(value: string): Target {
+  const target = TARGETS.find((candidate) => candidate === value);
+  if (!target) throw new UsageError(`--target ${value} is not one of ${TARGETS.join(', ')}`);
+  return target;
+}
+
+function defaultFile(target: Target, compose: string | undefined): string {
+  return target === 'local' ? path.join(path.dirname(path.resolve(compose ?? DEFAULT_COMPOSE_FILE)), '.env') : '.env.production';
+}
+
+/** Paths as a person would type them: relative below the current directory, absolute elsewhere. */
+function shown(file: string): string {
+  const relative = path.relative(process.cwd(), file);
+  return relative.startsWith('..') ? file : relative;
+}
+
+function registerSecretValues(values: Record<string, string | undefined>): void {
+  for (const variable of schema.variables) {
+    if (variable.secret) for (const name of [variable.name, ...(variable.aliases ?? [])]) registerSecret(values[name]);
+  }
+}
+
+function check(target: Target, file: string, existing: EnvFile | undefined, json: boolean, logger: Logger): number {
+  if (!existing) throw new UsageError(`${shown(file)} does not exist; create it with: npx tsx scripts/setup-env.ts --target ${target} --file ${shown(file)}`);
+  const problems: Problem[] = [
+    ...existing.malformed.map((line) => ({ name: `line ${line.line}`, line: line.line, reason: line.reason })),
+    ...validate(existing.values, schema, target),
+  ];
+  if (existing.mode & 0o077) logger.warn(`${shown(file)} is mode 0${existing.mode.toString(8)}: others can access it; run setup-env without --check (or chmod 600) to fix it`);
+  const ok = problems.length === 0;
+  if (json) printJson({ ok, target, file, problems });
+  else if (ok) process.stdout.write(`${shown(file)}: ok for ${target}\n`);
+  else process.stdout.write(problems.map((problem) => `${problem.name}: ${problem.reason}\n`).join(''));
+  if (ok) return EXIT.ok;
+  process.stderr.write(`setup-env: error: ${shown(file)} is not ready for ${target}: ${problems.map((problem) => problem.name).join(', ')}\n`);
+  return EXIT.failed;
+}
+
+/** --set NAME=VALUE pairs: known, non-secret variables of the target with valid values. */
+function parseSetFlags(pairs: string[], target: Target): Record<string, string> {
+  const values: Record<string, string> = {};
+  for (const pair of pairs) {
+    const separator = pair.indexOf('=');
+    const name = separator > 0 ? pair.slice(0, separator) : pair;
+    const value = pair.slice(separator + 1);
+    const variable = findVariable(schema, name);
+    if (variable?.secret) {
+      registerSecret(value);
+      throw new UsageError(`--set ${name}: ${name} is secret and would show in the process list and shell history; set the ${name} environment variable instead`);
+    }
+    if (separator <= 0) throw new UsageError(`--set ${pair} is not NAME=VALUE`);
+    if (!variable || !variable.scopes.includes(target)) throw new UsageError(`--set ${name}: not a variable of the ${target} target; see ${TEMPLATE_FILES[target]}`);
+    values[name] = value;
+  }
+  return values;
+}
+
+function howToSupply(variable: VariableSpec): string {
+  const ways = variable.secret ? [`set env ${variable.name}`] : [`pass --set ${variable.name}=VALUE`, `set env ${variable.name}`];
+  if (variable.generate) ways.push('pass --generate');
+  return ways.join(' or ');
+}
+
+function cancelled(): never {
+  prompts.cancel('Cancelled: nothing was written.');
+  throw new ToolError('cancelled: nothing was written', EXIT_CANCELLED);
+}
+
+/** A prompt's answer, or the end of the run when the person cancelled (Ctrl-C, Escape). */
+function answered<T>(answer: T): Exclude<T, symbol> {
+  if (prompts.isCancel(answer)) cancelled();
+  return answer as Exclude<T, symbol>;
+}
+
+async function ask(variable: VariableSpec, target: Target, next: Record<string, string>, reason: string): Promise<string> {
+  prompts.log.info(`${variable.name}: ${variable.description}${variable.source ? ` Get it: ${variable.source}` : ''}`);
+  if (next[variable.name]) prompts.log.warn(`${variable.name}: ${reason}`);
+  const validateAnswer = (value: string | undefined) => checkValue(schema, variable, target, { ...next, [variable.name]: value ?? '' });
+  if (!variable.secret) {
+    return answered(
+      await prompts.text({
+        message: variable.name,
+        initialValue: next[variable.name] || variable.default || '',
+        placeholder: variable.override?.example,
+        validate: validateAnswer,
+      }),
+    );
+  }
+  if (variable.generate) {
+    const choice = answered(
+      await prompts.select({
+        message: `${variable.name}: generate a strong random value?`,
+        options: [
+          { value: 'generate', label: 'Generate one', hint: '32 random characters' },
+          { value: 'type', label: 'Type my own' },
+        ],
+      }),
+    );
+    if (choice === 'generate') return variable.generate();
+  }
+  return answered(await prompts.password({ message: variable.name, validate: validateAnswer }));
+}
+
+function summaryLines(target: Target, next: Record<string, string>, changes: Change[]): string {
+  const marks = new Map(changes.map((change) => [change.name, change.action === 'add' ? '+' : '~']));
+  const width = Math.max(...variablesIn(schema, target).map((variable) => variable.name.length));
+  return variablesIn(schema, target)
+    .filter((variable) => next[variable.name] !== undefined)
+    .map((variable) => `${marks.get(variable.name) ?? ' '} ${variable.name.padEnd(width)}  ${displayValue(variable, next[variable.name]!)}`)
+    .join('\n');
+}
+
+async function setUp(target: Target, file: string, existing: EnvFile | undefined, values: Values, json: boolean, logger: Logger): Promise<number> {
+  const interactive = isInteractive() && !json;
+  const dryRun = values['dry-run'] === true;
+  if (existing?.malformed.length) {
+    const [first] = existing.malformed;
+    throw new UsageError(`${shown(file)} line ${first!.line}: ${first!.reason}; fix it first (--check lists every problem)`);
+  }
+  if (!existing && !existsSync(path.dirname(file))) throw new UsageError(`directory ${shown(path.dirname(file))} does not exist; create it or pass --file PATH`);
+  for (const problem of validate(existing?.values ?? {}, schema, target)) {
+    if (!findVariable(schema, problem.name)?.scopes.includes(target)) throw new UsageError(`${shown(file)} holds ${problem.name}, ${problem.reason}; remove that line`);
+  }
+
+  const environment = valuesFromEnvironment(schema, target, process.env);
+  const supplied: [string, Record<string, string>][] = [
+    ['the environment (--from-env)', values['from-env'] === true ? environment : {}],
+    ['--set', parseSetFlags((values.set as string[] | undefined) ?? [], target)],
+  ];
+  const next: Record<string, string> = { ...(existing?.values ?? newFileValues(schema, target)) };
+  for (const [source, answers] of supplied) {
+    for (const [name, value] of Object.entries(answers)) {
+      next[name] = value;
+      const reason = checkValue(schema, findVariable(schema, name)!, target, next);
+      if (reason) throw new UsageError(`${name} from ${source}: ${reason}`);
+    }
+  }
+
+  if (interactive) prompts.intro(`setup-env: ${target} file ${shown(file)}`);
+  const unresolved: string[] = [];
+  for (const variable of variablesIn(schema, target)) {
+    const reason = checkValue(schema, variable, target, next);
+    if (!reason) continue;
+    const fromEnvironment = environment[variable.name];
+    if (fromEnvironment !== undefined) {
+      const invalid = checkValue(schema, variable, target, { ...next, [variable.name]: fromEnvironment });
+      if (invalid) throw new UsageError(`${variable.name} from the environment: ${invalid}`);
+      next[variable.name] = fromEnvironment;
+    } else if (variable.generate && values.generate === true) {
+      next[variable.name] = variable.generate();
+    } else if (interactive) {
+      next[variable.name] = await ask(variable, target, next, reason);
+    } else {
+      unresolved.push(`${variable.name} (${reason}; ${howToSupply(variable)})`);
+      continue;
+    }
+    if (variable.secret) registerSecret(next[variable.name]);
+  }
+  if (unresolved.length > 0) throw new UsageError(`${shown(file)} cannot be completed without a terminal: ${unresolved.join(', ')}`);
+
+  // Schema order, so summaries read like the template; other names the file holds never change.
+  const changes: Change[] = variablesIn(schema, target)
+    .map((variable) => variable.name)
+    .filter((name) => next[name] !== undefined && next[name] !== existing?.values[name])
+    .map((name) => ({ name, action: existing && name in existing.values ? 'change' : 'add' }));
+  const modeTooWide = existing !== undefined && (existing.mode & 0o077) !== 0;
+  const result = { ok: true, target, file, dryRun, written: false, backup: null as string | null, modeFixed: false, changes };
+  const finish = (message: string): number => {
+    if (interactive) prompts.outro(message);
+    else logger.step(message);
+    if (json) printJson(result);
+    return EXIT.ok;
+  };
+
+  if (changes.length === 0) {
+    if (modeTooWide && !dryRun) {
+      chmodSync(file, SECRET_FILE_MODE);
+      result.modeFixed = true;
+    }
+    const modeNote = modeTooWide ? `; mode was 0${existing!.mode.toString(8)}, ${dryRun ? 'would be set' : 'set'} to 0600` : '';
+    return finish(`${shown(file)} is complete for ${target}: nothing to change${modeNote}`);
+  }
+
+  if (interactive) {
+    prompts.note(summaryLines(target, next, changes), `${existing ? 'Changes to' : 'New file'} ${shown(file)} (+ added, ~ changed; secrets masked)`);
+    if (!dryRun && values.yes !== true) {
+      const write = answered(await prompts.confirm({ message: `Write ${shown(file)}${existing ? ' (the current file is backed up first)' : ''}?` }));
+      if (!write) cancelled();
+    }
+  } else if (!json) {
+    process.stdout.write(changes.map((change) => `${change.action === 'add' ? '+' : '~'} ${change.name}=${displayValue(findVariable(schema, change.name), next[change.name]!)}\n`).join(''));
+  }
+  if (dryRun) return finish(`dry run: ${changes.length} change(s) to ${shown(file)}; nothing was written`);
+
+  const changed = Object.fromEntries(changes.map((change) => [change.name, next[change.name]!]));
+  const text = existing
+    ? updateEnvText(existing, existing.text, changed, (name) => renderVariableBlock(findVariable(schema, name)!, target, changed[name]))
+    : renderEnvText(schema, target, next);
+  result.backup = existing ? backupEnvFile(file) : null;
+  writeEnvFile(file, text);
+  result.written = true;
+  result.modeFixed = modeTooWide;
+  return finish(`wrote ${shown(file)} (mode 0600, ${changes.length} change(s))${result.backup ? `; backup: ${shown(result.backup)}` : ''}`);
+}
