@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { ImageResult } from '../lib/build.ts';
 import { EXIT, runScript, ToolError, type ScriptSpec } from '../lib/cli.ts';
 import { Runner, type Command } from '../lib/exec.ts';
-import { createLogger, printJson } from '../lib/log.ts';
+import { createLogger, formatTable, printJson } from '../lib/log.ts';
 import { ensureDockerEngine, startRegistry } from '../lib/sandbox.ts';
 import { DEFAULT_COMPOSE_FILE, REPO_ROOT } from '../lib/target.ts';
 import { SANDBOX_DIR, tempDir, uniqueName } from '../test/e2e/harness.ts';
@@ -110,8 +110,7 @@ await runScript(spec, async (values) => {
     `${scenario.images.filter((image) => image.pushed).length}/${scenario.images.length}`,
     ...services.map((service) => scenario.images.find((image) => image.service === service)!.seconds.toFixed(1)),
   ]);
-  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
-  process.stdout.write([header, ...rows].map((row) => row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd()).join('\n') + '\n');
+  process.stdout.write(`${formatTable(header, rows)}\n`);
   process.stdout.write(
     'Per-service seconds are build + push, 2 builds at a time; base images are local (nothing pulled).\n' +
     'After a commit every image carries the new revision label, so all are pushed, but only the changed\n' +

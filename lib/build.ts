@@ -18,7 +18,7 @@ import {
   type LocalImage,
 } from './docker.ts';
 import type { Command, Result, Runner } from './exec.ts';
-import type { Logger } from './log.ts';
+import { formatTable, type Logger } from './log.ts';
 import type { RegistryClient, RemoteManifest } from './registry-api.ts';
 
 // ---------------------------------------------------------------- the commit being built
@@ -502,7 +502,5 @@ export function summaryTable(images: ImageResult[], built: BuiltImage[]): string
       image.pushed ? 'pushed' : image.digest ? 'already there' : 'no',
     ];
   });
-  const header = ['service', 'tags', 'digest', 'size', 'seconds', 'cache', 'push'];
-  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
-  return [header, ...rows].map((row) => row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd()).join('\n');
+  return formatTable(['service', 'tags', 'digest', 'size', 'seconds', 'cache', 'push'], rows);
 }

@@ -134,24 +134,40 @@ export async function releaseLock(session: Session, lock: Lock): Promise<void> {
   await runRemote(session, scripts.unlockScript(session.layout, lock.id), 30_000);
 }
 
+/** A run stopped by SIGINT/SIGTERM at a step boundary; exits 130 or 143. */
+export class InterruptedError extends ToolError {
+  constructor(readonly signal: NodeJS.Signals) {
+    super(`interrupted by ${signal}; the deploy lock is released, run the same command again to finish`, signal === 'SIGINT' ? 130 : 143);
+  }
+}
+
+let interruptedBy: NodeJS.Signals | undefined;
+
+/** Called between steps: a signal stops the run there, never in the middle of a remote step. */
+function checkpoint(): void {
+  if (interruptedBy) throw new InterruptedError(interruptedBy);
+}
+
 /**
- * Holds the lock while `work` runs, and releases it on success, failure, SIGINT and SIGTERM.
- * On a signal the run stops there: the lock is freed, the interruption audited, and the process
- * exits 130/143; a re-run converges because every step is idempotent.
+ * Holds the lock while `work` runs and releases it on success, failure, SIGINT and SIGTERM. The first
+ * signal lets the running remote step finish and stops at the next step boundary, so no remote
+ * command outlives the lock; a second signal frees the lock and exits at once.
  */
 export async function withLock<T>(session: Session, reason: string, release: string | undefined, work: (lock: Lock) => Promise<T>): Promise<T> {
   const lock = await takeLock(session, reason, release);
   const onSignal = (signal: NodeJS.Signals) => {
-    session.logger.warn(`${signal}: releasing the deploy lock and stopping`);
-    const line = auditLine({ action: 'interrupted', release, result: 'interrupted', detail: signal });
-    void runRemote(session, scripts.auditScript(session.layout, line), 15_000)
-      .catch(() => undefined)
-      .then(() => releaseLock(session, lock))
-      .catch(() => undefined)
-      .finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+    if (interruptedBy) {
+      session.logger.warn(`${signal} again: releasing the deploy lock and exiting now`);
+      void releaseLock(session, lock)
+        .catch(() => undefined)
+        .finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+      return;
+    }
+    interruptedBy = signal;
+    session.logger.warn(`${signal}: stopping after the current step (send it again to stop at once)`);
   };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
     return await work(lock);
   } finally {
@@ -270,7 +286,9 @@ export interface DeployReport {
   error?: string;
 }
 
-async function timed<T>(steps: StepTiming[], logger: Logger, step: string, work: () => Promise<T>): Promise<T> {
+/** Runs and times one step; a pending signal stops the run before it, unless the step restores service. */
+async function timed<T>(steps: StepTiming[], logger: Logger, step: string, work: () => Promise<T>, interruptible = true): Promise<T> {
+  if (interruptible) checkpoint();
   logger.step(step);
   const started = Date.now();
   try {
@@ -326,31 +344,56 @@ export async function deploy(session: Session, request: DeployRequest): Promise<
       null,
       2,
     );
-    const discard = async (step: string, error: unknown) => {
+    const audit = (entry: Record<string, unknown>) =>
+      runRemote(session, scripts.auditScript(session.layout, auditLine({ action: 'deploy', release: id, previous: facts.current ?? null, ...entry })), 30_000);
+    // Until the switch, a failure or interruption removes the new release: nothing changed for users.
+    let stage = 'upload';
+    try {
+      await timed(steps, logger, `Uploading release ${id}`, () =>
+        runRemote(session, scripts.uploadScript(session.layout, { id, compose, releaseJson, env: request.env }), 60_000),
+      );
+      const { backup, migrate } = request.app.config;
+      if (backup && facts.current) {
+        stage = 'backup';
+        const saved = await timed(steps, logger, 'Backing up the database', () =>
+          runRemote(session, scripts.backupScript(session.layout, facts.current!, id, backup, request.keep), 900_000),
+        );
+        logger.info(saved.stdout.trim());
+      }
+      if (migrate) {
+        stage = 'migrate';
+        await timed(steps, logger, `Migrating (${migrate.service} ${migrate.command.join(' ')})`, () =>
+          runRemote(session, scripts.migrateScript(session.layout, id, migrate, Math.round(request.healthTimeoutMs / 1000)), request.healthTimeoutMs + 600_000),
+        );
+      }
+      checkpoint();
+    } catch (error) {
+      const interrupted = error instanceof InterruptedError;
       const detail = error instanceof Error ? error.message : String(error);
-      await runRemote(session, scripts.discardReleaseScript(session.layout, id, auditLine({ action: 'deploy', release: id, result: 'failed', step, detail })), 30_000);
+      await runRemote(
+        session,
+        scripts.discardReleaseScript(session.layout, id, auditLine({ action: interrupted ? 'interrupted' : 'deploy', release: id, result: interrupted ? 'interrupted' : 'failed', step: stage, detail })),
+        30_000,
+      );
       throw error;
-    };
-
-    await timed(steps, logger, `Uploading release ${id}`, () =>
-      runRemote(session, scripts.uploadScript(session.layout, { id, compose, releaseJson, env: request.env }), 60_000),
-    );
-    const { backup, migrate } = request.app.config;
-    if (backup && facts.current) {
-      await timed(steps, logger, 'Backing up the database', () =>
-        runRemote(session, scripts.backupScript(session.layout, facts.current!, id, backup, request.keep), 900_000),
-      ).then((result) => logger.info(result.stdout.trim()), (error) => discard('backup', error));
-    }
-    if (migrate) {
-      await timed(steps, logger, `Migrating (${migrate.service} ${migrate.command.join(' ')})`, () =>
-        runRemote(session, scripts.migrateScript(session.layout, id, migrate, Math.round(request.healthTimeoutMs / 1000)), request.healthTimeoutMs + 600_000),
-      ).catch((error) => discard('migrate', error));
     }
 
-    await timed(steps, logger, `Switching to ${id}`, () => runRemote(session, scripts.upScript(session.layout, id), 900_000));
-    report.checks = await timed(steps, logger, 'Waiting for health and smoke-testing', () => verify(session, request.app, request.healthTimeoutMs));
-    const failed = report.checks.filter((check) => !check.ok);
-    if (failed.length === 0) {
+    // From here a failure (compose refusing to start, or a failed check) means rolling back.
+    let failure: string | undefined;
+    try {
+      await timed(steps, logger, `Switching to ${id}`, () => runRemote(session, scripts.upScript(session.layout, id), 900_000));
+      report.checks = await timed(steps, logger, 'Waiting for health and smoke-testing', () => verify(session, request.app, request.healthTimeoutMs));
+      const failed = report.checks.filter((check) => !check.ok);
+      if (failed.length > 0) failure = failed.map((check) => `${check.name} (${check.detail})`).join(', ');
+    } catch (error) {
+      if (error instanceof InterruptedError) {
+        // Switched but not verified: `current` still names the old release; a re-run converges.
+        await audit({ action: 'interrupted', result: 'interrupted', step: 'switch', detail: error.message });
+        throw error;
+      }
+      failure = (error as Error).message;
+    }
+    if (failure === undefined) {
       await timed(steps, logger, 'Finishing: current, audit, prune', () =>
         runRemote(session, scripts.finishScript(session.layout, id, auditLine({ action: 'deploy', release: id, previous: facts.current ?? null, result: 'deployed', images: report.images }), request.keep), 300_000),
       );
@@ -359,25 +402,20 @@ export async function deploy(session: Session, request: DeployRequest): Promise<
       return report;
     }
 
-    report.error = `release ${id} failed: ${failed.map((check) => `${check.name} (${check.detail})`).join(', ')}`;
+    report.error = `release ${id} failed: ${failure}`;
     logger.warn(report.error);
     if (!facts.current) {
-      await runRemote(session, scripts.auditScript(session.layout, auditLine({ action: 'deploy', release: id, result: 'failed', detail: report.error })), 30_000);
+      await audit({ result: 'failed', step: 'verify', detail: report.error });
       return report;
     }
-    await timed(steps, logger, `Rolling back to ${facts.current}`, () => runRemote(session, scripts.upScript(session.layout, facts.current!), 900_000));
+    await timed(steps, logger, `Rolling back to ${facts.current}`, () => runRemote(session, scripts.upScript(session.layout, facts.current!), 900_000), false);
     const recovered = await verify(session, request.app, request.healthTimeoutMs);
     const rollbackOk = recovered.every((check) => check.ok);
-    await runRemote(
-      session,
-      scripts.auditScript(
-        session.layout,
-        auditLine({ action: 'deploy', release: id, result: rollbackOk ? 'rolled-back' : 'failed', restored: facts.current, detail: report.error }),
-      ),
-      30_000,
-    );
     report.result = rollbackOk ? 'rolled-back' : 'failed';
     if (!rollbackOk) report.error += `; rollback to ${facts.current} is not healthy either`;
+    // The failed release is removed so a later --rollback can never pick it.
+    const line = auditLine({ action: 'deploy', release: id, previous: facts.current, result: report.result, restored: facts.current, detail: report.error });
+    await runRemote(session, scripts.discardReleaseScript(session.layout, id, line), 30_000);
     return report;
   });
 }

@@ -22,3 +22,9 @@ export function createLogger(options: { quiet?: boolean; prefix: string }): Logg
 export function printJson(value: unknown): void {
   process.stdout.write(redact(JSON.stringify(value, null, 2)) + '\n');
 }
+
+/** A plain-text table with padded columns, for summaries and benchmark figures. */
+export function formatTable(header: string[], rows: string[][]): string {
+  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
+  return [header, ...rows].map((row) => row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd()).join('\n');
+}

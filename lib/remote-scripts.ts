@@ -47,6 +47,15 @@ export function prelude(layout: RemoteLayout): string {
   ].join('\n');
 }
 
+/**
+ * The whole script is one function, called with stdin from /dev/null: bash reads all of it before
+ * running anything, so a command that reads stdin (compose exec, docker run) cannot swallow the
+ * rest of the script, and a connection cut mid-transfer runs nothing at all.
+ */
+export function remoteScript(layout: RemoteLayout, body: string): string {
+  return `aidd_main() {\n${prelude(layout)}${body.replace(/^\n/, '')}}\naidd_main </dev/null\n`;
+}
+
 /** A heredoc whose delimiter cannot occur in the text; quoted, so nothing in it is expanded. */
 export function heredoc(text: string): { start: string; body: string } {
   let tag = '';
@@ -62,7 +71,7 @@ function writeFile(pathExpr: string, text: string): string {
 
 /** Facts the deploy needs before touching anything; changes nothing on the server. */
 export function preflightScript(layout: RemoteLayout): string {
-  return `${prelude(layout)}
+  return remoteScript(layout, `
 command -v docker >/dev/null 2>&1 || { echo "docker is not installed on the server" >&2; exit ${REMOTE_EXIT.noDocker}; }
 echo "docker=$(docker version --format '{{.Server.Version}}')"
 [ "\${#compose_cli[@]}" -gt 0 ] || { echo "neither docker compose nor docker-compose is installed on the server" >&2; exit ${REMOTE_EXIT.noCompose}; }
@@ -76,7 +85,7 @@ if [ -d "$deploy/releases" ]; then echo "releases=$(ls -1 "$deploy/releases" | t
 if [ -d "$deploy/lock" ]; then echo "lock=$(tr -d '\\n' < "$deploy/lock/owner.json" 2>/dev/null || echo '{}')"; fi
 if [ -f "$deploy/current/docker-compose.yml" ]; then echo "current_compose_sha=$(sha256sum < "$deploy/current/docker-compose.yml" | cut -c1-64)"; fi
 if [ -f "$deploy/current/.env" ]; then echo "current_env_sha=$(sha256sum < "$deploy/current/.env" | cut -c1-64)"; fi
-`;
+`);
 }
 
 export interface PullRequest {
@@ -102,18 +111,18 @@ export function pullScript(layout: RemoteLayout, request: PullRequest): string {
         `echo "digest ${ref} $(docker image inspect --format '{{join .RepoDigests " "}}' ${shellQuote(ref)})"`,
     )
     .join('\n');
-  return `${prelude(layout)}
+  return remoteScript(layout, `
 DOCKER_CONFIG=$(mktemp -d)
 export DOCKER_CONFIG
 trap 'rm -rf "$DOCKER_CONFIG"' EXIT
 ${login}
 ${pulls}
-`;
+`);
 }
 
 /** Takes the lock atomically (mkdir); prints `locked` or `held OWNER_JSON`. */
 export function lockScript(layout: RemoteLayout, ownerJson: string): string {
-  return `${prelude(layout)}
+  return remoteScript(layout, `
 mkdir -p "$deploy"
 if mkdir "$deploy/lock" 2>/dev/null; then
   ${writeFile('"$deploy/lock/owner.json"', ownerJson)}
@@ -121,18 +130,18 @@ if mkdir "$deploy/lock" 2>/dev/null; then
 else
   echo "held $(tr -d '\\n' < "$deploy/lock/owner.json" 2>/dev/null || echo '{}')"
 fi
-`;
+`);
 }
 
 /** Releases the lock only if this run holds it, so a run never frees another run's lock. */
 export function unlockScript(layout: RemoteLayout, lockId: string): string {
-  return `${prelude(layout)}
+  return remoteScript(layout, `
 if grep -qF ${shellQuote(lockId)} "$deploy/lock/owner.json" 2>/dev/null; then rm -rf "$deploy/lock"; echo unlocked; fi
-`;
+`);
 }
 
 export function breakLockScript(layout: RemoteLayout, auditLine: string): string {
-  return `${prelude(layout)}
+  return remoteScript(layout, `
 if [ -d "$deploy/lock" ]; then
   echo "broke $(tr -d '\\n' < "$deploy/lock/owner.json" 2>/dev/null || echo '{}')"
   rm -rf "$deploy/lock"
@@ -140,7 +149,7 @@ if [ -d "$deploy/lock" ]; then
 else
   echo "none"
 fi
-`;
+`);
 }
 
 export interface ReleaseFiles {
@@ -156,7 +165,7 @@ export function uploadScript(layout: RemoteLayout, files: ReleaseFiles): string 
   const envStep = files.env !== undefined
     ? writeFile('"$rel/.env"', files.env)
     : `if [ -f "$deploy/current/.env" ]; then cp "$deploy/current/.env" "$rel/.env"; else rm -rf "$rel"; echo "the server has no .env yet" >&2; exit ${REMOTE_EXIT.noEnv}; fi`;
-  return `${prelude(layout)}
+  return remoteScript(layout, `
 rel="$deploy/releases/${files.id}"
 mkdir -p "$deploy/releases" "$deploy/backups" "$rel"
 ${writeFile('"$rel/docker-compose.yml"', files.compose)}
@@ -164,7 +173,7 @@ ${writeFile('"$rel/release.json"', files.releaseJson)}
 ${envStep}
 chmod 600 "$rel/.env"
 echo uploaded
-`;
+`);
 }
 
 export interface BackupSpec {
@@ -176,7 +185,7 @@ export interface BackupSpec {
 
 /** Dumps the database of the running release into backups/, keeping the newest `keep`. */
 export function backupScript(layout: RemoteLayout, current: string, id: string, backup: BackupSpec, keep: number): string {
-  return `${prelude(layout)}
+  return remoteScript(layout, `
 container=$(compose ${shellQuote(current)} ps -q ${shellQuote(backup.service)} 2>/dev/null || true)
 if [ -z "$container" ]; then echo "skipped (no running ${backup.service})"; exit 0; fi
 out="$deploy/backups/${id}.${backup.extension}"
@@ -186,7 +195,7 @@ fi
 mv "$out.partial" "$out"
 ls -1t "$deploy/backups"/*.${backup.extension} | tail -n +${keep + 1} | xargs -r rm -f
 echo "saved $out $(stat -c %s "$out") bytes"
-`;
+`);
 }
 
 export interface MigrateSpec {
@@ -210,70 +219,80 @@ for service in ${needs}; do
   done
 done`
     : '';
-  return `${prelude(layout)}
+  return remoteScript(layout, `
 ${wait}
 if ! compose ${id} run --rm --no-deps -T ${shellQuote(migrate.service)} ${migrate.command.map(shellQuote).join(' ')} 2>&1 | tail -n 20 >&2; then
   echo "migration failed" >&2; exit ${REMOTE_EXIT.migrateFailed}
 fi
 echo migrated
-`;
+`);
 }
 
 /** Removes a release that never went live (its migration or upload failed). */
 export function discardReleaseScript(layout: RemoteLayout, id: string, auditLine: string): string {
-  return `${prelude(layout)}
+  return remoteScript(layout, `
 rm -rf "$deploy/releases/${id}"
 audit ${shellQuote(auditLine)}
-`;
+`);
 }
 
 /** Starts a release's services; containers whose config is unchanged are left running. */
 export function upScript(layout: RemoteLayout, id: string): string {
-  return `${prelude(layout)}
+  return remoteScript(layout, `
 [ -d "$deploy/releases/${id}" ] || { echo "release ${id} does not exist on the server" >&2; exit ${REMOTE_EXIT.noRelease}; }
-compose ${id} up -d --remove-orphans 2>&1 | tail -n 20 >&2
+log=$(mktemp)
+if ! compose ${id} up -d --remove-orphans >"$log" 2>&1; then
+  tail -n 20 "$log" >&2; rm -f "$log"
+  # compose's last line says little; name the services that are not healthy.
+  not_healthy=$(docker ps --all --filter "label=com.docker.compose.project=$project" --format '{{.Label "com.docker.compose.service"}} ({{.Status}})' | grep -v '(healthy)' | paste -sd, - || true)
+  echo "compose up failed; not healthy: \${not_healthy:-none}" >&2
+  exit 1
+fi
+rm -f "$log"
 echo started
-`;
+`);
 }
 
 /** Points `current` at a release atomically, records the audit line, prunes old releases and their images. */
 export function finishScript(layout: RemoteLayout, id: string, auditLine: string, keep: number): string {
-  return `${prelude(layout)}
+  return remoteScript(layout, `
 ln -sfn "releases/${id}" "$deploy/current.new" && mv -T "$deploy/current.new" "$deploy/current"
 audit ${shellQuote(auditLine)}
 cd "$deploy/releases"
 mapfile -t all < <(ls -1 | sort)
-(( \${#all[@]} > ${keep} )) || exit 0
-old=("\${all[@]:0:\${#all[@]}-${keep}}")
-kept_images=$(cat "\${all[@]: -${keep}}"/docker-compose.yml 2>/dev/null | sed -n 's/^ *image: *//p' | tr -d '"' | sort -u)
-for release in "\${old[@]}"; do
-  [ "$release" = ${shellQuote(id)} ] && continue
-  for image in $(sed -n 's/^ *image: *//p' "$release/docker-compose.yml" | tr -d '"' | sort -u); do
+count=\${#all[@]}
+(( count > ${keep} )) || exit 0
+images_of() { for release in "$@"; do sed -n 's/^ *image: *//p' "$release/docker-compose.yml"; done | tr -d '"' | sort -u; }
+# The newest ${keep} releases and the current one stay, with every image they use.
+kept_images=$(images_of "\${all[@]:count-${keep}}" ${shellQuote(id)})
+for release in "\${all[@]:0:count-${keep}}"; do
+  [ "$release" != ${shellQuote(id)} ] || continue
+  for image in $(images_of "$release"); do
     grep -qxF "$image" <<<"$kept_images" || docker image rm "$image" >/dev/null 2>&1 || true
   done
   rm -rf "$release"
   echo "pruned $release"
 done
-`;
+`);
 }
 
 /** Appends one JSON line to the audit log. */
 export function auditScript(layout: RemoteLayout, auditLine: string): string {
-  return `${prelude(layout)}
+  return remoteScript(layout, `
 audit ${shellQuote(auditLine)}
-`;
+`);
 }
 
 /** Prints the audit log's last lines. */
 export function historyScript(layout: RemoteLayout, lines: number): string {
-  return `${prelude(layout)}
+  return remoteScript(layout, `
 [ -f "$deploy/deploys.log" ] && tail -n ${lines} "$deploy/deploys.log" || true
-`;
+`);
 }
 
 /** Prints the current release's record. */
 export function releaseRecordScript(layout: RemoteLayout, id: string): string {
-  return `${prelude(layout)}
+  return remoteScript(layout, `
 cat "$deploy/releases/${id}/release.json"
-`;
+`);
 }

@@ -157,7 +157,8 @@ export function deployUserCommands(user: string): Command[] {
   ];
 }
 
-export async function startSshServer(runner: Runner, dir: string, user = 'aidd-deploy'): Promise<SshServer> {
+/** `extraConfig` adds sshd_config lines (a benchmark sets the session PATH with SetEnv). */
+export async function startSshServer(runner: Runner, dir: string, user = 'aidd-deploy', extraConfig: string[] = []): Promise<SshServer> {
   if (process.getuid?.() !== 0) throw new ToolError('the local SSH server needs root (it creates a deploy user); run as root');
   mkdirSync(dir, { recursive: true, mode: 0o755 });
   const stateFile = path.join(dir, 'state.json');
@@ -173,8 +174,12 @@ export async function startSshServer(runner: Runner, dir: string, user = 'aidd-d
   // The key goes where a real server keeps it, owned by the deploy user.
   const sshDir = path.join(home!, '.ssh');
   mkdirSync(sshDir, { recursive: true, mode: 0o700 });
-  writeFileSync(path.join(sshDir, 'authorized_keys'), readFileSync(`${keyFile}.pub`), { mode: 0o600 });
-  for (const file of [sshDir, path.join(sshDir, 'authorized_keys')]) chownSync(file, Number(uid), Number(gid));
+  // Appended, not overwritten: several sandboxes (tests, benchmarks) may share the deploy user.
+  const authorizedKeys = path.join(sshDir, 'authorized_keys');
+  const publicKey = readFileSync(`${keyFile}.pub`, 'utf8');
+  const known = existsSync(authorizedKeys) ? readFileSync(authorizedKeys, 'utf8') : '';
+  if (!known.includes(publicKey.trim())) writeFileSync(authorizedKeys, known + publicKey, { mode: 0o600 });
+  for (const file of [sshDir, authorizedKeys]) chownSync(file, Number(uid), Number(gid));
 
   let state = readState(stateFile);
   if (!state || !(await portAnswers(state.port))) {
@@ -196,6 +201,7 @@ export async function startSshServer(runner: Runner, dir: string, user = 'aidd-d
         'MaxStartups 100',
         'MaxSessions 100',
         'Subsystem sftp /usr/lib/openssh/sftp-server',
+        ...extraConfig,
         '',
       ].join('\n'),
     );

@@ -6,14 +6,18 @@ import { localAccess } from '../lib/local-stack.ts';
 import { createLogger, printJson } from '../lib/log.ts';
 import { formatOutcomes, parseServiceUrls, runSmoke, type StackAccess } from '../lib/smoke.ts';
 import { DEFAULT_COMPOSE_FILE } from '../lib/target.ts';
+import { closeSession, openSession, remoteAccess, type Session } from '../lib/deploy.ts';
+import { resolveSshTarget, SSH_FLAGS } from '../lib/ssh.ts';
 
 const spec: ScriptSpec = {
   name: 'smoke-test',
   summary:
     'Prove a running stack is healthy: each service container is running and healthy, and the HTTP checks\n' +
     'listed under smoke: in aidd.yml next to the compose file answer as expected. Failed checks are retried with backoff\n' +
-    'until the deadline. Runs against a local compose project, or against public URLs with --url.',
+    'until the deadline. Runs against a local compose project, on a server over SSH with --host (ports are\n' +
+    'forwarded through the SSH connection), or against public URLs with --url.',
   options: {
+    ...SSH_FLAGS,
     compose: { type: 'string', value: 'PATH', env: 'AIDD_COMPOSE_FILE', help: 'Compose file of the target app (default: built-in AIDD Bot stack).' },
     project: { type: 'string', value: 'NAME', env: 'COMPOSE_PROJECT_NAME', help: 'Compose project name (default: the compose directory name).' },
     url: { type: 'string', multiple: true, value: 'SERVICE=URL', help: 'Check SERVICE at a base URL instead of a local container; repeatable.' },
@@ -23,6 +27,7 @@ const spec: ScriptSpec = {
   examples: [
     'npx tsx scripts/smoke-test.ts',
     'npx tsx scripts/smoke-test.ts --project aidd-bot --timeout 120 --json',
+    'npx tsx scripts/smoke-test.ts --host 203.0.113.10 --user deploy',
     'npx tsx scripts/smoke-test.ts --url api=https://api.example.com --url frontend=https://example.com',
   ],
 };
@@ -38,6 +43,9 @@ await runScript(spec, async (values) => {
   let access: StackAccess;
   let services: string[];
   let http = app.config.smoke;
+  let session: Session | undefined;
+  let cleanup = () => {};
+  const project = stringValue(values, 'project') ?? defaultProjectName(app.dir);
   if (urls.size > 0) {
     for (const service of urls.keys()) {
       if (!http.some((check) => check.service === service)) throw new UsageError(`--url ${service}=...: ${app.file} has no smoke check for service ${service}`);
@@ -48,14 +56,27 @@ await runScript(spec, async (values) => {
       baseUrl: async (service) => urls.get(service)!,
       containers: async () => [],
     };
+  } else if (stringValue(values, 'host')) {
+    const ssh = resolveSshTarget(values);
+    cleanup = ssh.cleanup;
+    session = { runner, logger, ssh: ssh.target, layout: { deployPath: ssh.deployPath, project } };
+    await openSession(session);
+    services = app.services.map((service) => service.name);
+    access = remoteAccess(session);
+    logger.step(`Smoke-testing ${project} on ${ssh.target.host} (${services.length} services, ${http.length} HTTP checks)`);
   } else {
-    const project = stringValue(values, 'project') ?? defaultProjectName(app.dir);
     services = app.services.map((service) => service.name);
     access = localAccess(runner, project);
     logger.step(`Smoke-testing compose project ${project} (${services.length} services, ${http.length} HTTP checks)`);
   }
 
-  const outcomes = await runSmoke(access, { services, http, deadlineMs });
+  let outcomes;
+  try {
+    outcomes = await runSmoke(access, { services, http, deadlineMs });
+  } finally {
+    if (session) await closeSession(session);
+    cleanup();
+  }
   const failed = outcomes.filter((outcome) => !outcome.ok);
   if (json) printJson({ ok: failed.length === 0, checks: outcomes });
   else process.stdout.write(`${formatOutcomes(outcomes)}\n`);

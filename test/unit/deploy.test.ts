@@ -1,4 +1,7 @@
 import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadComposeApp } from '../../lib/compose.ts';
 import { appServices, checkReleaseId, lockHeldError, newReleaseId, parseFacts, pinnedRefs, previousRelease, renderReleaseCompose } from '../../lib/deploy.ts';
@@ -8,6 +11,10 @@ import { REPO_ROOT } from '../../lib/target.ts';
 
 const layout = { deployPath: '~/apps/aidd bot', project: 'aidd-bot' };
 const registryApp = loadComposeApp(`${REPO_ROOT}/examples/aidd-bot/docker-compose.registry.yml`);
+
+/** A PATH entry with a docker that always fails, so pruning never touches real images. */
+const emptyBin = mkdtempSync(path.join(os.tmpdir(), 'aidd-bin-'));
+writeFileSync(path.join(emptyBin, 'docker'), '#!/bin/sh\nexit 1\n', { mode: 0o755 });
 
 function bashSyntaxOk(script: string): void {
   execFileSync('bash', ['-n'], { input: script });
@@ -30,9 +37,36 @@ describe('remote scripts', () => {
     ['history', scripts.historyScript(layout, 20)],
   ];
 
-  it.each(all)('%s is valid bash with strict mode and umask 077', (_name, script) => {
+  it.each(all)('%s is valid bash, one function run with stdin closed, strict mode and umask 077', (_name, script) => {
     bashSyntaxOk(script);
-    expect(script.startsWith('set -euo pipefail\numask 077\n')).toBe(true);
+    expect(script.startsWith('aidd_main() {\nset -euo pipefail\numask 077\n')).toBe(true);
+    expect(script.endsWith('}\naidd_main </dev/null\n')).toBe(true);
+  });
+
+  it('runs nothing when the script arrives cut short', () => {
+    const script = scripts.remoteScript({ deployPath: '/tmp', project: 'p' }, 'echo started\n');
+    const cut = script.slice(0, script.indexOf('aidd_main </dev/null'));
+    expect(execFileSync('bash', ['-s'], { input: cut }).toString()).toBe('');
+    expect(execFileSync('bash', ['-s'], { input: script }).toString()).toBe('started\n');
+  });
+
+  it('keeps the script when a step reads stdin', () => {
+    const script = scripts.remoteScript({ deployPath: '/tmp', project: 'p' }, 'cat >/dev/null\necho after\n');
+    expect(execFileSync('bash', ['-s'], { input: script }).toString()).toBe('after\n');
+  });
+
+  it('finish keeps the newest releases and the current one, pruning the rest', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'aidd-finish-'));
+    for (const id of ['r1', 'r2', 'r3', 'r4', 'r5']) {
+      mkdirSync(path.join(dir, 'releases', id), { recursive: true });
+      writeFileSync(path.join(dir, 'releases', id, 'docker-compose.yml'), `services:\n  api:\n    image: reg/api@${id}\n`);
+    }
+    const script = scripts.finishScript({ deployPath: dir, project: 'p' }, 'r1', '{"action":"rollback"}', 2);
+    const output = execFileSync('bash', ['-s'], { input: script, env: { ...process.env, PATH: `${emptyBin}:/usr/bin:/bin` } }).toString();
+    expect(output).toBe('pruned r2\npruned r3\n');
+    expect(readdirSync(path.join(dir, 'releases')).sort()).toEqual(['r1', 'r4', 'r5']);
+    expect(readlinkSync(path.join(dir, 'current'))).toBe('releases/r1');
+    expect(readFileSync(path.join(dir, 'deploys.log'), 'utf8')).toBe('{"action":"rollback"}\n');
   });
 
   it('expands ~/ to the deploy user home and quotes the rest', () => {

@@ -1,0 +1,375 @@
+// ssh-deploy and smoke-test against the real sshd, registry and engine on loopback: first deploy,
+// redeploy, no-op, automatic rollback, failed migration, locking, SIGINT, bad input, data and secrets.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { resolveBaseImages } from '../../lib/base-images.ts';
+import { loadComposeApp } from '../../lib/compose.ts';
+import { createLogger } from '../../lib/log.ts';
+import { freePort, startRegistry, startSshServer, type Registry, type SshServer } from '../../lib/sandbox.ts';
+import { DEFAULT_COMPOSE_FILE, REPO_ROOT } from '../../lib/target.ts';
+import { getJson, requireDocker, SANDBOX_DIR, tempDir, testRunner, uniqueName } from './harness.ts';
+
+const runner = testRunner();
+const TSX = path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
+const owner = uniqueName('deploy');
+const scratch = tempDir('aidd-deploy-e2e');
+const dockerConfig = path.join(scratch, 'docker-config');
+const postgresPassword = `Pg-${randomBytes(12).toString('base64url')}`;
+/** Every byte the scripts printed, searched for secrets at the end. */
+const transcript: string[] = [];
+
+let registry: Registry;
+let server: SshServer;
+let deployDir: string;
+let apiPort: number;
+let envFile: string;
+let images: Record<string, string> = {};
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** The SSH flags of the sandbox server; an override of null drops the flag. */
+function sshArgs(overrides: Record<string, string | null> = {}): string[] {
+  const flags: Record<string, string | null> = {
+    host: server.host,
+    port: String(server.port),
+    user: server.user,
+    key: server.keyFile,
+    'known-hosts': server.knownHostsFile,
+    path: `~/apps/${owner}`,
+    project: owner,
+    ...overrides,
+  };
+  return Object.entries(flags).flatMap(([name, value]) => (value === null ? [] : [`--${name}`, value]));
+}
+
+function scriptEnv(extra: Record<string, string> = {}): Record<string, string> {
+  return { REGISTRY_USER: registry.user, REGISTRY_TOKEN: registry.password.reveal(), DOCKER_CONFIG: dockerConfig, CI: 'true', ...extra };
+}
+
+async function runTool(script: string, args: string[], env: Record<string, string> = scriptEnv()): Promise<Run> {
+  const result = await runner.attempt({ argv: [TSX, path.join(REPO_ROOT, 'scripts', `${script}.ts`), ...args], env, timeoutMs: 600_000 });
+  transcript.push(result.stdout, result.stderr);
+  return { code: result.exitCode, stdout: result.stdout, stderr: result.stderr };
+}
+
+function startTool(script: string, args: string[], env = scriptEnv()): { child: ChildProcess; done: Promise<Run>; stderr: () => string } {
+  const child = spawn(TSX, [path.join(REPO_ROOT, 'scripts', `${script}.ts`), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const done = new Promise<Run>((resolve) =>
+    child.on('close', (code, signal) => {
+      transcript.push(stdout, stderr);
+      resolve({ code: code ?? (signal === 'SIGINT' ? 130 : 1), stdout, stderr });
+    }),
+  );
+  return { child, done, stderr: () => stderr };
+}
+
+/** A refusal is exactly one error line (after any progress lines) and nothing on stdout. */
+function expectOneLineError(run: Run, message: RegExp): void {
+  const errors = run.stderr.split('\n').filter((line) => line.startsWith('ssh-deploy: error:'));
+  expect(errors, run.stderr).toHaveLength(1);
+  expect(run.stderr.trim().split('\n').at(-1)).toBe(errors[0]);
+  expect(errors[0]).toMatch(message);
+  expect(run.stdout).toBe('');
+}
+
+/** Writes a build-push style images file choosing one ref per service. */
+function imagesFile(name: string, refs: Record<string, string>): string {
+  const file = path.join(scratch, `${name}.json`);
+  writeFileSync(file, JSON.stringify({ revision: `rev-${name}`, images: Object.entries(refs).map(([service, ref]) => ({ service, repository: ref.split('@')[0], ref })) }));
+  return file;
+}
+
+function deploy(imagesName: string, refs: Record<string, string>, extra: string[] = []): Promise<Run> {
+  return runTool('ssh-deploy', [...sshArgs(), '--registry', registry.address, '--images-from', imagesFile(imagesName, refs), '--timeout', '120', '--json', ...extra]);
+}
+
+/** Builds an image from a Dockerfile on stdin and pushes it; returns its digest ref. */
+async function pushVariant(dockerfile: string, ref: string, context = scratch): Promise<string> {
+  const env = { DOCKER_CONFIG: dockerConfig };
+  await runner.run({ argv: ['docker', 'build', '--quiet', '--tag', ref, '--file', '-', context], input: dockerfile, env, timeoutMs: 300_000 });
+  await runner.run({ argv: ['docker', 'push', ref], env, timeoutMs: 300_000 });
+  const digest = (await runner.run({ argv: ['docker', 'image', 'inspect', '--format', '{{join .RepoDigests "\\n"}}', ref] })).stdout
+    .split('\n')
+    .find((line) => line.startsWith(ref.replace(/:[^:]+$/, '@')));
+  return digest!;
+}
+
+function readAudit(): Record<string, unknown>[] {
+  return readFileSync(path.join(deployDir, 'deploys.log'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
+function currentRelease(): string {
+  return path.basename(readlinkSync(path.join(deployDir, 'current')));
+}
+
+function releases(): string[] {
+  return readdirSync(path.join(deployDir, 'releases')).sort();
+}
+
+/** Names, sizes and times of everything under the deploy dir: proof that a refused run changed nothing. */
+function snapshot(dir = deployDir): string[] {
+  const entries: string[] = [];
+  const walk = (current: string) => {
+    for (const name of readdirSync(current)) {
+      const full = path.join(current, name);
+      const stat = lstatSync(full);
+      entries.push(`${path.relative(dir, full)} ${stat.size} ${stat.mtimeMs}`);
+      if (stat.isDirectory()) walk(full);
+    }
+  };
+  walk(dir);
+  return entries.sort();
+}
+
+async function psql(query: string): Promise<string> {
+  const id = (await runner.run({ argv: ['docker', 'ps', '-q', '--filter', `label=com.docker.compose.project=${owner}`, '--filter', 'label=com.docker.compose.service=postgres'] })).stdout.trim();
+  return (await runner.run({ argv: ['docker', 'exec', id, 'psql', '-U', 'aidd', '-d', 'aidd', '-tAc', query], timeoutMs: 30_000 })).stdout.trim();
+}
+
+function handshakes(): number {
+  return (readFileSync(server.logFile, 'utf8').match(/Accepted publickey/g) ?? []).length;
+}
+
+async function apiHealth(): Promise<{ status: number; body: Record<string, unknown> }> {
+  return getJson(`http://127.0.0.1:${apiPort}/health`);
+}
+
+describe('ssh-deploy against a real sshd, registry and Docker engine', () => {
+  beforeAll(async () => {
+    await requireDocker(runner);
+    registry = await startRegistry(runner, path.join(SANDBOX_DIR, 'registry'));
+    server = await startSshServer(runner, path.join(SANDBOX_DIR, 'sshd'));
+    deployDir = path.join(server.home, 'apps', owner);
+    mkdirSync(dockerConfig, { recursive: true });
+
+    const baseImages = await resolveBaseImages(loadComposeApp(DEFAULT_COMPOSE_FILE), runner, createLogger({ prefix: 'e2e', quiet: true }));
+    const built = await runTool('build-push', ['--registry', registry.address, '--owner', owner, '--json']);
+    expect(built.code, built.stderr).toBe(0);
+    const output = JSON.parse(built.stdout) as { images: { service: string; ref: string }[] };
+    images = Object.fromEntries(output.images.map((image) => [image.service, image.ref]));
+
+    apiPort = await freePort();
+    envFile = path.join(scratch, '.env.production');
+    const postgresImage = baseImages.POSTGRES_IMAGE ? `POSTGRES_IMAGE=${baseImages.POSTGRES_IMAGE}\n` : '';
+    writeFileSync(
+      envFile,
+      `POSTGRES_USER=aidd\nPOSTGRES_PASSWORD=${postgresPassword}\nPOSTGRES_DB=aidd\nBOT_MODE=offline\nAPI_PORT=${apiPort}\nFRONTEND_PORT=${await freePort()}\n${postgresImage}`,
+      { mode: 0o600 },
+    );
+  });
+
+  afterAll(async () => {
+    if (!deployDir || !existsSync(path.join(deployDir, 'current'))) return;
+    const dir = path.join(deployDir, 'current');
+    await runner.attempt({
+      argv: ['docker-compose', '--project-name', owner, '--project-directory', dir, '--file', path.join(dir, 'docker-compose.yml'), '--env-file', path.join(dir, '.env'), 'down', '--volumes'],
+      timeoutMs: 300_000,
+    });
+  });
+
+  it('first deploy to an empty server path: one handshake, pinned digests, .env 0600, audited', async () => {
+    const before = handshakes();
+    const run = await deploy('v1', images, ['--env-file', envFile]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(handshakes() - before).toBe(1);
+    const report = JSON.parse(run.stdout) as { result: string; release: string; images: Record<string, string> };
+    expect(report.result).toBe('deployed');
+    expect(currentRelease()).toBe(report.release);
+    const release = JSON.parse(readFileSync(path.join(deployDir, 'current', 'release.json'), 'utf8')) as { images: Record<string, string>; revision: string };
+    expect(release.images).toEqual(images);
+    expect(release.revision).toBe('rev-v1');
+    expect(statSync(path.join(deployDir, 'current', '.env')).mode & 0o777).toBe(0o600);
+    expect(readFileSync(path.join(deployDir, 'current', 'docker-compose.yml'), 'utf8')).toContain(`image: ${images.api}`);
+    expect(await apiHealth()).toMatchObject({ status: 200, body: { database: 'ok', migration: '0002' } });
+    expect(readAudit().at(-1)).toMatchObject({ action: 'deploy', result: 'deployed', release: report.release });
+  });
+
+  it('smoke-test checks the server over the same kind of SSH connection', async () => {
+    const run = await runTool('smoke-test', [...sshArgs(), '--json']);
+    expect(run.code, run.stderr).toBe(0);
+    const result = JSON.parse(run.stdout) as { ok: boolean; checks: { name: string; ok: boolean }[] };
+    expect(result.checks.map((check) => check.name)).toEqual(
+      expect.arrayContaining(['postgres container', 'bot container', 'api health', 'api stats', 'frontend page']),
+    );
+    expect(result.ok).toBe(true);
+  });
+
+  it('a second deploy of a new build backs up the database and keeps its rows', async () => {
+    await psql("INSERT INTO tg_users (id, username) VALUES (777, 'before-redeploy') ON CONFLICT DO NOTHING");
+    await psql("INSERT INTO messages (user_id, text) VALUES (777, 'kept')");
+    const v2: Record<string, string> = {};
+    for (const [service, ref] of Object.entries(images)) {
+      v2[service] = await pushVariant(`FROM ${ref}\nLABEL build=v2\n`, `${ref.split('@')[0]}:v2`);
+    }
+    const previous = currentRelease();
+    const run = await deploy('v2', v2);
+    expect(run.code, run.stderr).toBe(0);
+    expect(currentRelease()).not.toBe(previous);
+    expect(readdirSync(path.join(deployDir, 'backups')).filter((name) => name.endsWith('.dump'))).toHaveLength(1);
+    expect(await psql("SELECT count(*) FROM messages WHERE text = 'kept'")).toBe('1');
+    images = v2;
+  });
+
+  it('a no-op deploy of the same digests changes nothing and reports it', async () => {
+    const before = releases();
+    const run = await deploy('v2-again', images);
+    expect(run.code, run.stderr).toBe(0);
+    expect((JSON.parse(run.stdout) as { result: string }).result).toBe('unchanged');
+    expect(releases()).toEqual(before);
+  });
+
+  it('a release whose api fails its healthcheck rolls back; the previous release keeps serving', async () => {
+    const serving = currentRelease();
+    const broken = await pushVariant(`FROM ${images.api}\nCMD ["sh", "-c", "exec python3 -m http.server 8000"]\n`, `${images.api!.split('@')[0]}:broken-health`);
+    const run = await deploy('broken-health', { ...images, api: broken });
+    expect(run.code, run.stderr).toBe(4);
+    const report = JSON.parse(run.stdout) as { result: string; previous: string; error: string };
+    expect(report).toMatchObject({ result: 'rolled-back', previous: serving });
+    expect(report.error).toMatch(/api/);
+    expect(currentRelease()).toBe(serving);
+    expect(await apiHealth()).toMatchObject({ status: 200, body: { database: 'ok' } });
+    expect(readAudit().at(-1)).toMatchObject({ result: 'rolled-back', restored: serving });
+    expect(await psql("SELECT count(*) FROM messages WHERE text = 'kept'")).toBe('1');
+  });
+
+  it('a failing migration switches nothing and leaves the database intact', async () => {
+    const serving = currentRelease();
+    const before = releases();
+    const migration = [
+      'revision = "0003"',
+      'down_revision = "0002"',
+      'from alembic import op',
+      'def upgrade():',
+      '    op.execute("ALTER TABLE messages ADD COLUMN broken integer")',
+      '    op.execute("SELECT no_such_function()")',
+      'def downgrade():',
+      '    pass',
+    ].join('\n');
+    writeFileSync(path.join(scratch, '0003_broken.py'), `${migration}\n`);
+    const broken = await pushVariant(`FROM ${images.api}\nCOPY 0003_broken.py /app/migrations/versions/0003_broken.py\n`, `${images.api!.split('@')[0]}:broken-migration`);
+    const run = await deploy('broken-migration', { ...images, api: broken });
+    expect(run.code, run.stderr).toBe(1);
+    expect(run.stderr).toMatch(/migration failed/);
+    expect(currentRelease()).toBe(serving);
+    expect(releases()).toEqual(before);
+    expect(await psql('SELECT version_num FROM alembic_version')).toBe('0002');
+    expect(await psql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'messages' AND column_name = 'broken'")).toBe('0');
+    expect(await psql("SELECT count(*) FROM messages WHERE text = 'kept'")).toBe('1');
+    expect(await apiHealth()).toMatchObject({ status: 200 });
+    expect(readAudit().at(-1)).toMatchObject({ result: 'failed', step: 'migrate' });
+  });
+
+  it('--rollback returns to the previous release with the data in place, and --history shows it all', async () => {
+    const [first] = releases();
+    const run = await runTool('ssh-deploy', [...sshArgs(), '--rollback', '--json']);
+    expect(run.code, run.stderr).toBe(0);
+    expect(currentRelease()).toBe(first);
+    expect(await psql("SELECT count(*) FROM messages WHERE text = 'kept'")).toBe('1');
+    const history = await runTool('ssh-deploy', [...sshArgs(), '--history', '--json']);
+    const actions = (JSON.parse(history.stdout) as { action: string; result: string }[]).map((entry) => `${entry.action}:${entry.result}`);
+    expect(actions).toEqual(['deploy:deployed', 'deploy:deployed', 'deploy:unchanged', 'deploy:rolled-back', 'deploy:failed', 'rollback:ok']);
+    const status = await runTool('ssh-deploy', [...sshArgs(), '--status', '--json']);
+    expect(JSON.parse(status.stdout)).toMatchObject({ current: first });
+  });
+
+  it('refuses a second deploy while one runs, naming the holder', async () => {
+    const first = startTool('ssh-deploy', [...sshArgs(), '--registry', registry.address, '--images-from', imagesFile('lock-a', images), '--reason', 'lock test']);
+    for (let waited = 0; waited < 600 && !existsSync(path.join(deployDir, 'lock', 'owner.json')); waited += 1) await sleep(100);
+    expect(existsSync(path.join(deployDir, 'lock'))).toBe(true);
+    const second = await deploy('lock-b', images);
+    expect(second.code).toBe(3);
+    expectOneLineError(second, /^ssh-deploy: error: deploy lock is held by .+ since .+ \(lock test\)/);
+    const done = await first.done;
+    expect(done.code, done.stderr).toBe(0);
+    expect(existsSync(path.join(deployDir, 'lock'))).toBe(false);
+  });
+
+  it('SIGINT midway releases the lock, and a re-run converges', async () => {
+    const [first] = releases();
+    const target = JSON.parse(readFileSync(path.join(deployDir, 'releases', first!, 'release.json'), 'utf8')) as { images: Record<string, string> };
+    const run = startTool('ssh-deploy', [...sshArgs(), '--registry', registry.address, '--images-from', imagesFile('interrupted', target.images)]);
+    for (let waited = 0; waited < 600 && !/Migrating|Switching/.test(run.stderr()); waited += 1) await sleep(100);
+    expect(run.stderr()).toMatch(/Migrating|Switching/);
+    run.child.kill('SIGINT');
+    const interrupted = await run.done;
+    expect(interrupted.code).toBe(130);
+    expect(existsSync(path.join(deployDir, 'lock'))).toBe(false);
+    expect(readAudit().at(-1)).toMatchObject({ action: 'interrupted' });
+    const again = await deploy('converge', target.images);
+    expect(again.code, again.stderr).toBe(0);
+    expect(await apiHealth()).toMatchObject({ status: 200 });
+    expect(await psql("SELECT count(*) FROM messages WHERE text = 'kept'")).toBe('1');
+  });
+
+  describe('bad input: one line, non-zero, server untouched', () => {
+    const wrongKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC1Yf2m0vB7L9FDcW2R0eUu2r0Kc0rO8Jp2m5qQ4b1Xy';
+    const cases: [string, () => Promise<Record<string, string>>, number, RegExp][] = [
+      ['an unknown host key', async () => ({ 'known-hosts': writeScratch('empty_known_hosts', '') }), 3, /host key of 127\.0\.0\.1:\d+ is not in /],
+      ['a changed host key', async () => ({ 'known-hosts': writeScratch('changed_known_hosts', `[127.0.0.1]:${server.port} ${wrongKey}\n`) }), 3, /host key of 127\.0\.0\.1:\d+ does not match/],
+      ['a wrong user', async () => ({ user: 'nobody-here' }), 2, /nobody-here@127\.0\.0\.1:\d+ refused the key/],
+      ['an unreadable key file', async () => ({ key: path.join(scratch, 'no-such-key') }), 2, /SSH key .*no-such-key cannot be read/],
+      ['an unreachable port', async () => ({ port: String(await freePort()) }), 2, /cannot reach 127\.0\.0\.1:\d+/],
+    ];
+
+    function writeScratch(name: string, content: string): string {
+      const file = path.join(scratch, name);
+      writeFileSync(file, content);
+      return file;
+    }
+
+    it.each(cases)('%s', async (_name, overrides, code, message) => {
+      const before = snapshot();
+      const run = await runTool('ssh-deploy', [...sshArgs(await overrides()), '--registry', registry.address, '--images-from', imagesFile('bad-input', images)]);
+      expect(run.code).toBe(code);
+      expectOneLineError(run, message);
+      expect(snapshot()).toEqual(before);
+    });
+
+    it('a bad registry token', async () => {
+      const before = snapshot();
+      const v3 = await pushVariant(`FROM ${images.api}\nLABEL build=v3\n`, `${images.api!.split('@')[0]}:v3`);
+      const run = await runTool(
+        'ssh-deploy',
+        [...sshArgs(), '--registry', registry.address, '--images-from', imagesFile('bad-token', { ...images, api: v3 })],
+        scriptEnv({ REGISTRY_TOKEN: 'wrong-registry-token' }),
+      );
+      expect(run.code).toBe(2);
+      expectOneLineError(run, /docker login to 127\.0\.0\.1:\d+ refused.*check REGISTRY_USER and REGISTRY_TOKEN/);
+      expect(snapshot()).toEqual(before);
+    });
+  });
+
+  it('no secret appears in any output or in the process list during a deploy', async () => {
+    const keyBody = readFileSync(server.keyFile, 'utf8').split('\n')[1]!;
+    const secrets = [registry.password.reveal(), postgresPassword, keyBody];
+    const run = startTool(
+      'ssh-deploy',
+      [...sshArgs({ key: null }), '--registry', registry.address, '--images-from', imagesFile('ps', images), '--env-file', envFile],
+      scriptEnv({ SSH_KEY: readFileSync(server.keyFile, 'utf8') }),
+    );
+    const processLists: string[] = [];
+    for (let sample = 0; sample < 300 && run.child.exitCode === null; sample += 1) {
+      processLists.push((await runner.run({ argv: ['ps', '-eo', 'args'] })).stdout);
+      await sleep(100);
+    }
+    const done = await run.done;
+    expect(done.code, done.stderr).toBe(0);
+    expect(processLists.length).toBeGreaterThan(5);
+    for (const secret of secrets) {
+      expect(processLists.some((list) => list.includes(secret))).toBe(false);
+      expect(transcript.some((text) => text.includes(secret))).toBe(false);
+    }
+  });
+});
