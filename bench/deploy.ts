@@ -15,6 +15,7 @@ import { REPO_ROOT } from '../lib/target.ts';
 import { SANDBOX_DIR, tempDir, uniqueName } from '../test/e2e/harness.ts';
 import { resolveBaseImages } from '../lib/base-images.ts';
 import { loadComposeApp } from '../lib/compose.ts';
+import { appServices } from '../lib/deploy.ts';
 import { DEFAULT_COMPOSE_FILE } from '../lib/target.ts';
 
 const spec: ScriptSpec = {
@@ -115,6 +116,7 @@ await runScript(spec, async (values) => {
       }
     }
     const baseImages = await resolveBaseImages(loadComposeApp(DEFAULT_COMPOSE_FILE), runner, logger);
+    const registryApp = loadComposeApp(path.join(REPO_ROOT, 'examples', 'aidd-bot', 'docker-compose.registry.yml'));
 
     const sshFlags = (name: string) => ['--host', server.host, '--port', String(server.port), '--user', server.user, '--key', server.keyFile, '--known-hosts', server.knownHostsFile, '--path', `~/bench/${name}`, '--project', name];
     const sshBase = ['-p', String(server.port), '-i', server.keyFile, '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes', '-o', `UserKnownHostsFile=${server.knownHostsFile}`];
@@ -144,7 +146,8 @@ await runScript(spec, async (values) => {
         await runner.run(scp(path.join(REPO_ROOT, 'examples', 'aidd-bot', 'docker-compose.registry.yml'), `${dir}/docker-compose.yml`));
         await runner.run(scp(env, `${dir}/.env`));
         await runner.run(ssh(`docker login ${registry.address} --username ${registry.user} --password-stdin`, registry.password.reveal()));
-        await runner.run(ssh(`cd ${dir} && docker-compose pull --quiet`));
+        // Only the app images: the database image is local on this offline machine.
+        await runner.run(ssh(`cd ${dir} && docker-compose pull --quiet ${appServices(registryApp).join(' ')}`));
         await runner.run(ssh(`cd ${dir} && docker-compose up -d`));
         await runner.run(ssh(`cd ${dir} && for i in $(seq 1 180); do [ -z "$(docker-compose ps | grep -E 'starting|unhealthy')" ] && exit 0; sleep 1; done; exit 1`));
       },

@@ -134,7 +134,8 @@ export async function runSmoke(access: StackAccess, options: SmokeOptions): Prom
           return { name, ok: !outcome.problem, attempts, ms: Date.now() - started, detail: outcome.detail };
         }
         await sleep(delay);
-        delay = Math.min(delay * 2, 4000);
+        // Capped low: a probe costs milliseconds, and every second waited after health is deploy time.
+        delay = Math.min(delay * 2, 1000);
       }
     }),
   );
