@@ -137,7 +137,7 @@ await runScript(spec, async (values) => {
 
     const methods: Record<string, (name: string, tag: string, env: string) => Promise<void>> = {
       'ssh-deploy': async (name, tag, env) => {
-        const result = await runner.attempt({ argv: [TSX, path.join(REPO_ROOT, 'scripts', 'ssh-deploy.ts'), ...sshFlags(name), '--registry', registry.address, '--owner', owner, '--tag', tag, '--env-file', env], env: tokenEnv, timeoutMs: 1_800_000 });
+        const result = await runner.attempt({ argv: [TSX, path.join(REPO_ROOT, 'scripts', 'ssh-deploy.ts'), ...sshFlags(name), '--registry', registry.address, '--owner', owner, '--tag', tag, '--server-env', env], env: tokenEnv, timeoutMs: 1_800_000 });
         if (result.exitCode !== 0) throw new ToolError(`ssh-deploy failed: ${result.stderr.trim().split('\n').at(-1)}`);
       },
       'manual D2 steps': async (name, _tag, env) => {

@@ -40,7 +40,7 @@ function remoteError(session: Session, result: Result): ToolError {
   if (sshProblem) return sshProblem;
   const detail = redact(result.stderr.trim().split('\n').filter(Boolean).at(-1) ?? `exit code ${result.exitCode}`);
   if (result.exitCode === REMOTE_EXIT.loginRefused) return new ToolError(`${detail}; check REGISTRY_USER and REGISTRY_TOKEN`, EXIT.usage);
-  if (result.exitCode === REMOTE_EXIT.noEnv) return new ToolError(`${detail}; pass --env-file .env.production on the first deploy`, EXIT.usage);
+  if (result.exitCode === REMOTE_EXIT.noEnv) return new ToolError(`${detail}; pass --server-env .env.production on the first deploy`, EXIT.usage);
   if (result.exitCode === 124 || result.exitCode === 143) return new ToolError(`remote step timed out: ${detail}`);
   return new ToolError(`on ${session.ssh.host}: ${detail}`);
 }
@@ -298,16 +298,22 @@ async function timed<T>(steps: StepTiming[], logger: Logger, step: string, work:
   }
 }
 
-export async function deploy(session: Session, request: DeployRequest): Promise<DeployReport> {
+/** The first steps of a deploy and a rollback: connect, preflight, refuse while another run holds the lock. */
+async function begin(session: Session, action: DeployReport['action']): Promise<{ report: DeployReport; steps: StepTiming[]; facts: ServerFacts }> {
   const { logger } = session;
   const steps: StepTiming[] = [];
-  const report: DeployReport = { ok: false, action: 'deploy', result: 'failed', images: {}, steps, checks: [] };
-
+  const report: DeployReport = { ok: false, action, result: 'failed', images: {}, steps, checks: [] };
   await timed(steps, logger, `Connecting to ${session.ssh.user}@${session.ssh.host}:${session.ssh.port}`, () => openSession(session));
   const facts = await timed(steps, logger, 'Preflight: docker, compose, disk, deploy path', () => preflight(session));
   logger.info(`docker ${facts.docker}, ${facts.compose}, ${Math.round(facts.diskFreeKb / 1024)} MiB free, current release ${facts.current ?? 'none'}`);
   if (facts.lock) throw lockHeldError(facts.lock);
   report.previous = facts.current;
+  return { report, steps, facts };
+}
+
+export async function deploy(session: Session, request: DeployRequest): Promise<DeployReport> {
+  const { logger } = session;
+  const { report, steps, facts } = await begin(session, 'deploy');
 
   const pulled = await timed(steps, logger, `Pulling ${Object.values(request.refs).join(', ')}`, () =>
     runRemote(
@@ -435,17 +441,12 @@ export function previousRelease(releases: string[], current: string | undefined)
 
 export async function rollback(session: Session, request: RollbackRequest): Promise<DeployReport> {
   const { logger } = session;
-  const steps: StepTiming[] = [];
-  const report: DeployReport = { ok: false, action: 'rollback', result: 'failed', images: {}, steps, checks: [] };
-  await timed(steps, logger, `Connecting to ${session.ssh.user}@${session.ssh.host}:${session.ssh.port}`, () => openSession(session));
-  const facts = await timed(steps, logger, 'Preflight', () => preflight(session));
-  if (facts.lock) throw lockHeldError(facts.lock);
+  const { report, steps, facts } = await begin(session, 'rollback');
   const target = request.to ? checkReleaseId(request.to) : previousRelease(facts.releases, facts.current);
   if (!session.runner.dryRun) {
     if (!target) throw new ToolError(`no release before ${facts.current ?? 'the current one'} to roll back to; see --history`);
     if (!facts.releases.includes(target)) throw new UsageError(`release ${target} is not on the server; kept releases: ${facts.releases.join(', ') || 'none'}`);
   }
-  report.previous = facts.current;
   report.release = target ?? '(previous)';
   return withLock(session, request.reason, report.release, async () => {
     await timed(steps, logger, `Starting release ${report.release}`, () => runRemote(session, scripts.upScript(session.layout, report.release!), 900_000));

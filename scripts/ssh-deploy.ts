@@ -1,11 +1,13 @@
 // Deploy the registry images to a server over SSH: health-checked, locked, audited, reversible.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { parse as parseDotenv } from 'dotenv';
 import { EXIT, parseSeconds, runScript, stringValue, ToolError, UsageError, type ScriptSpec, type Values } from '../lib/cli.ts';
 import { defaultProjectName, loadComposeApp, type ComposeApp } from '../lib/compose.ts';
 import { appServices, breakLock, closeSession, deploy, history, rollback, status, type DeployReport, type Session } from '../lib/deploy.ts';
+import { readEnvFile } from '../lib/env-file.ts';
+import { validate } from '../lib/env-schema.ts';
 import { Runner } from '../lib/exec.ts';
+import { AIDD_BOT_ENV } from '../env/schema.ts';
 import { createLogger, printJson } from '../lib/log.ts';
 import { registerSecret, Secret } from '../lib/secrets.ts';
 import { formatOutcomes } from '../lib/smoke.ts';
@@ -25,7 +27,8 @@ const spec: ScriptSpec = {
     ...SSH_FLAGS,
     compose: { type: 'string', value: 'PATH', env: 'AIDD_COMPOSE_FILE', help: 'Registry compose file (default: the AIDD Bot docker-compose.registry.yml).' },
     project: { type: 'string', value: 'NAME', env: 'COMPOSE_PROJECT_NAME', help: 'Compose project name on the server (default: the compose directory name).' },
-    'env-file': { type: 'string', value: 'PATH', env: 'AIDD_ENV_FILE', help: 'The .env to upload (e.g. .env.production); without it the server keeps its .env.' },
+    // Not --env-file: node (through tsx) would take that flag and load the file into the environment.
+    'server-env': { type: 'string', value: 'PATH', env: 'AIDD_SERVER_ENV', help: 'The .env to upload (e.g. .env.production); without it the server keeps its .env.' },
     registry: { type: 'string', value: 'HOST', env: 'REGISTRY', help: 'Registry of the images (default ghcr.io).' },
     owner: { type: 'string', value: 'NAME', env: 'IMAGE_OWNER', help: 'Registry namespace of the images, e.g. your GitHub user.' },
     tag: { type: 'string', value: 'TAG', env: 'IMAGE_TAG', help: 'Image tag to deploy (default latest); pinned to its digest in the release.' },
@@ -44,7 +47,7 @@ const spec: ScriptSpec = {
     verbose: { type: 'boolean', short: 'v', help: 'Print every command before it runs.' },
   },
   examples: [
-    'REGISTRY_USER=me REGISTRY_TOKEN=... npx tsx scripts/ssh-deploy.ts --host 203.0.113.10 --user deploy --owner me --env-file .env.production',
+    'REGISTRY_USER=me REGISTRY_TOKEN=... npx tsx scripts/ssh-deploy.ts --host 203.0.113.10 --user deploy --owner me --server-env .env.production',
     'npx tsx scripts/ssh-deploy.ts --host 203.0.113.10 --user deploy --status',
     'npx tsx scripts/ssh-deploy.ts --host 203.0.113.10 --user deploy --rollback',
   ],
@@ -80,18 +83,22 @@ function imageRefs(values: Values, app: ComposeApp, registry: string): { refs: R
   return { refs };
 }
 
-/** Secret values of the uploaded .env are registered so no output, plan or error can show them. */
-function readEnvFile(file: string): string {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch {
-    throw new UsageError(`--env-file ${file} cannot be read; create it with: npx tsx scripts/setup-env.ts --target production`);
+/**
+ * Reads the .env to upload and checks it against the production schema before anything connects;
+ * its secret values are registered so no output, plan or error can show them.
+ */
+function readProductionEnv(file: string): string {
+  const env = readEnvFile(file);
+  if (!env) throw new UsageError(`--server-env ${file} does not exist; create it with: npx tsx scripts/setup-env.ts --target production --file ${file}`);
+  for (const spec of AIDD_BOT_ENV.variables) if (spec.secret) registerSecret(env.values[spec.name]);
+  const problems = [
+    ...env.malformed.map((line) => `line ${line.line}: ${line.reason}`),
+    ...validate(env.values, AIDD_BOT_ENV, 'production').map((problem) => `${problem.name}: ${problem.reason}`),
+  ];
+  if (problems.length > 0) {
+    throw new UsageError(`--server-env ${file} is not ready for production (${problems.join('; ')}); fix it with: npx tsx scripts/setup-env.ts --target production --file ${file}`);
   }
-  for (const [name, value] of Object.entries(parseDotenv(text))) {
-    if (/PASSWORD|TOKEN|SECRET|KEY/i.test(name)) registerSecret(value);
-  }
-  return text;
+  return env.text;
 }
 
 async function gitRevision(runner: Runner): Promise<string> {
@@ -157,7 +164,7 @@ await runScript(spec, async (values) => {
     } else {
       const registry = stringValue(values, 'registry') ?? 'ghcr.io';
       const { refs, revision } = imageRefs(values, app, registry);
-      const envFile = stringValue(values, 'env-file');
+      const envFile = stringValue(values, 'server-env');
       const tokenValue = process.env.REGISTRY_TOKEN ?? process.env.GHCR_TOKEN;
       report = await deploy(session, {
         app,
@@ -165,7 +172,7 @@ await runScript(spec, async (values) => {
         registry,
         registryUser: process.env.REGISTRY_USER,
         registryToken: tokenValue ? new Secret(tokenValue) : undefined,
-        env: envFile ? readEnvFile(envFile) : undefined,
+        env: envFile ? readProductionEnv(envFile) : undefined,
         revision: stringValue(values, 'revision') ?? revision ?? (await gitRevision(runner)),
         reason,
         keep,

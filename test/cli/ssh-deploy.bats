@@ -71,3 +71,19 @@ teardown() {
   [[ "$stderr" != *"PRIVATE KEY"* ]]
   [[ "$stderr" == *"deploy=/srv/app"* ]]
 }
+
+@test "ssh-deploy checks --server-env against the production schema before connecting, naming variables not values" {
+  printf 'POSTGRES_PASSWORD=short-but-secret\nBOT_MODE=polling\nBOT_TOKEN=not-a-token-value\nIMAGE_OWNER=Upper\n' > "$scratch/.env.production"
+  run --separate-stderr script ssh-deploy --host 192.0.2.1 --user deploy --key "$scratch/key" --known-hosts "$scratch/known_hosts" --owner me --server-env "$scratch/.env.production"
+  assert_failure 2
+  assert_equal "${#stderr_lines[@]}" 1
+  [[ "$stderr" == "ssh-deploy: error: --server-env $scratch/.env.production is not ready for production ("*"POSTGRES_PASSWORD: "*"BOT_TOKEN: "*"IMAGE_OWNER: "*"fix it with: npx tsx scripts/setup-env.ts --target production --file $scratch/.env.production" ]]
+  [[ "$stderr" != *"short-but-secret"* ]]
+  [[ "$stderr" != *"not-a-token-value"* ]]
+}
+
+@test "ssh-deploy names a missing --server-env" {
+  run --separate-stderr script ssh-deploy --host 192.0.2.1 --user deploy --key "$scratch/key" --known-hosts "$scratch/known_hosts" --owner me --server-env "$scratch/none"
+  assert_failure 2
+  assert_equal "$stderr" "ssh-deploy: error: --server-env $scratch/none does not exist; create it with: npx tsx scripts/setup-env.ts --target production --file $scratch/none"
+}

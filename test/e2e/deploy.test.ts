@@ -2,7 +2,7 @@
 // redeploy, no-op, automatic rollback, failed migration, locking, SIGINT, bad input, data and secrets.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -165,7 +165,7 @@ describe('ssh-deploy against a real sshd, registry and Docker engine', () => {
     const postgresImage = baseImages.POSTGRES_IMAGE ? `POSTGRES_IMAGE=${baseImages.POSTGRES_IMAGE}\n` : '';
     writeFileSync(
       envFile,
-      `POSTGRES_USER=aidd\nPOSTGRES_PASSWORD=${postgresPassword}\nPOSTGRES_DB=aidd\nBOT_MODE=offline\nAPI_PORT=${apiPort}\nFRONTEND_PORT=${await freePort()}\n${postgresImage}`,
+      `POSTGRES_USER=aidd\nPOSTGRES_PASSWORD=${postgresPassword}\nPOSTGRES_DB=aidd\nBOT_MODE=offline\nAPI_PORT=${apiPort}\nFRONTEND_PORT=${await freePort()}\nREGISTRY=${registry.address}\nIMAGE_OWNER=${owner}\n${postgresImage}`,
       { mode: 0o600 },
     );
   });
@@ -181,7 +181,7 @@ describe('ssh-deploy against a real sshd, registry and Docker engine', () => {
 
   it('first deploy to an empty server path: one handshake, pinned digests, .env 0600, audited', async () => {
     const before = handshakes();
-    const run = await deploy('v1', images, ['--env-file', envFile]);
+    const run = await deploy('v1', images, ['--server-env', envFile]);
     expect(run.code, run.stderr).toBe(0);
     expect(handshakes() - before).toBe(1);
     const report = JSON.parse(run.stdout) as { result: string; release: string; images: Record<string, string> };
@@ -313,6 +313,27 @@ describe('ssh-deploy against a real sshd, registry and Docker engine', () => {
     expect(await psql("SELECT count(*) FROM messages WHERE text = 'kept'")).toBe('1');
   });
 
+  it('a stale lock refuses deploys until --break-lock removes it, and the break is audited', async () => {
+    const lockDir = path.join(deployDir, 'lock');
+    const { uid, gid } = statSync(deployDir);
+    mkdirSync(lockDir);
+    writeFileSync(path.join(lockDir, 'owner.json'), '{"who":"crashed@laptop","at":"2026-01-01T00:00:00Z","reason":"deploy"}\n');
+    for (const item of [lockDir, path.join(lockDir, 'owner.json')]) chownSync(item, uid, gid);
+
+    const refused = await deploy('stale-lock', images);
+    expect(refused.code).toBe(3);
+    expectOneLineError(refused, /deploy lock is held by crashed@laptop since 2026-01-01T00:00:00Z \(deploy\)/);
+
+    const broken = await runTool('ssh-deploy', [...sshArgs(), '--break-lock']);
+    expect(broken.code, broken.stderr).toBe(0);
+    expect(broken.stdout).toContain('crashed@laptop');
+    expect(existsSync(lockDir)).toBe(false);
+    expect(readAudit().at(-1)).toMatchObject({ action: 'break-lock' });
+
+    const again = await deploy('after-break', images);
+    expect(again.code, again.stderr).toBe(0);
+  });
+
   describe('bad input: one line, non-zero, server untouched', () => {
     const wrongKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC1Yf2m0vB7L9FDcW2R0eUu2r0Kc0rO8Jp2m5qQ4b1Xy';
     const cases: [string, () => Promise<Record<string, string>>, number, RegExp][] = [
@@ -354,9 +375,13 @@ describe('ssh-deploy against a real sshd, registry and Docker engine', () => {
   it('no secret appears in any output or in the process list during a deploy', async () => {
     const keyBody = readFileSync(server.keyFile, 'utf8').split('\n')[1]!;
     const secrets = [registry.password.reveal(), postgresPassword, keyBody];
+    // Other images than the running ones, so every step runs: login, upload of the .env, backup, migrate, switch.
+    const [oldest] = releases();
+    const other = (JSON.parse(readFileSync(path.join(deployDir, 'releases', oldest!, 'release.json'), 'utf8')) as { images: Record<string, string> }).images;
+    expect(other).not.toEqual(images);
     const run = startTool(
       'ssh-deploy',
-      [...sshArgs({ key: null }), '--registry', registry.address, '--images-from', imagesFile('ps', images), '--env-file', envFile],
+      [...sshArgs({ key: null }), '--registry', registry.address, '--images-from', imagesFile('ps', other), '--server-env', envFile],
       scriptEnv({ SSH_KEY: readFileSync(server.keyFile, 'utf8') }),
     );
     const processLists: string[] = [];
@@ -366,7 +391,8 @@ describe('ssh-deploy against a real sshd, registry and Docker engine', () => {
     }
     const done = await run.done;
     expect(done.code, done.stderr).toBe(0);
-    expect(processLists.length).toBeGreaterThan(5);
+    expect(done.stderr).toMatch(/Uploading release[\s\S]*Backing up[\s\S]*Switching/);
+    expect(processLists.length).toBeGreaterThan(20);
     for (const secret of secrets) {
       expect(processLists.some((list) => list.includes(secret))).toBe(false);
       expect(transcript.some((text) => text.includes(secret))).toBe(false);
