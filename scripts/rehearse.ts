@@ -5,6 +5,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { resolveBaseImages } from '../lib/base-images.ts';
+import { readEnvFile } from '../lib/env-file.ts';
 import { EXIT, parseSeconds, runScript, stringValue, ToolError, type ScriptSpec } from '../lib/cli.ts';
 import { composeCommand, loadComposeApp, type ComposeTarget } from '../lib/compose.ts';
 import { Runner, type Command } from '../lib/exec.ts';
@@ -103,10 +104,12 @@ await runScript(spec, async (values) => {
   // D2: what a deploy to a fresh server does.
   const server = await startSshServer(runner, path.join(SANDBOX, 'sshd'));
   const serverEnv = path.join(WORK, '.env.production');
-  const apiPort = await freePort();
-  const frontendPort = await freePort();
+  // A second rehearsal keeps the server's ports, so it deploys nothing new and changes nothing.
+  const previous = readEnvFile(serverEnv)?.values;
+  const apiPort = previous?.API_PORT ?? String(await freePort());
+  const frontendPort = previous?.FRONTEND_PORT ?? String(await freePort());
   await stage(stages, logger, 'D2', `deploy over SSH to ${server.user}@${server.host}:${server.port}`, async () => {
-    const settings = { BOT_MODE: 'offline', IMAGE_OWNER: OWNER, REGISTRY: registry.address, API_PORT: String(apiPort), FRONTEND_PORT: String(frontendPort), ...baseImages };
+    const settings = { BOT_MODE: 'offline', IMAGE_OWNER: OWNER, REGISTRY: registry.address, API_PORT: apiPort, FRONTEND_PORT: frontendPort, ...baseImages };
     const setArgs = Object.entries(settings).filter(([name]) => name !== 'PYTHON_BASE_IMAGE' && name !== 'NODE_BASE_IMAGE').flatMap(([name, value]) => ['--set', `${name}=${value}`]);
     await runner.run(toolCommand('setup-env', ['--target', 'production', '--file', serverEnv, '--generate', ...setArgs]));
     const sshArgs = ['--host', server.host, '--port', String(server.port), '--user', server.user, '--key', server.keyFile, '--known-hosts', server.knownHostsFile, '--path', '~/apps/rehearsal', '--project', SERVER_PROJECT];
