@@ -3,10 +3,11 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { EXIT, parseSeconds, runScript, stringValue, ToolError, UsageError, type ScriptSpec, type Values } from '../lib/cli.ts';
 import { defaultProjectName, loadComposeApp, type ComposeApp } from '../lib/compose.ts';
-import { appServices, breakLock, closeSession, deploy, history, rollback, status, type DeployReport, type Session } from '../lib/deploy.ts';
+import { appServices, breakLock, closeSession, deploy, describeActor, history, rollback, status, type DeployReport, type DeployRequest, type Session } from '../lib/deploy.ts';
 import { readEnvFile } from '../lib/env-file.ts';
 import { validate } from '../lib/env-schema.ts';
 import { Runner } from '../lib/exec.ts';
+import { notifyTargetsFromEnv, NOTIFY_VARIABLES, sendNotifications } from '../lib/notify.ts';
 import { AIDD_BOT_ENV } from '../env/schema.ts';
 import { createLogger, printJson } from '../lib/log.ts';
 import { registerSecret, Secret } from '../lib/secrets.ts';
@@ -22,7 +23,8 @@ const spec: ScriptSpec = {
     'Deploy the app to a server over SSH: preflight, lock, pull, upload the release and .env (0600),\n' +
     'back up the database, migrate, switch, wait for health and smoke-test; roll back automatically when\n' +
     'the new release is unhealthy. One SSH connection per run; host keys are always checked.\n' +
-    'Registry credentials come only from REGISTRY_USER and REGISTRY_TOKEN (or GHCR_TOKEN).',
+    'Registry credentials come only from REGISTRY_USER and REGISTRY_TOKEN (or GHCR_TOKEN).\n' +
+    `The result of a deploy or rollback is sent to Telegram and/or a JSON webhook when set: ${NOTIFY_VARIABLES.join(', ')}.`,
   options: {
     ...SSH_FLAGS,
     compose: { type: 'string', value: 'PATH', env: 'AIDD_COMPOSE_FILE', help: 'Registry compose file (default: the AIDD Bot docker-compose.registry.yml).' },
@@ -101,21 +103,43 @@ function readProductionEnv(file: string): string {
   return env.text;
 }
 
+async function deployRequestFrom(
+  values: Values,
+  app: ComposeApp,
+  runner: Runner,
+  settings: Pick<DeployRequest, 'reason' | 'keep' | 'healthTimeoutMs'>,
+): Promise<DeployRequest> {
+  const registry = stringValue(values, 'registry') ?? 'ghcr.io';
+  const { refs, revision } = imageRefs(values, app, registry);
+  const envFile = stringValue(values, 'server-env');
+  const tokenValue = process.env.REGISTRY_TOKEN ?? process.env.GHCR_TOKEN;
+  return {
+    app,
+    refs,
+    registry,
+    registryUser: process.env.REGISTRY_USER,
+    registryToken: tokenValue ? new Secret(tokenValue) : undefined,
+    env: envFile ? readProductionEnv(envFile) : undefined,
+    revision: stringValue(values, 'revision') ?? revision ?? (await gitRevision(runner)),
+    ...settings,
+  };
+}
+
 async function gitRevision(runner: Runner): Promise<string> {
   const result = await runner.attempt({ argv: ['git', '-C', REPO_ROOT, 'rev-parse', 'HEAD'], readOnly: true, timeoutMs: 10_000 });
   return result.exitCode === 0 ? result.stdout.trim() : 'unknown';
 }
 
-function printReport(report: DeployReport): void {
-  if (report.checks.length) process.stdout.write(`${formatOutcomes(report.checks)}\n`);
+/** One line on how it ended: printed, and sent to the notification targets. */
+function outcomeLine(report: DeployReport): string {
   const where = report.release ? ` ${report.release}` : '';
   const lines: Record<DeployReport['result'], string> = {
     deployed: `${report.action === 'rollback' ? 'rolled back to' : 'deployed'}${where}`,
     unchanged: `no change: release${where} already runs these images, and it is healthy`,
     'rolled-back': `FAILED: ${report.error}; rolled back to ${report.previous}, which is serving`,
-    failed: `FAILED: ${report.error ?? 'see the checks above'}`,
+    failed: `FAILED: ${report.error ?? 'see the checks'}`,
   };
-  process.stdout.write(`${lines[report.result]}\n`);
+  return lines[report.result];
 }
 
 await runScript(spec, async (values) => {
@@ -158,29 +182,29 @@ await runScript(spec, async (values) => {
       return EXIT.ok;
     }
 
+    // Inputs are all read and checked here, before the first connection.
+    const action = values.rollback ? 'rollback' : 'deploy';
+    const deployRequest = values.rollback ? undefined : await deployRequestFrom(values, app, runner, { reason, keep, healthTimeoutMs });
+    const run = () =>
+      deployRequest ? deploy(session, deployRequest) : rollback(session, { app, to: stringValue(values, 'to'), reason: `rollback: ${reason}`, healthTimeoutMs });
+
+    const notify = (line: string) =>
+      runner.dryRun
+        ? Promise.resolve()
+        : sendNotifications(notifyTargetsFromEnv(process.env), `${action} of ${session.layout.project} on ${target.user}@${target.host}:${deployPath}: ${line} (by ${describeActor()})`, logger);
     let report: DeployReport;
-    if (values.rollback) {
-      report = await rollback(session, { app, to: stringValue(values, 'to'), reason: `rollback: ${reason}`, healthTimeoutMs });
-    } else {
-      const registry = stringValue(values, 'registry') ?? 'ghcr.io';
-      const { refs, revision } = imageRefs(values, app, registry);
-      const envFile = stringValue(values, 'server-env');
-      const tokenValue = process.env.REGISTRY_TOKEN ?? process.env.GHCR_TOKEN;
-      report = await deploy(session, {
-        app,
-        refs,
-        registry,
-        registryUser: process.env.REGISTRY_USER,
-        registryToken: tokenValue ? new Secret(tokenValue) : undefined,
-        env: envFile ? readProductionEnv(envFile) : undefined,
-        revision: stringValue(values, 'revision') ?? revision ?? (await gitRevision(runner)),
-        reason,
-        keep,
-        healthTimeoutMs,
-      });
+    try {
+      report = await run();
+    } catch (error) {
+      await notify(`FAILED: ${(error as Error).message}`);
+      throw error;
     }
     if (json) printJson(report);
-    else if (!runner.dryRun) printReport(report);
+    else if (!runner.dryRun) {
+      if (report.checks.length) process.stdout.write(`${formatOutcomes(report.checks)}\n`);
+      process.stdout.write(`${outcomeLine(report)}\n`);
+    }
+    await notify(outcomeLine(report));
     if (report.result === 'rolled-back') return EXIT.rolledBack;
     if (!report.ok && !runner.dryRun) throw new ToolError(report.error ?? `${report.action} failed`);
     return EXIT.ok;

@@ -1,6 +1,8 @@
 // ssh-deploy and smoke-test against the real sshd, registry and engine on loopback: first deploy,
 // redeploy, no-op, automatic rollback, failed migration, locking, SIGINT, bad input, data and secrets.
 import { spawn, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -222,12 +224,42 @@ describe('ssh-deploy against a real sshd, registry and Docker engine', () => {
     images = v2;
   });
 
-  it('a no-op deploy of the same digests changes nothing and reports it', async () => {
+  it('a no-op deploy of the same digests changes nothing, reports it, and notifies Telegram and a webhook', async () => {
+    const received: { url: string; body: Record<string, unknown> }[] = [];
+    const listener = http.createServer((request, response) => {
+      let body = '';
+      request.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      request.on('end', () => {
+        received.push({ url: request.url ?? '', body: JSON.parse(body) as Record<string, unknown> });
+        response.end('{"ok":true}');
+      });
+    });
+    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+    const { port } = listener.address() as AddressInfo;
+    const telegramToken = `999:${randomBytes(20).toString('hex')}`;
     const before = releases();
-    const run = await deploy('v2-again', images);
-    expect(run.code, run.stderr).toBe(0);
-    expect((JSON.parse(run.stdout) as { result: string }).result).toBe('unchanged');
-    expect(releases()).toEqual(before);
+    try {
+      const run = await runTool(
+        'ssh-deploy',
+        [...sshArgs(), '--registry', registry.address, '--images-from', imagesFile('v2-again', images), '--json'],
+        scriptEnv({
+          NOTIFY_TELEGRAM_TOKEN: telegramToken,
+          NOTIFY_TELEGRAM_CHAT_ID: '-10042',
+          NOTIFY_TELEGRAM_API: `http://127.0.0.1:${port}`,
+          NOTIFY_WEBHOOK_URL: `http://127.0.0.1:${port}/hook/secret-part`,
+        }),
+      );
+      expect(run.code, run.stderr).toBe(0);
+      expect((JSON.parse(run.stdout) as { result: string }).result).toBe('unchanged');
+      expect(releases()).toEqual(before);
+      expect(received.map((item) => item.url).sort()).toEqual([`/bot${telegramToken}/sendMessage`, '/hook/secret-part']);
+      for (const item of received) expect(String(item.body.text)).toMatch(new RegExp(`^deploy of ${owner} on aidd-deploy@127\\.0\\.0\\.1:~/apps/${owner}: no change: release \\S+ already runs these images`));
+      expect(received.find((item) => item.url.includes('sendMessage'))?.body.chat_id).toBe('-10042');
+      expect(run.stderr).not.toContain(telegramToken);
+      expect(run.stderr).not.toContain('secret-part');
+    } finally {
+      listener.close();
+    }
   });
 
   it('a release whose api fails its healthcheck rolls back; the previous release keeps serving', async () => {
@@ -372,17 +404,25 @@ describe('ssh-deploy against a real sshd, registry and Docker engine', () => {
     });
   });
 
-  it('no secret appears in any output or in the process list during a deploy', async () => {
+  it('a deploy configured like the workflow (SSH_* from the environment) shows no secret in any output or in ps', async () => {
     const keyBody = readFileSync(server.keyFile, 'utf8').split('\n')[1]!;
     const secrets = [registry.password.reveal(), postgresPassword, keyBody];
     // Other images than the running ones, so every step runs: login, upload of the .env, backup, migrate, switch.
     const [oldest] = releases();
     const other = (JSON.parse(readFileSync(path.join(deployDir, 'releases', oldest!, 'release.json'), 'utf8')) as { images: Record<string, string> }).images;
     expect(other).not.toEqual(images);
+    // Shaped like the deploy workflow: the server, key and host key come from the environment (secrets).
     const run = startTool(
       'ssh-deploy',
-      [...sshArgs({ key: null }), '--registry', registry.address, '--images-from', imagesFile('ps', other), '--server-env', envFile],
-      scriptEnv({ SSH_KEY: readFileSync(server.keyFile, 'utf8') }),
+      ['--project', owner, '--registry', registry.address, '--images-from', imagesFile('ps', other), '--server-env', envFile],
+      scriptEnv({
+        SSH_HOST: server.host,
+        SSH_PORT: String(server.port),
+        SSH_USER: server.user,
+        SSH_KEY: readFileSync(server.keyFile, 'utf8'),
+        SSH_KNOWN_HOSTS: readFileSync(server.knownHostsFile, 'utf8'),
+        DEPLOY_PATH: `~/apps/${owner}`,
+      }),
     );
     const processLists: string[] = [];
     for (let sample = 0; sample < 300 && run.child.exitCode === null; sample += 1) {

@@ -1,7 +1,9 @@
 // The D0 reference stack on a real Docker engine: build, up, health, data across restarts, teardown.
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runSmoke } from '../../lib/smoke.ts';
 import { localAccess } from '../../lib/local-stack.ts';
+import { REPO_ROOT } from '../../lib/target.ts';
 import { getJson, prepareReferenceStack, projectLeftovers, requireDocker, testRunner, type TestStack } from './harness.ts';
 
 const runner = testRunner();
@@ -56,6 +58,38 @@ describe('reference stack on a real Docker engine', () => {
     expect(html).toContain('AIDD Bot');
     const frontendHealth = await getJson(`http://127.0.0.1:${stack.frontendPort}/health`);
     expect(frontendHealth).toMatchObject({ status: 200, body: { status: 'ok' } });
+  });
+
+  it('smoke-test finds the published ports of a local compose project by itself', async () => {
+    const result = await runner.attempt({
+      argv: [path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx'), path.join(REPO_ROOT, 'scripts', 'smoke-test.ts'), '--project', stack.target.projectName, '--json'],
+      env: { CI: 'true' },
+      timeoutMs: 120_000,
+    });
+    expect(result.exitCode, result.stderr).toBe(0);
+    const report = JSON.parse(result.stdout) as { ok: boolean; checks: { name: string; ok: boolean; ms: number }[] };
+    expect(report.ok).toBe(true);
+    expect(report.checks.map((check) => check.name)).toEqual(
+      expect.arrayContaining(['postgres container', 'api container', 'bot container', 'frontend container', 'api health', 'api stats', 'frontend page']),
+    );
+  });
+
+  it('api /health answers 503 while the database is down and 200 again when it is back', async () => {
+    await runner.run(stack.compose(['stop', 'postgres']));
+    const down = await fetch(`http://127.0.0.1:${stack.apiPort}/health`, { signal: AbortSignal.timeout(10_000) });
+    expect(down.status).toBe(503);
+    expect(await down.json()).toMatchObject({ status: 'error' });
+    const page = await fetch(`http://127.0.0.1:${stack.frontendPort}/`, { signal: AbortSignal.timeout(10_000) });
+    expect(page.status).toBe(502);
+    await upAndHealthy();
+  });
+
+  it('the bot refuses a malformed token with one clear line and exit code 2, never echoing it', async () => {
+    const token = '12345:not-a-real-token';
+    const result = await runner.attempt(stack.compose(['run', '--rm', '--no-deps', '-T', '-e', 'BOT_MODE=polling', '-e', `BOT_TOKEN=${token}`, 'bot'], { timeoutMs: 120_000 }));
+    expect(result.exitCode).toBe(2);
+    expect(result.stdout + result.stderr).toMatch(/BOT_TOKEN is malformed/);
+    expect(result.stdout + result.stderr).not.toContain(token);
   });
 
   it('keeps database rows across a full restart and re-running migrations', async () => {

@@ -116,3 +116,34 @@ describe('the build workflow (D1)', () => {
     expect(uses.indexOf('crazy-max/ghaction-github-runtime')).toBeLessThan(buildIndex);
   });
 });
+
+describe('deploy workflow (D3)', () => {
+  const workflow = parseYaml(readFileSync(path.join(WORKFLOW_DIR, 'deploy.yml'), 'utf8')) as Workflow;
+  const job = workflow.jobs.deploy!;
+  const text = readFileSync(path.join(WORKFLOW_DIR, 'deploy.yml'), 'utf8');
+  const deployStep = job.steps.find((step) => step.run?.includes('scripts/ssh-deploy.ts'))!;
+
+  it('runs only on a click, one at a time, with read-only permissions', () => {
+    expect(Object.keys(workflow.on)).toEqual(['workflow_dispatch']);
+    expect(workflow.permissions).toEqual({ contents: 'read', packages: 'read' });
+    expect((workflow as unknown as { concurrency: { 'cancel-in-progress': boolean } }).concurrency['cancel-in-progress']).toBe(false);
+  });
+
+  it('deploys with the same scripts over SSH from the HOST, USER and SSH_KEY secrets, host keys checked', () => {
+    expect(job.steps.some((step) => step.run?.includes('scripts/setup-env.ts --target production --from-env'))).toBe(true);
+    expect(deployStep.env).toMatchObject({
+      SSH_HOST: '${{ secrets.HOST }}',
+      SSH_USER: '${{ secrets.USER }}',
+      SSH_KEY: '${{ secrets.SSH_KEY }}',
+      SSH_KNOWN_HOSTS: '${{ secrets.SSH_KNOWN_HOSTS }}',
+    });
+    expect(deployStep.run).not.toMatch(/secrets\.|TOKEN|SSH_KEY/);
+    expect(text).not.toMatch(/StrictHostKeyChecking|UserKnownHostsFile|ssh-keyscan/);
+  });
+
+  it('reports the result: a job summary always, notifications when their secrets are set', () => {
+    const summary = job.steps.find((step) => step.run?.includes('GITHUB_STEP_SUMMARY')) as Step & { if?: string };
+    expect(summary.if).toBe('always()');
+    expect(Object.keys(deployStep.env ?? {})).toEqual(expect.arrayContaining(['NOTIFY_TELEGRAM_TOKEN', 'NOTIFY_TELEGRAM_CHAT_ID', 'NOTIFY_WEBHOOK_URL']));
+  });
+});
