@@ -1,5 +1,6 @@
 // The one place the toolkit runs commands. Every command is an argv array built by a pure
 // function elsewhere in lib; the runner knows about dry-run, timeouts and secrets.
+import os from 'node:os';
 import { $, type ProcessPromise } from 'zx';
 import { redact, REDACTED, Secret } from './secrets.ts';
 import type { Logger } from './log.ts';
@@ -43,8 +44,12 @@ function lastLine(text: string): string {
 
 /** The printable form of a command: shell-quoted, secrets redacted, stdin shown as a note. */
 export function describe(command: Command): string {
-  const quoted = command.argv.map((arg) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`));
-  let text = quoted.join(' ');
+  const quote = (arg: string) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`);
+  // Variables set for the command are part of it (DOCKER_BUILDKIT=1 changes what docker does).
+  const env = Object.entries(command.env ?? {})
+    .filter((entry): entry is [string, string] => entry[1] !== undefined)
+    .map(([name, value]) => `${name}=${/TOKEN|PASSWORD|SECRET|KEY/i.test(name) ? REDACTED : quote(value)}`);
+  let text = [...env, ...command.argv.map(quote)].join(' ');
   if (command.input instanceof Secret) text += ` <<< ${REDACTED}`;
   else if (command.input !== undefined) text += ' <<< (script on stdin)';
   return redact(text);
@@ -100,7 +105,8 @@ export class Runner {
     }
     const output = await child;
     return {
-      exitCode: output.exitCode ?? (output.signal ? 128 : 1),
+      // Killed by a signal (a timeout sends SIGTERM): the shell's convention, 128 + the signal number.
+      exitCode: output.exitCode ?? 128 + (output.signal ? (os.constants.signals[output.signal] ?? 0) : 0),
       stdout: output.stdout,
       stderr: output.stderr,
       skipped: false,
