@@ -13,6 +13,8 @@ export const EXIT = {
   refused: 3,
   /** A deploy failed and the previous release was restored. */
   rolledBack: 4,
+  /** The person cancelled a prompt (Ctrl-C, Escape); nothing was changed. */
+  cancelled: 130,
 } as const;
 
 /** An error that ends a script with one line on stderr and a chosen exit code. */
@@ -51,7 +53,7 @@ export interface ScriptSpec {
 
 export type Values = Record<string, string | boolean | string[] | undefined>;
 
-const EXIT_HELP = `Exit codes: 0 ok, 1 failed, 2 bad input (nothing changed), 3 refused (lock held or host key mismatch), 4 deploy failed and rolled back.`;
+const EXIT_HELP = `Exit codes: 0 ok, 1 failed, 2 bad input (nothing changed), 3 refused (lock held or host key mismatch), 4 deploy failed and rolled back, 130 cancelled.`;
 
 export function helpText(spec: ScriptSpec): string {
   const rows = Object.entries({ ...spec.options, help: { type: 'boolean', help: 'Show this help.', short: 'h' } as OptionSpec }).map(

@@ -16,6 +16,8 @@ export interface Command {
   readOnly?: boolean;
   /** Forward output lines (redacted) while the command runs: long builds and pulls. */
   stream?: boolean;
+  /** Hands the terminal to the command (a walkthrough calling another walkthrough); nothing is captured. */
+  interactive?: boolean;
 }
 
 export interface Result {
@@ -98,6 +100,7 @@ export class Runner {
       quiet: true,
       verbose: false,
       nothrow: true,
+      ...(command.interactive ? { stdio: 'inherit' as const } : {}),
     })`${program} ${args}`;
     if (command.stream) {
       child.stdout.on('data', (chunk: Buffer) => this.#forward(chunk));

@@ -167,3 +167,23 @@ export function resolveSshTarget(values: Values): { target: SshTarget; deployPat
   const deployPath = stringValue(values, 'path') ?? '/opt/aidd';
   return { target, deployPath, cleanup: () => scratch && rmSync(scratch, { recursive: true, force: true }) };
 }
+
+/** How known_hosts names a server: `host`, or `[host]:port` off port 22. */
+export function knownHostsName(host: string, port: number): string {
+  return port === 22 ? host : `[${host}]:${port}`;
+}
+
+/** Exits 0 when the known_hosts file has a key for the server. */
+export function knownHostLookupCommand(file: string, host: string, port: number): Command {
+  return { argv: ['ssh-keygen', '-F', knownHostsName(host, port), '-f', file], readOnly: true, timeoutMs: 10_000 };
+}
+
+/** Asks the server for its host keys; only ever shown to a person to verify, never trusted by itself. */
+export function keyscanCommand(host: string, port: number): Command {
+  return { argv: ['ssh-keyscan', '-T', '10', '-p', String(port), host], readOnly: true, timeoutMs: 20_000 };
+}
+
+/** Fingerprints (SHA256) of known_hosts lines given on stdin. */
+export function fingerprintCommand(lines: string): Command {
+  return { argv: ['ssh-keygen', '-l', '-f', '-'], input: lines, readOnly: true, timeoutMs: 10_000 };
+}

@@ -4,8 +4,9 @@
 import { chmodSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import * as prompts from '@clack/prompts';
+import { answered as answerOrCancel, cancelled } from '../lib/prompts.ts';
 import { AIDD_BOT_ENV, TEMPLATE_FILES } from '../env/schema.ts';
-import { EXIT, isInteractive, runScript, stringValue, ToolError, UsageError, type ScriptSpec, type Values } from '../lib/cli.ts';
+import { EXIT, isInteractive, runScript, stringValue, UsageError, type ScriptSpec, type Values } from '../lib/cli.ts';
 import { backupEnvFile, readEnvFile, SECRET_FILE_MODE, updateEnvText, writeEnvFile, type EnvFile } from '../lib/env-file.ts';
 import {
   checkValue,
@@ -57,8 +58,6 @@ const spec: ScriptSpec = {
 };
 
 const schema = AIDD_BOT_ENV;
-/** 128 + SIGINT, as a shell reports Ctrl-C. */
-const EXIT_CANCELLED = 130;
 
 interface Change {
   name: string;
@@ -145,15 +144,8 @@ function howToSupply(variable: VariableSpec): string {
   return ways.join(' or ');
 }
 
-function cancelled(): never {
-  prompts.cancel('Cancelled: nothing was written.');
-  throw new ToolError('cancelled: nothing was written', EXIT_CANCELLED);
-}
-
-/** A prompt's answer, or the end of the run when the person cancelled (Ctrl-C, Escape). */
 function answered<T>(answer: T): Exclude<T, symbol> {
-  if (prompts.isCancel(answer)) cancelled();
-  return answer as Exclude<T, symbol>;
+  return answerOrCancel(answer, 'nothing was written');
 }
 
 async function ask(variable: VariableSpec, target: Target, next: Record<string, string>, reason: string): Promise<string> {
@@ -269,7 +261,7 @@ async function setUp(target: Target, file: string, existing: EnvFile | undefined
     prompts.note(summaryLines(target, next, changes), `${existing ? 'Changes to' : 'New file'} ${shown(file)} (+ added, ~ changed; secrets masked)`);
     if (!dryRun && values.yes !== true) {
       const write = answered(await prompts.confirm({ message: `Write ${shown(file)}${existing ? ' (the current file is backed up first)' : ''}?` }));
-      if (!write) cancelled();
+      if (!write) cancelled('nothing was written');
     }
   } else if (!json) {
     process.stdout.write(changes.map((change) => `${change.action === 'add' ? '+' : '~'} ${change.name}=${displayValue(findVariable(schema, change.name), next[change.name]!)}\n`).join(''));

@@ -1,11 +1,12 @@
 // Deploy the registry images to a server over SSH: health-checked, locked, audited, reversible.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { EXIT, parseSeconds, runScript, stringValue, ToolError, UsageError, type ScriptSpec, type Values } from '../lib/cli.ts';
+import { EXIT, isInteractive, parseSeconds, runScript, stringValue, ToolError, UsageError, type ScriptSpec, type Values } from '../lib/cli.ts';
 import { defaultProjectName, loadComposeApp, type ComposeApp } from '../lib/compose.ts';
 import { appServices, breakLock, closeSession, deploy, describeActor, history, rollback, status, type DeployReport, type DeployRequest, type Session } from '../lib/deploy.ts';
 import { readEnvFile } from '../lib/env-file.ts';
 import { validate } from '../lib/env-schema.ts';
+import { deployWalkthrough, type WalkthroughResult } from '../lib/deploy-walkthrough.ts';
 import { Runner } from '../lib/exec.ts';
 import { notifyTargetsFromEnv, NOTIFY_VARIABLES, sendNotifications } from '../lib/notify.ts';
 import { AIDD_BOT_ENV } from '../env/schema.ts';
@@ -23,6 +24,8 @@ const spec: ScriptSpec = {
     'Deploy the app to a server over SSH: preflight, lock, pull, upload the release and .env (0600),\n' +
     'back up the database, migrate, switch, wait for health and smoke-test; roll back automatically when\n' +
     'the new release is unhealthy. One SSH connection per run; host keys are always checked.\n' +
+    'On a terminal, a guided walkthrough asks for whatever the flags left out (and helps you verify and\n' +
+    'add the server key); without one, a missing answer is an error naming its flag.\n' +
     'Registry credentials come only from REGISTRY_USER and REGISTRY_TOKEN (or GHCR_TOKEN).\n' +
     `The result of a deploy or rollback is sent to Telegram and/or a JSON webhook when set: ${NOTIFY_VARIABLES.join(', ')}.`,
   options: {
@@ -108,6 +111,7 @@ async function deployRequestFrom(
   app: ComposeApp,
   runner: Runner,
   settings: Pick<DeployRequest, 'reason' | 'keep' | 'healthTimeoutMs'>,
+  typed: Pick<WalkthroughResult, 'token' | 'registryUser'>,
 ): Promise<DeployRequest> {
   const registry = stringValue(values, 'registry') ?? 'ghcr.io';
   const { refs, revision } = imageRefs(values, app, registry);
@@ -117,8 +121,8 @@ async function deployRequestFrom(
     app,
     refs,
     registry,
-    registryUser: process.env.REGISTRY_USER,
-    registryToken: tokenValue ? new Secret(tokenValue) : undefined,
+    registryUser: typed.registryUser ?? process.env.REGISTRY_USER,
+    registryToken: typed.token ?? (tokenValue ? new Secret(tokenValue) : undefined),
     env: envFile ? readProductionEnv(envFile) : undefined,
     revision: stringValue(values, 'revision') ?? revision ?? (await gitRevision(runner)),
     ...settings,
@@ -142,18 +146,24 @@ function outcomeLine(report: DeployReport): string {
   return lines[report.result];
 }
 
-await runScript(spec, async (values) => {
-  const json = values.json === true;
+await runScript(spec, async (flags) => {
+  const json = flags.json === true;
   const logger = createLogger({ prefix: spec.name, quiet: json });
-  const runner = new Runner({ logger, dryRun: values['dry-run'] === true, verbose: values.verbose === true });
-  const app = loadComposeApp(stringValue(values, 'compose') ?? DEFAULT_REGISTRY_COMPOSE);
-  const keep = Number(stringValue(values, 'keep') ?? 5);
-  if (!Number.isInteger(keep) || keep < 1) throw new UsageError(`--keep ${String(values.keep)} must be a whole number of releases, 1 or more`);
-  const healthTimeoutMs = parseSeconds(stringValue(values, 'timeout'), '--timeout', 180) * 1000;
-  const reason = stringValue(values, 'reason') ?? 'deploy';
-  const modes = ['rollback', 'status', 'history', 'break-lock'].filter((mode) => values[mode] === true);
+  const runner = new Runner({ logger, dryRun: flags['dry-run'] === true, verbose: flags.verbose === true });
+  const app = loadComposeApp(stringValue(flags, 'compose') ?? DEFAULT_REGISTRY_COMPOSE);
+  const keep = Number(stringValue(flags, 'keep') ?? 5);
+  if (!Number.isInteger(keep) || keep < 1) throw new UsageError(`--keep ${String(flags.keep)} must be a whole number of releases, 1 or more`);
+  const healthTimeoutMs = parseSeconds(stringValue(flags, 'timeout'), '--timeout', 180) * 1000;
+  const reason = stringValue(flags, 'reason') ?? 'deploy';
+  const modes = ['rollback', 'status', 'history', 'break-lock'].filter((mode) => flags[mode] === true);
   if (modes.length > 1) throw new UsageError(`--${modes.join(' and --')} cannot be combined; pick one`);
-  if (stringValue(values, 'to') && !values.rollback) throw new UsageError('--to ID only goes with --rollback');
+  if (stringValue(flags, 'to') && !flags.rollback) throw new UsageError('--to ID only goes with --rollback');
+
+  // On a terminal, a walkthrough asks for what the flags left out; elsewhere a missing answer is an error.
+  const deploying = modes.length === 0;
+  const missing = !stringValue(flags, 'host') || !stringValue(flags, 'user') || (deploying && !stringValue(flags, 'owner') && !stringValue(flags, 'images-from'));
+  const walkthrough: WalkthroughResult = isInteractive() && !json && !runner.dryRun && missing ? await deployWalkthrough(flags, runner, deploying) : { values: flags };
+  const values = walkthrough.values;
 
   // Everything that can be checked locally is checked before the first connection.
   const { target, deployPath, cleanup } = resolveSshTarget(values);
@@ -184,7 +194,7 @@ await runScript(spec, async (values) => {
 
     // Inputs are all read and checked here, before the first connection.
     const action = values.rollback ? 'rollback' : 'deploy';
-    const deployRequest = values.rollback ? undefined : await deployRequestFrom(values, app, runner, { reason, keep, healthTimeoutMs });
+    const deployRequest = values.rollback ? undefined : await deployRequestFrom(values, app, runner, { reason, keep, healthTimeoutMs }, walkthrough);
     const run = () =>
       deployRequest ? deploy(session, deployRequest) : rollback(session, { app, to: stringValue(values, 'to'), reason: `rollback: ${reason}`, healthTimeoutMs });
 

@@ -120,6 +120,18 @@ function releases(): string[] {
   return readdirSync(path.join(deployDir, 'releases')).sort();
 }
 
+function releaseImages(id: string): Record<string, string> {
+  return (JSON.parse(readFileSync(path.join(deployDir, 'releases', id, 'release.json'), 'utf8')) as { images: Record<string, string> }).images;
+}
+
+/** Images of a kept release that differ from the running ones: deploying them runs every step. */
+function otherImages(): Record<string, string> {
+  const running = JSON.stringify(releaseImages(currentRelease()));
+  const other = releases().map(releaseImages).find((candidate) => JSON.stringify(candidate) !== running);
+  expect(other).toBeDefined();
+  return other!;
+}
+
 /** Names, sizes and times of everything under the deploy dir: proof that a refused run changed nothing. */
 function snapshot(dir = deployDir): string[] {
   const entries: string[] = [];
@@ -366,6 +378,59 @@ describe('ssh-deploy against a real sshd, registry and Docker engine', () => {
     expect(again.code, again.stderr).toBe(0);
   });
 
+  it('the guided walkthrough on a terminal asks what the flags left out, has the person verify the host key, and deploys', async () => {
+    const socket = path.join(scratch, 'tmux.sock');
+    const knownHosts = path.join(scratch, 'walkthrough', 'known_hosts');
+    const other = otherImages();
+    const token = registry.password.reveal();
+    const tmux = (args: string[]) => runner.run({ argv: ['tmux', '-S', socket, ...args], timeoutMs: 10_000 });
+    const screen = async () => (await tmux(['capture-pane', '-p', '-J', '-S', '-', '-t', '0'])).stdout;
+    const waitFor = async (text: string, seconds = 30) => {
+      for (let tries = 0; tries < seconds * 5; tries += 1) {
+        if ((await screen()).includes(text)) return;
+        await sleep(200);
+      }
+      throw new Error(`the screen never showed: ${text}\n${await screen()}`);
+    };
+    const answer = async (prompt: string, text?: string) => {
+      await waitFor(prompt);
+      if (text !== undefined) await tmux(['send-keys', '-t', '0', '-l', '--', text]);
+      await tmux(['send-keys', '-t', '0', 'Enter']);
+    };
+    const command = ['env', '-u', 'CI', '-u', 'REGISTRY_TOKEN', '-u', 'REGISTRY_USER', 'TERM=xterm-256color', TSX, path.join(REPO_ROOT, 'scripts', 'ssh-deploy.ts'),
+      '--project', owner, '--registry', registry.address, '--images-from', imagesFile('walkthrough', other), '--path', `~/apps/${owner}`, '--known-hosts', knownHosts]
+      .map((arg) => `'${arg.replace(/'/g, `'\\''`)}'`).join(' ');
+    const expected = (await runner.run({ argv: ['ssh-keygen', '-lf', path.join(SANDBOX_DIR, 'sshd', 'ssh_host_ed25519_key.pub')] })).stdout.split(' ')[1]!;
+    await tmux(['new-session', '-d', '-x', '160', '-y', '50', `${command}; echo "[exit $?]"; sleep 600`]);
+    try {
+      await answer('Server address', server.host);
+      await answer('SSH user', server.user);
+      await answer('SSH port', String(server.port));
+      await answer('Private key file', server.keyFile);
+      await answer('Fetch the key with ssh-keyscan');
+      await waitFor('Does it match exactly?');
+      expect(await screen()).toContain(expected);
+      await tmux(['send-keys', '-t', '0', 'y']);
+      await answer('Upload a .env for the server?');
+      await answer('.env file for the server', envFile);
+      await answer('Registry token', token);
+      await answer('Registry user', registry.user);
+      await waitFor('Deploy now?');
+      expect(await screen()).toContain('token given (hidden)');
+      await tmux(['send-keys', '-t', '0', 'Enter']);
+      await waitFor('[exit 0]', 180);
+      const shown = await screen();
+      expect(shown).toMatch(/deployed \d{8}T\d{6}Z-/);
+      expect(shown).not.toContain(token);
+      expect(shown).not.toContain(postgresPassword);
+      expect(readFileSync(knownHosts, 'utf8')).toMatch(new RegExp(`^\\[127\\.0\\.0\\.1\\]:${server.port} ssh-ed25519 `, 'm'));
+      expect(statSync(knownHosts).mode & 0o777).toBe(0o600);
+      expect(JSON.parse(readFileSync(path.join(deployDir, 'current', 'release.json'), 'utf8'))).toMatchObject({ images: other });
+    } finally {
+      await runner.attempt({ argv: ['tmux', '-S', socket, 'kill-server'] });
+    }
+  });
+
   describe('bad input: one line, non-zero, server untouched', () => {
     const wrongKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC1Yf2m0vB7L9FDcW2R0eUu2r0Kc0rO8Jp2m5qQ4b1Xy';
     const cases: [string, () => Promise<Record<string, string>>, number, RegExp][] = [
@@ -408,9 +473,7 @@ describe('ssh-deploy against a real sshd, registry and Docker engine', () => {
     const keyBody = readFileSync(server.keyFile, 'utf8').split('\n')[1]!;
     const secrets = [registry.password.reveal(), postgresPassword, keyBody];
     // Other images than the running ones, so every step runs: login, upload of the .env, backup, migrate, switch.
-    const [oldest] = releases();
-    const other = (JSON.parse(readFileSync(path.join(deployDir, 'releases', oldest!, 'release.json'), 'utf8')) as { images: Record<string, string> }).images;
-    expect(other).not.toEqual(images);
+    const other = otherImages();
     // Shaped like the deploy workflow: the server, key and host key come from the environment (secrets).
     const run = startTool(
       'ssh-deploy',
