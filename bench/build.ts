@@ -2,15 +2,15 @@
 // app cached, an empty registry), a warm build with no change, and a build after a change to one service.
 // It works on a committed temporary copy of the stack, a throwaway registry and a private DOCKER_CONFIG,
 // so neither the repository nor ~/.docker is touched.
-import { appendFileSync, cpSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ImageResult } from '../lib/build.ts';
 import { EXIT, runScript, ToolError, type ScriptSpec } from '../lib/cli.ts';
-import { Runner, type Command } from '../lib/exec.ts';
+import { Runner } from '../lib/exec.ts';
 import { createLogger, formatTable, printJson } from '../lib/log.ts';
 import { ensureDockerEngine, startRegistry } from '../lib/sandbox.ts';
-import { DEFAULT_COMPOSE_FILE, REPO_ROOT } from '../lib/target.ts';
-import { SANDBOX_DIR, tempDir, uniqueName } from '../test/e2e/harness.ts';
+import { REPO_ROOT } from '../lib/target.ts';
+import { buildPushEnv, committedStackCopy, SANDBOX_DIR, tempDir, uniqueName } from '../test/e2e/harness.ts';
 
 const spec: ScriptSpec = {
   name: 'bench-build',
@@ -51,17 +51,9 @@ await runScript(spec, async (values) => {
   const registryDir = tempDir('aidd-bench-registry');
   const registry = await startRegistry(runner, registryDir);
   const owner = uniqueName('bench');
-  const stackDir = path.join(tempDir('aidd-bench-stack'), 'aidd-bot');
-  const git = (args: string[]): Command => ({ argv: ['git', '-C', stackDir, '-c', 'user.name=bench', '-c', 'user.email=bench@example.com', ...args], timeoutMs: 30_000 });
-  const env = {
-    DOCKER_CONFIG: tempDir('aidd-bench-docker-config'),
-    REGISTRY: registry.address,
-    IMAGE_OWNER: owner,
-    REGISTRY_USER: registry.user,
-    REGISTRY_TOKEN: registry.password.reveal(),
-    GITHUB_OUTPUT: undefined,
-    GITHUB_REF: undefined,
-  };
+  const dockerConfig = tempDir('aidd-bench-docker-config');
+  const env = buildPushEnv(registry, owner, dockerConfig);
+  let stackDir = '';
   const scenarios: Scenario[] = [];
 
   const measure = async (name: string) => {
@@ -78,14 +70,13 @@ await runScript(spec, async (values) => {
   };
 
   try {
-    cpSync(path.dirname(DEFAULT_COMPOSE_FILE), stackDir, { recursive: true, filter: (source) => path.basename(source) !== '.env' });
-    bustLayerCache(stackDir, owner);
-    for (const args of [['init', '--quiet'], ['add', '--all'], ['commit', '--quiet', '--message', 'bench']]) await runner.run(git(args));
+    const stack = await committedStackCopy(runner, 'aidd-bench-stack', { prepare: (dir) => bustLayerCache(dir, owner) });
+    stackDir = stack.dir;
 
     await measure('cold');
     await measure('warm, no change');
     appendFileSync(path.join(stackDir, 'frontend', 'server.mjs'), `// bench change ${Date.now()}\n`);
-    await runner.run(git(['commit', '--quiet', '--all', '--message', 'change frontend']));
+    await runner.run(stack.git(['commit', '--quiet', '--all', '--message', 'change frontend']));
     await measure('frontend changed');
   } finally {
     const images = await runner.attempt({ argv: ['docker', 'image', 'ls', '--format', '{{.Repository}}:{{.Tag}}', `${registry.address}/${owner}/*`], readOnly: true });
@@ -93,8 +84,8 @@ await runScript(spec, async (values) => {
     if (refs.length > 0) await runner.attempt({ argv: ['docker', 'image', 'rm', '--force', ...refs], timeoutMs: 120_000 });
     registry.stop();
     rmSync(registryDir, { recursive: true, force: true });
-    rmSync(path.dirname(stackDir), { recursive: true, force: true });
-    rmSync(env.DOCKER_CONFIG, { recursive: true, force: true });
+    if (stackDir) rmSync(path.dirname(stackDir), { recursive: true, force: true });
+    rmSync(dockerConfig, { recursive: true, force: true });
   }
 
   if (json) {

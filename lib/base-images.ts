@@ -5,7 +5,6 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ToolError } from './cli.ts';
 import { interpolationDefaults, type ComposeApp } from './compose.ts';
 import { buildCommand, imageExistsCommand, importCommand, pullCommand } from './docker.ts';
 import type { Command, Runner } from './exec.ts';
@@ -51,11 +50,11 @@ export async function resolveBaseImages(app: ComposeApp, runner: Runner, logger:
   const offline = app.config.offlineBase;
   if (!offline) return {};
   const defaults = interpolationDefaults(app.text);
-  const wanted = Object.keys(offline.images).filter((variable) => !process.env[variable]);
+  // Only the variables this compose file uses: the registry file has no build base images, say.
+  const wanted = Object.keys(offline.images).filter((variable) => !process.env[variable] && defaults[variable] !== undefined);
   const unavailable: string[] = [];
   for (const variable of wanted) {
-    const ref = defaults[variable];
-    if (!ref) throw new ToolError(`aidd.yml offline-base names ${variable}, but ${app.file} has no \${${variable}:-default}`);
+    const ref = defaults[variable]!;
     if (await imageExists(runner, ref)) continue;
     if ((await runner.attempt(pullCommand(ref, 60_000))).exitCode !== 0) unavailable.push(ref);
   }

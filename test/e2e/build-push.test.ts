@@ -1,19 +1,19 @@
 // build-push against the real Docker engine and a real registry with htpasswd on 127.0.0.1: tags,
 // digests and labels as the registry and the engine see them, a second build that pushes nothing,
 // a refused login that changes nothing, --no-push, and the registry compose file pulled and run.
-import { cpSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveBaseImages } from '../../lib/base-images.ts';
 import type { ImageResult } from '../../lib/build.ts';
 import { composeCommand, loadComposeApp, type ComposeTarget } from '../../lib/compose.ts';
-import type { Command, Result } from '../../lib/exec.ts';
+import type { Result } from '../../lib/exec.ts';
 import { localAccess } from '../../lib/local-stack.ts';
 import { createLogger } from '../../lib/log.ts';
 import { freePort, startRegistry, type Registry } from '../../lib/sandbox.ts';
 import { runSmoke } from '../../lib/smoke.ts';
-import { DEFAULT_COMPOSE_FILE, detectComposeCli, REPO_ROOT } from '../../lib/target.ts';
-import { requireDocker, SANDBOX_DIR, tempDir, testRunner, uniqueName, writeEnvFile } from './harness.ts';
+import { detectComposeCli, REPO_ROOT } from '../../lib/target.ts';
+import { buildPushEnv, committedStackCopy, requireDocker, SANDBOX_DIR, tempDir, testRunner, uniqueName, writeEnvFile, type StackCopy } from './harness.ts';
 
 const runner = testRunner();
 const SERVICES = ['api', 'bot', 'frontend'];
@@ -35,26 +35,13 @@ interface BuildReport {
   images: ImageResult[];
 }
 
-function git(args: string[]): Command {
-  return { argv: ['git', '-C', stackDir, '-c', 'user.name=e2e', '-c', 'user.email=e2e@example.com', ...args], timeoutMs: 30_000 };
-}
+let git: StackCopy['git'];
 
 /** Runs the script as CI would: no stdin, credentials only in the environment, a private DOCKER_CONFIG. */
 function buildPush(args: string[], env: Record<string, string> = {}): Promise<Result> {
   return runner.attempt({
     argv: [path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx'), path.join(REPO_ROOT, 'scripts', 'build-push.ts'), '--compose', path.join(stackDir, 'docker-compose.yml'), '--json', ...args],
-    env: {
-      DOCKER_CONFIG: dockerConfig,
-      REGISTRY: registry.address,
-      IMAGE_OWNER: owner,
-      REGISTRY_USER: registry.user,
-      REGISTRY_TOKEN: registry.password.reveal(),
-      GITHUB_OUTPUT: undefined,
-      GITHUB_REF: undefined,
-      GITHUB_SERVER_URL: undefined,
-      GITHUB_REPOSITORY: undefined,
-      ...env,
-    },
+    env: { ...buildPushEnv(registry, owner, dockerConfig), ...env },
     timeoutMs: 900_000,
   });
 }
@@ -103,11 +90,7 @@ describe('build-push on a real engine and registry', () => {
     await requireDocker(runner);
     registry = await startRegistry(runner, path.join(SANDBOX_DIR, 'registry'));
     // A committed copy of the reference stack: images are tagged with the commit, and the test may change files.
-    stackDir = path.join(tempDir('aidd-build-stack'), 'aidd-bot');
-    cpSync(path.dirname(DEFAULT_COMPOSE_FILE), stackDir, { recursive: true, filter: (source) => path.basename(source) !== '.env' });
-    for (const args of [['init', '--quiet'], ['remote', 'add', 'origin', 'https://github.com/example/aidd-bot.git'], ['add', '--all'], ['commit', '--quiet', '--message', 'stack']]) {
-      await runner.run(git(args));
-    }
+    ({ dir: stackDir, git } = await committedStackCopy(runner, 'aidd-build-stack', { remote: 'https://github.com/example/aidd-bot.git' }));
     sha = (await runner.run(git(['rev-parse', 'HEAD']))).stdout.trim();
   });
 

@@ -1,13 +1,13 @@
 // Shared set-up for tests that drive the real Docker engine, registry and sshd on loopback.
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { resolveBaseImages } from '../../lib/base-images.ts';
 import { composeCommand, loadComposeApp, type ComposeApp, type ComposeTarget } from '../../lib/compose.ts';
 import { Runner, type Command } from '../../lib/exec.ts';
 import { createLogger } from '../../lib/log.ts';
-import { ensureDockerEngine, freePort } from '../../lib/sandbox.ts';
+import { ensureDockerEngine, freePort, type Registry } from '../../lib/sandbox.ts';
 import { DEFAULT_COMPOSE_FILE, detectComposeCli, REPO_ROOT } from '../../lib/target.ts';
 
 export const SANDBOX_DIR = process.env.AIDD_SANDBOX_DIR ?? path.join(REPO_ROOT, '.cache', 'sandbox');
@@ -90,4 +90,39 @@ export async function projectLeftovers(runner: Runner, projectName: string): Pro
 export async function getJson(url: string): Promise<{ status: number; body: Record<string, unknown> }> {
   const response = await fetch(url, { signal: AbortSignal.timeout(10_000) });
   return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+export interface StackCopy {
+  dir: string;
+  git(args: string[]): Command;
+}
+
+/**
+ * A committed copy of the reference stack in a temporary git repository: build-push tags images with
+ * its commit, and callers may change and commit files without touching the project. `prepare` edits the
+ * copy before the first commit.
+ */
+export async function committedStackCopy(runner: Runner, prefix: string, options: { prepare?: (dir: string) => void; remote?: string } = {}): Promise<StackCopy> {
+  const dir = path.join(tempDir(prefix), 'aidd-bot');
+  cpSync(path.dirname(DEFAULT_COMPOSE_FILE), dir, { recursive: true, filter: (source) => path.basename(source) !== '.env' });
+  options.prepare?.(dir);
+  const git = (args: string[]): Command => ({ argv: ['git', '-C', dir, '-c', 'user.name=aidd-test', '-c', 'user.email=aidd-test@example.com', ...args], timeoutMs: 30_000 });
+  const steps = [['init', '--quiet'], ...(options.remote ? [['remote', 'add', 'origin', options.remote]] : []), ['add', '--all'], ['commit', '--quiet', '--message', 'stack']];
+  for (const args of steps) await runner.run(git(args));
+  return { dir, git };
+}
+
+/** The environment build-push reads in CI, pointed at a sandbox registry, with GitHub's own variables cleared. */
+export function buildPushEnv(registry: Registry, owner: string, dockerConfig: string): Record<string, string | undefined> {
+  return {
+    DOCKER_CONFIG: dockerConfig,
+    REGISTRY: registry.address,
+    IMAGE_OWNER: owner,
+    REGISTRY_USER: registry.user,
+    REGISTRY_TOKEN: registry.password.reveal(),
+    GITHUB_OUTPUT: undefined,
+    GITHUB_REF: undefined,
+    GITHUB_SERVER_URL: undefined,
+    GITHUB_REPOSITORY: undefined,
+  };
 }
