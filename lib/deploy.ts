@@ -5,9 +5,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import os from 'node:os';
 import { parseDocument } from 'yaml';
 import { EXIT, ToolError, UsageError } from './cli.ts';
-import { containerStatusCommand, parseContainerStatus, projectContainersCommand, type ComposeApp } from './compose.ts';
+import type { ComposeApp } from './compose.ts';
 import type { Command, Result, Runner } from './exec.ts';
-import { parsePublishedPort, publishedPortCommand, serviceContainerCommand } from './local-stack.ts';
+import { parsePublishedPort, projectStatus, publishedPortCommand, serviceContainerCommand } from './local-stack.ts';
 import type { Logger } from './log.ts';
 import * as scripts from './remote-scripts.ts';
 import { REMOTE_EXIT, type RemoteLayout } from './remote-scripts.ts';
@@ -242,11 +242,7 @@ export function remoteAccess(session: Session): StackAccess {
       forwarded.set(key, url);
       return url;
     },
-    async containers() {
-      const ids = (await session.runner.run(wrap(projectContainersCommand(session.layout.project)))).stdout.split('\n').filter(Boolean);
-      if (ids.length === 0) return [];
-      return parseContainerStatus((await session.runner.run(wrap(containerStatusCommand(ids)))).stdout);
-    },
+    containers: () => projectStatus(session.runner, session.layout.project, wrap),
   };
 }
 
