@@ -9,7 +9,7 @@ import { EXIT, runScript, ToolError, type ScriptSpec } from '../lib/cli.ts';
 import { Runner } from '../lib/exec.ts';
 import { createLogger, formatTable, printJson } from '../lib/log.ts';
 import { ensureDockerEngine, startRegistry } from '../lib/sandbox.ts';
-import { REPO_ROOT } from '../lib/target.ts';
+import { scriptArgv } from '../lib/target.ts';
 import { buildPushEnv, committedStackCopy, SANDBOX_DIR, tempDir, uniqueName } from '../test/e2e/harness.ts';
 
 const spec: ScriptSpec = {
@@ -60,7 +60,7 @@ await runScript(spec, async (values) => {
     logger.step(`${name}: building api, bot and frontend`);
     const started = Date.now();
     const result = await runner.attempt({
-      argv: [path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx'), path.join(REPO_ROOT, 'scripts', 'build-push.ts'), '--compose', path.join(stackDir, 'docker-compose.yml'), '--json'],
+      argv: scriptArgv('build-push', ['--compose', path.join(stackDir, 'docker-compose.yml'), '--json']),
       env,
       timeoutMs: 1_800_000,
     });

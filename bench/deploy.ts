@@ -11,12 +11,11 @@ import { EXIT, runScript, ToolError, type ScriptSpec } from '../lib/cli.ts';
 import { Runner, type Command } from '../lib/exec.ts';
 import { createLogger, formatTable, printJson } from '../lib/log.ts';
 import { ensureDockerEngine, freePort, startRegistry, startSshServer, type SshServer } from '../lib/sandbox.ts';
-import { REPO_ROOT } from '../lib/target.ts';
-import { SANDBOX_DIR, tempDir, uniqueName } from '../test/e2e/harness.ts';
+import { DEFAULT_COMPOSE_FILE, DEFAULT_REGISTRY_COMPOSE_FILE, SANDBOX_DIR, scriptArgv } from '../lib/target.ts';
+import { tempDir, uniqueName } from '../test/e2e/harness.ts';
 import { resolveBaseImages } from '../lib/base-images.ts';
 import { loadComposeApp } from '../lib/compose.ts';
 import { appServices } from '../lib/deploy.ts';
-import { DEFAULT_COMPOSE_FILE } from '../lib/target.ts';
 
 const spec: ScriptSpec = {
   name: 'bench-deploy',
@@ -40,7 +39,6 @@ interface Figures {
   failedRequests?: number;
 }
 
-const TSX = path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
 
 /** docker and docker-compose shims that add each call's duration (ns) to a log, then behave as the real ones. */
 function installShims(dir: string, log: string): void {
@@ -107,7 +105,7 @@ await runScript(spec, async (values) => {
 
   try {
     logger.step('Building and pushing the reference images (two tags: bench-v1, bench-v2)');
-    const built = await runner.attempt({ argv: [TSX, path.join(REPO_ROOT, 'scripts', 'build-push.ts'), '--registry', registry.address, '--owner', owner, '--json'], env: tokenEnv, timeoutMs: 1_800_000 });
+    const built = await runner.attempt({ argv: scriptArgv('build-push', ['--registry', registry.address, '--owner', owner, '--json']), env: tokenEnv, timeoutMs: 1_800_000 });
     if (built.exitCode !== 0) throw new ToolError(`build-push failed: ${built.stderr.trim().split('\n').at(-1)}`);
     for (const image of (JSON.parse(built.stdout) as { images: { repository: string; ref: string }[] }).images) {
       for (const [tag, label] of [['bench-v1', 'v1'], ['bench-v2', 'v2']]) {
@@ -116,7 +114,7 @@ await runScript(spec, async (values) => {
       }
     }
     const baseImages = await resolveBaseImages(loadComposeApp(DEFAULT_COMPOSE_FILE), runner, logger);
-    const registryApp = loadComposeApp(path.join(REPO_ROOT, 'examples', 'aidd-bot', 'docker-compose.registry.yml'));
+    const registryApp = loadComposeApp(DEFAULT_REGISTRY_COMPOSE_FILE);
 
     const sshFlags = (name: string) => ['--host', server.host, '--port', String(server.port), '--user', server.user, '--key', server.keyFile, '--known-hosts', server.knownHostsFile, '--path', `~/bench/${name}`, '--project', name];
     const sshBase = ['-p', String(server.port), '-i', server.keyFile, '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes', '-o', `UserKnownHostsFile=${server.knownHostsFile}`];
@@ -137,13 +135,13 @@ await runScript(spec, async (values) => {
 
     const methods: Record<string, (name: string, tag: string, env: string) => Promise<void>> = {
       'ssh-deploy': async (name, tag, env) => {
-        const result = await runner.attempt({ argv: [TSX, path.join(REPO_ROOT, 'scripts', 'ssh-deploy.ts'), ...sshFlags(name), '--registry', registry.address, '--owner', owner, '--tag', tag, '--server-env', env], env: tokenEnv, timeoutMs: 1_800_000 });
+        const result = await runner.attempt({ argv: scriptArgv('ssh-deploy', [...sshFlags(name), '--registry', registry.address, '--owner', owner, '--tag', tag, '--server-env', env]), env: tokenEnv, timeoutMs: 1_800_000 });
         if (result.exitCode !== 0) throw new ToolError(`ssh-deploy failed: ${result.stderr.trim().split('\n').at(-1)}`);
       },
       'manual D2 steps': async (name, _tag, env) => {
         const dir = `bench/${name}`;
         await runner.run(ssh(`mkdir -p ${dir}`));
-        await runner.run(scp(path.join(REPO_ROOT, 'examples', 'aidd-bot', 'docker-compose.registry.yml'), `${dir}/docker-compose.yml`));
+        await runner.run(scp(DEFAULT_REGISTRY_COMPOSE_FILE, `${dir}/docker-compose.yml`));
         await runner.run(scp(env, `${dir}/.env`));
         await runner.run(ssh(`docker login ${registry.address} --username ${registry.user} --password-stdin`, registry.password.reveal()));
         // Only the app images: the database image is local on this offline machine.

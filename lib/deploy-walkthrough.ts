@@ -10,7 +10,7 @@ import type { Runner } from './exec.ts';
 import { answered, cancelled } from './prompts.ts';
 import { Secret } from './secrets.ts';
 import { fingerprintCommand, keyscanCommand, knownHostLookupCommand } from './ssh.ts';
-import { REPO_ROOT } from './target.ts';
+import { scriptArgv } from './target.ts';
 
 export interface WalkthroughResult {
   values: Values;
@@ -82,7 +82,7 @@ export async function deployWalkthrough(values: Values, runner: Runner, deployin
         const create = answered(await prompts.confirm({ message: `${file} does not exist. Create it now with setup-env?` }), 'nothing was deployed');
         if (!create) cancelled(`create ${file} with: npx tsx scripts/setup-env.ts --target production --file ${file}`);
         const setup = await runner.attempt({
-          argv: [path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx'), path.join(REPO_ROOT, 'scripts', 'setup-env.ts'), '--target', 'production', '--file', file],
+          argv: scriptArgv('setup-env', ['--target', 'production', '--file', file]),
           interactive: true,
         });
         if (setup.exitCode !== 0) cancelled(`${file} was not created`);

@@ -6,7 +6,7 @@ import os from 'node:os';
 import { parseDocument } from 'yaml';
 import { EXIT, ToolError, UsageError } from './cli.ts';
 import type { ComposeApp } from './compose.ts';
-import type { Command, Result, Runner } from './exec.ts';
+import { lastLine, type Command, type Result, type Runner } from './exec.ts';
 import { parsePublishedPort, projectStatus, publishedPortCommand, serviceContainerCommand } from './local-stack.ts';
 import type { Logger } from './log.ts';
 import * as scripts from './remote-scripts.ts';
@@ -38,7 +38,7 @@ export async function runRemote(session: Session, script: string, timeoutMs: num
 function remoteError(session: Session, result: Result): ToolError {
   const sshProblem = explainSshFailure(session.ssh, result);
   if (sshProblem) return sshProblem;
-  const detail = redact(result.stderr.trim().split('\n').filter(Boolean).at(-1) ?? `exit code ${result.exitCode}`);
+  const detail = redact(lastLine(result.stderr) || `exit code ${result.exitCode}`);
   if (result.exitCode === REMOTE_EXIT.loginRefused) return new ToolError(`${detail}; check REGISTRY_USER and REGISTRY_TOKEN`, EXIT.usage);
   if (result.exitCode === REMOTE_EXIT.noEnv) return new ToolError(`${detail}; pass --server-env .env.production on the first deploy`, EXIT.usage);
   if (result.exitCode === 124 || result.exitCode === 143) return new ToolError(`remote step timed out: ${detail}`);

@@ -39,19 +39,24 @@ export class CommandError extends Error {
   }
 }
 
-function lastLine(text: string): string {
+/** The last non-blank line of a command's output: what one-line errors quote. */
+export function lastLine(text: string): string {
   const lines = text.trim().split('\n').filter((line) => line.trim() !== '');
   return lines.at(-1)?.trim() ?? '';
 }
 
+/** POSIX single-quoting: safe in bash and dash alike. */
+export function shellQuote(value: string): string {
+  return /^[\w@%+=:,./-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
 /** The printable form of a command: shell-quoted, secrets redacted, stdin shown as a note. */
 export function describe(command: Command): string {
-  const quote = (arg: string) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`);
   // Variables set for the command are part of it (DOCKER_BUILDKIT=1 changes what docker does).
   const env = Object.entries(command.env ?? {})
     .filter((entry): entry is [string, string] => entry[1] !== undefined)
-    .map(([name, value]) => `${name}=${/TOKEN|PASSWORD|SECRET|KEY/i.test(name) ? REDACTED : quote(value)}`);
-  let text = [...env, ...command.argv.map(quote)].join(' ');
+    .map(([name, value]) => `${name}=${/TOKEN|PASSWORD|SECRET|KEY/i.test(name) ? REDACTED : shellQuote(value)}`);
+  let text = [...env, ...command.argv.map(shellQuote)].join(' ');
   if (command.input instanceof Secret) text += ` <<< ${REDACTED}`;
   else if (command.input !== undefined) text += ' <<< (script on stdin)';
   return redact(text);

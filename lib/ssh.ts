@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import os from 'node:os';
 import path from 'node:path';
 import { EXIT, stringValue, ToolError, UsageError, type OptionSpec, type Values } from './cli.ts';
-import type { Command, Result } from './exec.ts';
+import { lastLine, shellQuote, type Command, type Result } from './exec.ts';
 import { registerSecret } from './secrets.ts';
 
 export interface SshTarget {
@@ -73,11 +73,6 @@ export function closeCommand(target: SshTarget): Command {
   return { argv: ['ssh', ...sshOptions(target), '-O', 'exit', ...destination(target)], readOnly: true, timeoutMs: 10_000 };
 }
 
-/** POSIX single-quoting: safe in bash and dash alike. */
-export function shellQuote(value: string): string {
-  return /^[\w@%+=:,./-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
-}
-
 export function controlPathFor(target: Pick<SshTarget, 'host' | 'port' | 'user'>): string {
   return path.join(os.tmpdir(), `aidd-ssh-${process.pid}-${target.user}@${target.host}:${target.port}`.slice(0, 90));
 }
@@ -111,9 +106,9 @@ export function explainSshFailure(target: SshTarget, result: Result): ToolError 
     return new ToolError(`${where} refused the key ${target.keyFile}; check --user and that the key is in the user's authorized_keys`, EXIT.usage);
   }
   if (/Connection refused|timed out|No route to host|Could not resolve hostname|Connection closed/i.test(text)) {
-    return new ToolError(`cannot reach ${target.host}:${target.port} (${text.trim().split('\n').at(-1)}); check --host and --port`, EXIT.usage);
+    return new ToolError(`cannot reach ${target.host}:${target.port} (${lastLine(text)}); check --host and --port`, EXIT.usage);
   }
-  return new ToolError(`ssh to ${where} failed: ${text.trim().split('\n').at(-1)}`);
+  return new ToolError(`ssh to ${where} failed: ${lastLine(text)}`);
 }
 
 /** Flags every script that talks to the server shares, each with its environment twin. */

@@ -7,6 +7,10 @@ import type { Command, Runner } from './exec.ts';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const DEFAULT_COMPOSE_FILE = path.join(REPO_ROOT, 'examples', 'aidd-bot', 'docker-compose.yml');
+/** What runs on a server: the same services from registry images. */
+export const DEFAULT_REGISTRY_COMPOSE_FILE = path.join(REPO_ROOT, 'examples', 'aidd-bot', 'docker-compose.registry.yml');
+/** Where the sandbox registry and sshd of the tests and the rehearsal live. */
+export const SANDBOX_DIR = process.env.AIDD_SANDBOX_DIR ?? path.join(REPO_ROOT, '.cache', 'sandbox');
 
 /** Finds the compose CLI a machine has: v2 first, as real servers mostly run it, then v1. */
 export async function detectComposeCli(runner: Runner, wrap: (command: Command) => Command = (command) => command): Promise<ComposeCli> {
@@ -14,4 +18,9 @@ export async function detectComposeCli(runner: Runner, wrap: (command: Command) 
     if ((await runner.attempt(wrap(composeVersionCommand(cli)))).exitCode === 0) return cli;
   }
   throw new ToolError('neither `docker compose` (v2) nor `docker-compose` (v1) works here; install Docker Compose');
+}
+
+/** argv that runs one of the toolkit's scripts as a user does (npx tsx scripts/NAME.ts ARGS). */
+export function scriptArgv(script: string, args: string[] = []): string[] {
+  return [path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx'), path.join(REPO_ROOT, 'scripts', `${script}.ts`), ...args];
 }

@@ -13,7 +13,7 @@ import { localAccess } from '../lib/local-stack.ts';
 import { createLogger, formatTable, printJson, type Logger } from '../lib/log.ts';
 import { ensureDockerEngine, freePort, startRegistry, startSshServer } from '../lib/sandbox.ts';
 import { formatOutcomes, runSmoke } from '../lib/smoke.ts';
-import { DEFAULT_COMPOSE_FILE, detectComposeCli, REPO_ROOT } from '../lib/target.ts';
+import { DEFAULT_COMPOSE_FILE, detectComposeCli, REPO_ROOT, SANDBOX_DIR, scriptArgv } from '../lib/target.ts';
 
 const spec: ScriptSpec = {
   name: 'rehearse',
@@ -37,7 +37,6 @@ const spec: ScriptSpec = {
 const LOCAL_PROJECT = 'aidd-rehearsal';
 const SERVER_PROJECT = 'aidd-rehearsal-server';
 const OWNER = 'rehearsal';
-const SANDBOX = path.join(REPO_ROOT, '.cache', 'sandbox');
 const WORK = path.join(REPO_ROOT, '.cache', 'rehearsal');
 
 interface Stage {
@@ -49,7 +48,7 @@ interface Stage {
 
 /** One toolkit script as a user runs it, its progress streamed. */
 function toolCommand(script: string, args: string[], env: Record<string, string> = {}): Command {
-  return { argv: [path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx'), path.join(REPO_ROOT, 'scripts', `${script}.ts`), ...args], env: { CI: 'true', ...env }, timeoutMs: 1_800_000, stream: true };
+  return { argv: scriptArgv(script, args), env: { CI: 'true', ...env }, timeoutMs: 1_800_000, stream: true };
 }
 
 async function stage<T>(stages: Stage[], logger: Logger, name: string, what: string, work: () => Promise<T>, result: (value: T) => string): Promise<T> {
@@ -73,7 +72,7 @@ await runScript(spec, async (values) => {
   const stages: Stage[] = [];
 
   logger.step('Checking the Docker engine');
-  await ensureDockerEngine(runner, SANDBOX);
+  await ensureDockerEngine(runner, SANDBOX_DIR);
   const baseImages = await resolveBaseImages(app, runner, logger);
 
   // D0: what a developer does on a laptop.
@@ -92,7 +91,7 @@ await runScript(spec, async (values) => {
 
   // D1: what the build workflow does on every push.
   mkdirSync(WORK, { recursive: true, mode: 0o700 });
-  const registry = await startRegistry(runner, path.join(SANDBOX, 'registry'));
+  const registry = await startRegistry(runner, path.join(SANDBOX_DIR, 'registry'));
   const registryEnv = { REGISTRY_USER: registry.user, REGISTRY_TOKEN: registry.password.reveal(), DOCKER_CONFIG: path.join(WORK, 'docker-config') };
   const imagesFile = path.join(WORK, 'images.json');
   await stage(stages, logger, 'D1', `build and push to ${registry.address}/${OWNER}`, async () => {
@@ -102,7 +101,7 @@ await runScript(spec, async (values) => {
   }, (built) => `${built.images.length} images published`);
 
   // D2: what a deploy to a fresh server does.
-  const server = await startSshServer(runner, path.join(SANDBOX, 'sshd'));
+  const server = await startSshServer(runner, path.join(SANDBOX_DIR, 'sshd'));
   const serverEnv = path.join(WORK, '.env.production');
   // A second rehearsal keeps the server's ports, so it deploys nothing new and changes nothing.
   const previous = readEnvFile(serverEnv)?.values;

@@ -1,6 +1,5 @@
 // Deploy the registry images to a server over SSH: health-checked, locked, audited, reversible.
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { EXIT, isInteractive, parseSeconds, runScript, stringValue, ToolError, UsageError, type ScriptSpec, type Values } from '../lib/cli.ts';
 import { defaultProjectName, loadComposeApp, type ComposeApp } from '../lib/compose.ts';
 import { appServices, breakLock, closeSession, deploy, describeActor, history, rollback, status, type DeployReport, type DeployRequest, type Session } from '../lib/deploy.ts';
@@ -14,9 +13,8 @@ import { createLogger, printJson } from '../lib/log.ts';
 import { registerSecret, Secret } from '../lib/secrets.ts';
 import { formatOutcomes } from '../lib/smoke.ts';
 import { resolveSshTarget, SSH_FLAGS } from '../lib/ssh.ts';
-import { REPO_ROOT } from '../lib/target.ts';
+import { DEFAULT_REGISTRY_COMPOSE_FILE, REPO_ROOT } from '../lib/target.ts';
 
-const DEFAULT_REGISTRY_COMPOSE = path.join(REPO_ROOT, 'examples', 'aidd-bot', 'docker-compose.registry.yml');
 
 const spec: ScriptSpec = {
   name: 'ssh-deploy',
@@ -150,7 +148,7 @@ await runScript(spec, async (flags) => {
   const json = flags.json === true;
   const logger = createLogger({ prefix: spec.name, quiet: json });
   const runner = new Runner({ logger, dryRun: flags['dry-run'] === true, verbose: flags.verbose === true });
-  const app = loadComposeApp(stringValue(flags, 'compose') ?? DEFAULT_REGISTRY_COMPOSE);
+  const app = loadComposeApp(stringValue(flags, 'compose') ?? DEFAULT_REGISTRY_COMPOSE_FILE);
   const keep = Number(stringValue(flags, 'keep') ?? 5);
   if (!Number.isInteger(keep) || keep < 1) throw new UsageError(`--keep ${String(flags.keep)} must be a whole number of releases, 1 or more`);
   const healthTimeoutMs = parseSeconds(stringValue(flags, 'timeout'), '--timeout', 180) * 1000;

@@ -12,7 +12,7 @@ import { localAccess } from '../../lib/local-stack.ts';
 import { createLogger } from '../../lib/log.ts';
 import { freePort, startRegistry, type Registry } from '../../lib/sandbox.ts';
 import { runSmoke } from '../../lib/smoke.ts';
-import { detectComposeCli, REPO_ROOT } from '../../lib/target.ts';
+import { detectComposeCli, scriptArgv } from '../../lib/target.ts';
 import { buildPushEnv, committedStackCopy, requireDocker, SANDBOX_DIR, tempDir, testRunner, uniqueName, writeEnvFile, type StackCopy } from './harness.ts';
 
 const runner = testRunner();
@@ -40,7 +40,7 @@ let git: StackCopy['git'];
 /** Runs the script as CI would: no stdin, credentials only in the environment, a private DOCKER_CONFIG. */
 function buildPush(args: string[], env: Record<string, string> = {}): Promise<Result> {
   return runner.attempt({
-    argv: [path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx'), path.join(REPO_ROOT, 'scripts', 'build-push.ts'), '--compose', path.join(stackDir, 'docker-compose.yml'), '--json', ...args],
+    argv: scriptArgv('build-push', ['--compose', path.join(stackDir, 'docker-compose.yml'), '--json', ...args]),
     env: { ...buildPushEnv(registry, owner, dockerConfig), ...env },
     timeoutMs: 900_000,
   });

@@ -12,11 +12,10 @@ import { resolveBaseImages } from '../../lib/base-images.ts';
 import { loadComposeApp } from '../../lib/compose.ts';
 import { createLogger } from '../../lib/log.ts';
 import { freePort, startRegistry, startSshServer, type Registry, type SshServer } from '../../lib/sandbox.ts';
-import { DEFAULT_COMPOSE_FILE, REPO_ROOT } from '../../lib/target.ts';
+import { DEFAULT_COMPOSE_FILE, scriptArgv } from '../../lib/target.ts';
 import { getJson, requireDocker, SANDBOX_DIR, tempDir, testRunner, uniqueName } from './harness.ts';
 
 const runner = testRunner();
-const TSX = path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
 const owner = uniqueName('deploy');
 const scratch = tempDir('aidd-deploy-e2e');
 const dockerConfig = path.join(scratch, 'docker-config');
@@ -57,13 +56,14 @@ function scriptEnv(extra: Record<string, string> = {}): Record<string, string> {
 }
 
 async function runTool(script: string, args: string[], env: Record<string, string> = scriptEnv()): Promise<Run> {
-  const result = await runner.attempt({ argv: [TSX, path.join(REPO_ROOT, 'scripts', `${script}.ts`), ...args], env, timeoutMs: 600_000 });
+  const result = await runner.attempt({ argv: scriptArgv(script, args), env, timeoutMs: 600_000 });
   transcript.push(result.stdout, result.stderr);
   return { code: result.exitCode, stdout: result.stdout, stderr: result.stderr };
 }
 
 function startTool(script: string, args: string[], env = scriptEnv()): { child: ChildProcess; done: Promise<Run>; stderr: () => string } {
-  const child = spawn(TSX, [path.join(REPO_ROOT, 'scripts', `${script}.ts`), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const [program, ...argv] = scriptArgv(script, args);
+  const child = spawn(program!, argv, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -397,7 +397,7 @@ describe('ssh-deploy against a real sshd, registry and Docker engine', () => {
       if (text !== undefined) await tmux(['send-keys', '-t', '0', '-l', '--', text]);
       await tmux(['send-keys', '-t', '0', 'Enter']);
     };
-    const command = ['env', '-u', 'CI', '-u', 'REGISTRY_TOKEN', '-u', 'REGISTRY_USER', 'TERM=xterm-256color', TSX, path.join(REPO_ROOT, 'scripts', 'ssh-deploy.ts'),
+    const command = ['env', '-u', 'CI', '-u', 'REGISTRY_TOKEN', '-u', 'REGISTRY_USER', 'TERM=xterm-256color', ...scriptArgv('ssh-deploy'),
       '--project', owner, '--registry', registry.address, '--images-from', imagesFile('walkthrough', other), '--path', `~/apps/${owner}`, '--known-hosts', knownHosts]
       .map((arg) => `'${arg.replace(/'/g, `'\\''`)}'`).join(' ');
     const expected = (await runner.run({ argv: ['ssh-keygen', '-lf', path.join(SANDBOX_DIR, 'sshd', 'ssh_host_ed25519_key.pub')] })).stdout.split(' ')[1]!;

@@ -8,9 +8,9 @@ import { composeCommand, loadComposeApp, type ComposeApp, type ComposeTarget } f
 import { Runner, type Command } from '../../lib/exec.ts';
 import { createLogger } from '../../lib/log.ts';
 import { ensureDockerEngine, freePort, type Registry } from '../../lib/sandbox.ts';
-import { DEFAULT_COMPOSE_FILE, detectComposeCli, REPO_ROOT } from '../../lib/target.ts';
+import { DEFAULT_COMPOSE_FILE, detectComposeCli, SANDBOX_DIR } from '../../lib/target.ts';
 
-export const SANDBOX_DIR = process.env.AIDD_SANDBOX_DIR ?? path.join(REPO_ROOT, '.cache', 'sandbox');
+export { SANDBOX_DIR };
 
 export function testRunner(): Runner {
   return new Runner({ logger: createLogger({ prefix: 'e2e', quiet: !process.env.AIDD_TEST_VERBOSE }) });

@@ -1,9 +1,8 @@
 // The D0 reference stack on a real Docker engine: build, up, health, data across restarts, teardown.
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runSmoke } from '../../lib/smoke.ts';
 import { localAccess } from '../../lib/local-stack.ts';
-import { REPO_ROOT } from '../../lib/target.ts';
+import { scriptArgv } from '../../lib/target.ts';
 import { getJson, prepareReferenceStack, projectLeftovers, requireDocker, testRunner, type TestStack } from './harness.ts';
 
 const runner = testRunner();
@@ -62,7 +61,7 @@ describe('reference stack on a real Docker engine', () => {
 
   it('smoke-test finds the published ports of a local compose project by itself', async () => {
     const result = await runner.attempt({
-      argv: [path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx'), path.join(REPO_ROOT, 'scripts', 'smoke-test.ts'), '--project', stack.target.projectName, '--json'],
+      argv: scriptArgv('smoke-test', ['--project', stack.target.projectName, '--json']),
       env: { CI: 'true' },
       timeoutMs: 120_000,
     });

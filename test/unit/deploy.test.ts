@@ -7,10 +7,10 @@ import { loadComposeApp } from '../../lib/compose.ts';
 import { appServices, checkReleaseId, lockHeldError, newReleaseId, parseFacts, pinnedRefs, previousRelease, renderReleaseCompose } from '../../lib/deploy.ts';
 import * as scripts from '../../lib/remote-scripts.ts';
 import { EXIT } from '../../lib/cli.ts';
-import { REPO_ROOT } from '../../lib/target.ts';
+import { DEFAULT_REGISTRY_COMPOSE_FILE } from '../../lib/target.ts';
 
 const layout = { deployPath: '~/apps/aidd bot', project: 'aidd-bot' };
-const registryApp = loadComposeApp(`${REPO_ROOT}/examples/aidd-bot/docker-compose.registry.yml`);
+const registryApp = loadComposeApp(DEFAULT_REGISTRY_COMPOSE_FILE);
 
 /** A PATH entry with a docker that always fails, so pruning never touches real images. */
 const emptyBin = mkdtempSync(path.join(os.tmpdir(), 'aidd-bin-'));

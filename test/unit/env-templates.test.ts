@@ -8,15 +8,15 @@ import { AIDD_BOT_ENV, TEMPLATE_FILES } from '../../env/schema.ts';
 import { interpolationDefaults } from '../../lib/compose.ts';
 import { parseEnvText } from '../../lib/env-file.ts';
 import { renderTemplate, renderVariableTable, TARGETS, validate, variablesIn, type Target } from '../../lib/env-schema.ts';
-import { REPO_ROOT } from '../../lib/target.ts';
+import { DEFAULT_COMPOSE_FILE, DEFAULT_REGISTRY_COMPOSE_FILE, REPO_ROOT } from '../../lib/target.ts';
 
 const schema = AIDD_BOT_ENV;
 const GUIDE = path.join(REPO_ROOT, 'docs', 'guides', 'manual-deploy.md');
 const TABLE_START = '<!-- env-table:start -->';
 const TABLE_END = '<!-- env-table:end -->';
 const COMPOSE_FILES: Record<Target, string> = {
-  local: path.join(REPO_ROOT, 'examples', 'aidd-bot', 'docker-compose.yml'),
-  production: path.join(REPO_ROOT, 'examples', 'aidd-bot', 'docker-compose.registry.yml'),
+  local: DEFAULT_COMPOSE_FILE,
+  production: DEFAULT_REGISTRY_COMPOSE_FILE,
 };
 
 function template(target: Target): string {
