@@ -4,12 +4,12 @@
 // so neither the repository nor ~/.docker is touched.
 import { appendFileSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { ImageResult } from '../lib/build.ts';
-import { EXIT, runScript, ToolError, type ScriptSpec } from '../lib/cli.ts';
-import { Runner } from '../lib/exec.ts';
-import { createLogger, formatTable, printJson } from '../lib/log.ts';
-import { ensureDockerEngine, startRegistry } from '../lib/sandbox.ts';
-import { scriptArgv } from '../lib/target.ts';
+import type { ImageResult } from '../lib/build/build.ts';
+import { EXIT, runScript, ToolError, type ScriptSpec } from '../lib/core/cli.ts';
+import { Runner } from '../lib/core/exec.ts';
+import { createLogger, formatTable, printJson } from '../lib/core/log.ts';
+import { ensureDockerEngine, startRegistry } from '../lib/sandbox/sandbox.ts';
+import { scriptArgv } from '../lib/app/target.ts';
 import { buildPushEnv, committedStackCopy, SANDBOX_DIR, tempDir, uniqueName } from '../test/e2e/harness.ts';
 
 const spec: ScriptSpec = {

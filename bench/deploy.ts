@@ -7,15 +7,16 @@
 import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { EXIT, runScript, ToolError, type ScriptSpec } from '../lib/cli.ts';
-import { Runner, type Command } from '../lib/exec.ts';
-import { createLogger, formatTable, printJson } from '../lib/log.ts';
-import { ensureDockerEngine, freePort, startRegistry, startSshServer, type SshServer } from '../lib/sandbox.ts';
-import { DEFAULT_COMPOSE_FILE, DEFAULT_REGISTRY_COMPOSE_FILE, SANDBOX_DIR, scriptArgv } from '../lib/target.ts';
+import { EXIT, runScript, ToolError, type ScriptSpec } from '../lib/core/cli.ts';
+import { Runner, type Command } from '../lib/core/exec.ts';
+import { createLogger, formatTable, printJson } from '../lib/core/log.ts';
+import { freePort } from '../lib/core/net.ts';
+import { ensureDockerEngine, startRegistry, startSshServer, type SshServer } from '../lib/sandbox/sandbox.ts';
+import { DEFAULT_COMPOSE_FILE, DEFAULT_REGISTRY_COMPOSE_FILE, SANDBOX_DIR, scriptArgv } from '../lib/app/target.ts';
 import { tempDir, uniqueName } from '../test/e2e/harness.ts';
-import { resolveBaseImages } from '../lib/base-images.ts';
-import { loadComposeApp } from '../lib/compose.ts';
-import { appServices } from '../lib/deploy.ts';
+import { resolveBaseImages } from '../lib/build/base-images.ts';
+import { loadComposeApp } from '../lib/app/compose.ts';
+import { appServices } from '../lib/deploy/engine.ts';
 
 const spec: ScriptSpec = {
   name: 'bench-deploy',

@@ -1,6 +1,6 @@
 // Every variable of AIDD Bot, described once. The templates beside this file and the production
 // table in docs/guides/manual-deploy.md are rendered from it (test/unit/env-templates.test.ts).
-import { formats, generateSecret, oneOf, type EnvSchema, type Target } from '../lib/env-schema.ts';
+import { formats, generateSecret, oneOf, type EnvSchema, type Target } from '../lib/env/env-schema.ts';
 
 /** Each target's committed template, relative to the repository root. */
 export const TEMPLATE_FILES: Record<Target, string> = { local: 'env/.env.example', production: 'env/.env.production.example' };

@@ -1,6 +1,6 @@
 // Build the compose app's service images once, tag them by commit, cache their layers, and publish them.
 import { appendFileSync } from 'node:fs';
-import { resolveBaseImages } from '../lib/base-images.ts';
+import { resolveBaseImages } from '../lib/build/base-images.ts';
 import {
   buildImage,
   cacheMode,
@@ -26,15 +26,15 @@ import {
   TOKEN_VARIABLES,
   type ImageResult,
   type Publication,
-} from '../lib/build.ts';
-import { EXIT, runScript, stringValue, ToolError, UsageError, type ScriptSpec } from '../lib/cli.ts';
-import { loadComposeApp } from '../lib/compose.ts';
-import { dockerInfoCommand, loginCommand } from '../lib/docker.ts';
-import { Runner } from '../lib/exec.ts';
-import { createLogger, printJson } from '../lib/log.ts';
-import { RegistryClient } from '../lib/registry-api.ts';
-import { Secret } from '../lib/secrets.ts';
-import { DEFAULT_COMPOSE_FILE } from '../lib/target.ts';
+} from '../lib/build/build.ts';
+import { EXIT, runScript, stringValue, ToolError, UsageError, type ScriptSpec } from '../lib/core/cli.ts';
+import { loadComposeApp } from '../lib/app/compose.ts';
+import { dockerInfoCommand, loginCommand } from '../lib/build/docker.ts';
+import { Runner } from '../lib/core/exec.ts';
+import { createLogger, printJson } from '../lib/core/log.ts';
+import { RegistryClient } from '../lib/build/registry-api.ts';
+import { Secret } from '../lib/core/secrets.ts';
+import { DEFAULT_COMPOSE_FILE } from '../lib/app/target.ts';
 
 const spec: ScriptSpec = {
   name: 'build-push',

@@ -4,16 +4,17 @@
 // runs the same scripts a user runs, so a green rehearsal means the toolkit works here end to end.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { resolveBaseImages } from '../lib/base-images.ts';
-import { readEnvFile } from '../lib/env-file.ts';
-import { EXIT, parseSeconds, runScript, stringValue, ToolError, type ScriptSpec } from '../lib/cli.ts';
-import { composeCommand, loadComposeApp, type ComposeTarget } from '../lib/compose.ts';
-import { Runner, type Command } from '../lib/exec.ts';
-import { localAccess } from '../lib/local-stack.ts';
-import { createLogger, formatTable, printJson, type Logger } from '../lib/log.ts';
-import { ensureDockerEngine, freePort, startRegistry, startSshServer } from '../lib/sandbox.ts';
-import { formatOutcomes, runSmoke } from '../lib/smoke.ts';
-import { DEFAULT_COMPOSE_FILE, detectComposeCli, REPO_ROOT, SANDBOX_DIR, scriptArgv } from '../lib/target.ts';
+import { resolveBaseImages } from '../lib/build/base-images.ts';
+import { readEnvFile } from '../lib/env/env-file.ts';
+import { EXIT, parseSeconds, runScript, stringValue, ToolError, type ScriptSpec } from '../lib/core/cli.ts';
+import { composeCommand, loadComposeApp, type ComposeTarget } from '../lib/app/compose.ts';
+import { Runner, type Command } from '../lib/core/exec.ts';
+import { localAccess } from '../lib/app/local-stack.ts';
+import { createLogger, formatTable, printJson, type Logger } from '../lib/core/log.ts';
+import { freePort } from '../lib/core/net.ts';
+import { ensureDockerEngine, startRegistry, startSshServer } from '../lib/sandbox/sandbox.ts';
+import { formatOutcomes, runSmoke } from '../lib/app/smoke.ts';
+import { DEFAULT_COMPOSE_FILE, detectComposeCli, REPO_ROOT, SANDBOX_DIR, scriptArgv } from '../lib/app/target.ts';
 
 const spec: ScriptSpec = {
   name: 'rehearse',

@@ -4,10 +4,10 @@
 import { chmodSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import * as prompts from '@clack/prompts';
-import { answered as answerOrCancel, cancelled } from '../lib/prompts.ts';
+import { answered as answerOrCancel, cancelled } from '../lib/core/prompts.ts';
 import { AIDD_BOT_ENV, TEMPLATE_FILES } from '../env/schema.ts';
-import { EXIT, isInteractive, runScript, stringValue, UsageError, type ScriptSpec, type Values } from '../lib/cli.ts';
-import { backupEnvFile, readEnvFile, SECRET_FILE_MODE, updateEnvText, writeEnvFile, type EnvFile } from '../lib/env-file.ts';
+import { EXIT, isInteractive, runScript, stringValue, UsageError, type ScriptSpec, type Values } from '../lib/core/cli.ts';
+import { backupEnvFile, readEnvFile, SECRET_FILE_MODE, updateEnvText, writeEnvFile, type EnvFile } from '../lib/env/env-file.ts';
 import {
   checkValue,
   displayValue,
@@ -22,10 +22,10 @@ import {
   type Problem,
   type Target,
   type VariableSpec,
-} from '../lib/env-schema.ts';
-import { createLogger, printJson, type Logger } from '../lib/log.ts';
-import { registerSecret } from '../lib/secrets.ts';
-import { DEFAULT_COMPOSE_FILE } from '../lib/target.ts';
+} from '../lib/env/env-schema.ts';
+import { createLogger, printJson, type Logger } from '../lib/core/log.ts';
+import { registerSecret } from '../lib/core/secrets.ts';
+import { DEFAULT_COMPOSE_FILE } from '../lib/app/target.ts';
 
 const spec: ScriptSpec = {
   name: 'setup-env',

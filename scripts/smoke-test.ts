@@ -1,13 +1,13 @@
 // Prove a running stack is healthy: every service's container health plus the target's HTTP checks.
-import { EXIT, parseSeconds, runScript, stringValue, UsageError, type ScriptSpec } from '../lib/cli.ts';
-import { defaultProjectName, loadComposeApp } from '../lib/compose.ts';
-import { Runner } from '../lib/exec.ts';
-import { localAccess } from '../lib/local-stack.ts';
-import { createLogger, printJson } from '../lib/log.ts';
-import { formatOutcomes, parseServiceUrls, runSmoke, type StackAccess } from '../lib/smoke.ts';
-import { DEFAULT_COMPOSE_FILE } from '../lib/target.ts';
-import { closeSession, openSession, remoteAccess, type Session } from '../lib/deploy.ts';
-import { resolveSshTarget, SSH_FLAGS } from '../lib/ssh.ts';
+import { EXIT, parseSeconds, runScript, stringValue, UsageError, type ScriptSpec } from '../lib/core/cli.ts';
+import { defaultProjectName, loadComposeApp } from '../lib/app/compose.ts';
+import { Runner } from '../lib/core/exec.ts';
+import { localAccess } from '../lib/app/local-stack.ts';
+import { createLogger, printJson } from '../lib/core/log.ts';
+import { formatOutcomes, parseServiceUrls, runSmoke, type StackAccess } from '../lib/app/smoke.ts';
+import { DEFAULT_COMPOSE_FILE } from '../lib/app/target.ts';
+import { closeSession, openSession, remoteAccess, type Session } from '../lib/deploy/engine.ts';
+import { resolveSshTarget, SSH_FLAGS } from '../lib/deploy/ssh.ts';
 
 const spec: ScriptSpec = {
   name: 'smoke-test',

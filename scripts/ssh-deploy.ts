@@ -1,19 +1,19 @@
 // Deploy the registry images to a server over SSH: health-checked, locked, audited, reversible.
 import { readFileSync } from 'node:fs';
-import { EXIT, isInteractive, parseSeconds, runScript, stringValue, ToolError, UsageError, type ScriptSpec, type Values } from '../lib/cli.ts';
-import { defaultProjectName, loadComposeApp, type ComposeApp } from '../lib/compose.ts';
-import { appServices, breakLock, closeSession, deploy, describeActor, history, rollback, status, type DeployReport, type DeployRequest, type Session } from '../lib/deploy.ts';
-import { readEnvFile } from '../lib/env-file.ts';
-import { validate } from '../lib/env-schema.ts';
-import { deployWalkthrough, type WalkthroughResult } from '../lib/deploy-walkthrough.ts';
-import { Runner } from '../lib/exec.ts';
-import { notifyTargetsFromEnv, NOTIFY_VARIABLES, sendNotifications } from '../lib/notify.ts';
+import { EXIT, isInteractive, parseSeconds, runScript, stringValue, ToolError, UsageError, type ScriptSpec, type Values } from '../lib/core/cli.ts';
+import { defaultProjectName, loadComposeApp, type ComposeApp } from '../lib/app/compose.ts';
+import { appServices, breakLock, closeSession, deploy, describeActor, history, rollback, status, type DeployReport, type DeployRequest, type Session } from '../lib/deploy/engine.ts';
+import { readEnvFile } from '../lib/env/env-file.ts';
+import { validate } from '../lib/env/env-schema.ts';
+import { deployWalkthrough, type WalkthroughResult } from '../lib/deploy/walkthrough.ts';
+import { Runner } from '../lib/core/exec.ts';
+import { notifyTargetsFromEnv, NOTIFY_VARIABLES, sendNotifications } from '../lib/deploy/notify.ts';
 import { AIDD_BOT_ENV } from '../env/schema.ts';
-import { createLogger, printJson } from '../lib/log.ts';
-import { registerSecret, Secret } from '../lib/secrets.ts';
-import { formatOutcomes } from '../lib/smoke.ts';
-import { resolveSshTarget, SSH_FLAGS } from '../lib/ssh.ts';
-import { DEFAULT_REGISTRY_COMPOSE_FILE, REPO_ROOT } from '../lib/target.ts';
+import { createLogger, printJson } from '../lib/core/log.ts';
+import { registerSecret, Secret } from '../lib/core/secrets.ts';
+import { formatOutcomes } from '../lib/app/smoke.ts';
+import { resolveSshTarget, SSH_FLAGS } from '../lib/deploy/ssh.ts';
+import { DEFAULT_REGISTRY_COMPOSE_FILE, REPO_ROOT } from '../lib/app/target.ts';
 
 
 const spec: ScriptSpec = {

@@ -4,15 +4,16 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resolveBaseImages } from '../../lib/base-images.ts';
-import type { ImageResult } from '../../lib/build.ts';
-import { composeCommand, loadComposeApp, type ComposeTarget } from '../../lib/compose.ts';
-import type { Result } from '../../lib/exec.ts';
-import { localAccess } from '../../lib/local-stack.ts';
-import { createLogger } from '../../lib/log.ts';
-import { freePort, startRegistry, type Registry } from '../../lib/sandbox.ts';
-import { runSmoke } from '../../lib/smoke.ts';
-import { detectComposeCli, scriptArgv } from '../../lib/target.ts';
+import { resolveBaseImages } from '../../lib/build/base-images.ts';
+import type { ImageResult } from '../../lib/build/build.ts';
+import { composeCommand, loadComposeApp, type ComposeTarget } from '../../lib/app/compose.ts';
+import type { Result } from '../../lib/core/exec.ts';
+import { localAccess } from '../../lib/app/local-stack.ts';
+import { createLogger } from '../../lib/core/log.ts';
+import { freePort } from '../../lib/core/net.ts';
+import { startRegistry, type Registry } from '../../lib/sandbox/sandbox.ts';
+import { runSmoke } from '../../lib/app/smoke.ts';
+import { detectComposeCli, scriptArgv } from '../../lib/app/target.ts';
 import { buildPushEnv, committedStackCopy, requireDocker, SANDBOX_DIR, tempDir, testRunner, uniqueName, writeEnvFile, type StackCopy } from './harness.ts';
 
 const runner = testRunner();

@@ -8,11 +8,12 @@ import { chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync,
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resolveBaseImages } from '../../lib/base-images.ts';
-import { loadComposeApp } from '../../lib/compose.ts';
-import { createLogger } from '../../lib/log.ts';
-import { freePort, startRegistry, startSshServer, type Registry, type SshServer } from '../../lib/sandbox.ts';
-import { DEFAULT_COMPOSE_FILE, scriptArgv } from '../../lib/target.ts';
+import { resolveBaseImages } from '../../lib/build/base-images.ts';
+import { loadComposeApp } from '../../lib/app/compose.ts';
+import { createLogger } from '../../lib/core/log.ts';
+import { freePort } from '../../lib/core/net.ts';
+import { startRegistry, startSshServer, type Registry, type SshServer } from '../../lib/sandbox/sandbox.ts';
+import { DEFAULT_COMPOSE_FILE, scriptArgv } from '../../lib/app/target.ts';
 import { getJson, requireDocker, SANDBOX_DIR, tempDir, testRunner, uniqueName } from './harness.ts';
 
 const runner = testRunner();

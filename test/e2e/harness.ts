@@ -3,12 +3,13 @@ import { randomBytes } from 'node:crypto';
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { resolveBaseImages } from '../../lib/base-images.ts';
-import { composeCommand, loadComposeApp, type ComposeApp, type ComposeTarget } from '../../lib/compose.ts';
-import { Runner, type Command } from '../../lib/exec.ts';
-import { createLogger } from '../../lib/log.ts';
-import { ensureDockerEngine, freePort, type Registry } from '../../lib/sandbox.ts';
-import { DEFAULT_COMPOSE_FILE, detectComposeCli, SANDBOX_DIR } from '../../lib/target.ts';
+import { resolveBaseImages } from '../../lib/build/base-images.ts';
+import { composeCommand, loadComposeApp, type ComposeApp, type ComposeTarget } from '../../lib/app/compose.ts';
+import { Runner, type Command } from '../../lib/core/exec.ts';
+import { createLogger } from '../../lib/core/log.ts';
+import { freePort } from '../../lib/core/net.ts';
+import { ensureDockerEngine, type Registry } from '../../lib/sandbox/sandbox.ts';
+import { DEFAULT_COMPOSE_FILE, detectComposeCli, SANDBOX_DIR } from '../../lib/app/target.ts';
 
 export { SANDBOX_DIR };
 

@@ -3,8 +3,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { startRegistry, startSshServer } from '../../lib/sandbox.ts';
-import { Secret } from '../../lib/secrets.ts';
+import { startRegistry, startSshServer } from '../../lib/sandbox/sandbox.ts';
+import { Secret } from '../../lib/core/secrets.ts';
 import { requireDocker, SANDBOX_DIR, testRunner } from './harness.ts';
 
 const runner = testRunner();

@@ -1,8 +1,8 @@
 // The D0 reference stack on a real Docker engine: build, up, health, data across restarts, teardown.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runSmoke } from '../../lib/smoke.ts';
-import { localAccess } from '../../lib/local-stack.ts';
-import { scriptArgv } from '../../lib/target.ts';
+import { runSmoke } from '../../lib/app/smoke.ts';
+import { localAccess } from '../../lib/app/local-stack.ts';
+import { scriptArgv } from '../../lib/app/target.ts';
 import { getJson, prepareReferenceStack, projectLeftovers, requireDocker, testRunner, type TestStack } from './harness.ts';
 
 const runner = testRunner();

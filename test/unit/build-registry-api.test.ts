@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { parseChallenge, RegistryClient, registryBaseUrl } from '../../lib/registry-api.ts';
-import { redact, Secret } from '../../lib/secrets.ts';
+import { parseChallenge, RegistryClient, registryBaseUrl } from '../../lib/build/registry-api.ts';
+import { redact, Secret } from '../../lib/core/secrets.ts';
 
 const MANIFEST = JSON.stringify({
   schemaVersion: 2,

@@ -27,13 +27,13 @@ import {
   type BuiltImage,
   type ImagePlan,
   type Revision,
-} from '../../lib/build.ts';
-import { EXIT, UsageError } from '../../lib/cli.ts';
-import { loadComposeApp } from '../../lib/compose.ts';
-import { buildCommand, loginCommand } from '../../lib/docker.ts';
-import { describe as describeCommand, type Result } from '../../lib/exec.ts';
-import { Secret } from '../../lib/secrets.ts';
-import { DEFAULT_COMPOSE_FILE } from '../../lib/target.ts';
+} from '../../lib/build/build.ts';
+import { EXIT, UsageError } from '../../lib/core/cli.ts';
+import { loadComposeApp } from '../../lib/app/compose.ts';
+import { buildCommand, loginCommand } from '../../lib/build/docker.ts';
+import { describe as describeCommand, type Result } from '../../lib/core/exec.ts';
+import { Secret } from '../../lib/core/secrets.ts';
+import { DEFAULT_COMPOSE_FILE } from '../../lib/app/target.ts';
 
 const SHA = '0123456789abcdef0123456789abcdef01234567';
 const revision: Revision = { sha: SHA, dirty: false, committedAt: '2026-01-02T03:04:05+00:00' };

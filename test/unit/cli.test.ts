@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { helpText, isInteractive, parseCli, parseSeconds, UsageError, type ScriptSpec } from '../../lib/cli.ts';
+import { helpText, isInteractive, parseCli, parseSeconds, UsageError, type ScriptSpec } from '../../lib/core/cli.ts';
 
 const spec: ScriptSpec = {
   name: 'example',

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { baseImageTag, derivedImageTag } from '../../lib/base-images.ts';
-import { composeCommand, defaultProjectName, interpolationDefaults, loadComposeApp, parseContainerStatus } from '../../lib/compose.ts';
-import { parsePublishedPort } from '../../lib/local-stack.ts';
-import { DEFAULT_COMPOSE_FILE } from '../../lib/target.ts';
+import { baseImageTag, derivedImageTag } from '../../lib/build/base-images.ts';
+import { composeCommand, defaultProjectName, interpolationDefaults, loadComposeApp, parseContainerStatus } from '../../lib/app/compose.ts';
+import { parsePublishedPort } from '../../lib/app/local-stack.ts';
+import { DEFAULT_COMPOSE_FILE } from '../../lib/app/target.ts';
 
 describe('the reference compose app', () => {
   const app = loadComposeApp(DEFAULT_COMPOSE_FILE);

@@ -3,11 +3,11 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, writeF
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadComposeApp } from '../../lib/compose.ts';
-import { appServices, checkReleaseId, lockHeldError, newReleaseId, parseFacts, pinnedRefs, previousRelease, renderReleaseCompose } from '../../lib/deploy.ts';
-import * as scripts from '../../lib/remote-scripts.ts';
-import { EXIT } from '../../lib/cli.ts';
-import { DEFAULT_REGISTRY_COMPOSE_FILE } from '../../lib/target.ts';
+import { loadComposeApp } from '../../lib/app/compose.ts';
+import { appServices, checkReleaseId, lockHeldError, newReleaseId, parseFacts, pinnedRefs, previousRelease, renderReleaseCompose } from '../../lib/deploy/engine.ts';
+import * as scripts from '../../lib/deploy/remote-scripts.ts';
+import { EXIT } from '../../lib/core/cli.ts';
+import { DEFAULT_REGISTRY_COMPOSE_FILE } from '../../lib/app/target.ts';
 
 const layout = { deployPath: '~/apps/aidd bot', project: 'aidd-bot' };
 const registryApp = loadComposeApp(DEFAULT_REGISTRY_COMPOSE_FILE);

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parse as parseDotenv } from 'dotenv';
 import { afterEach, describe, expect, it } from 'vitest';
-import { backupEnvFile, formatEntry, parseEnvText, readEnvFile, updateEnvText, writeEnvFile } from '../../lib/env-file.ts';
+import { backupEnvFile, formatEntry, parseEnvText, readEnvFile, updateEnvText, writeEnvFile } from '../../lib/env/env-file.ts';
 
 const awkward: Record<string, string> = {
   plain: 'aidd',

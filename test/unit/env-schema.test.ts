@@ -12,7 +12,7 @@ import {
   valuesFromEnvironment,
   variablesIn,
   type Format,
-} from '../../lib/env-schema.ts';
+} from '../../lib/env/env-schema.ts';
 
 const schema = AIDD_BOT_ENV;
 const TOKEN = '123456789:AAbbccddeeffgghhiijjkkllmmnnooppqqr';

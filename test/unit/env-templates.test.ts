@@ -5,10 +5,10 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { AIDD_BOT_ENV, TEMPLATE_FILES } from '../../env/schema.ts';
-import { interpolationDefaults } from '../../lib/compose.ts';
-import { parseEnvText } from '../../lib/env-file.ts';
-import { renderTemplate, renderVariableTable, TARGETS, validate, variablesIn, type Target } from '../../lib/env-schema.ts';
-import { DEFAULT_COMPOSE_FILE, DEFAULT_REGISTRY_COMPOSE_FILE, REPO_ROOT } from '../../lib/target.ts';
+import { interpolationDefaults } from '../../lib/app/compose.ts';
+import { parseEnvText } from '../../lib/env/env-file.ts';
+import { renderTemplate, renderVariableTable, TARGETS, validate, variablesIn, type Target } from '../../lib/env/env-schema.ts';
+import { DEFAULT_COMPOSE_FILE, DEFAULT_REGISTRY_COMPOSE_FILE, REPO_ROOT } from '../../lib/app/target.ts';
 
 const schema = AIDD_BOT_ENV;
 const GUIDE = path.join(REPO_ROOT, 'docs', 'guides', 'manual-deploy.md');

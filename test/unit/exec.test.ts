@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { describe as describeCommand, Runner } from '../../lib/exec.ts';
-import { createLogger } from '../../lib/log.ts';
-import { redact, Secret } from '../../lib/secrets.ts';
+import { describe as describeCommand, Runner } from '../../lib/core/exec.ts';
+import { createLogger } from '../../lib/core/log.ts';
+import { redact, Secret } from '../../lib/core/secrets.ts';
 
 const quiet = createLogger({ prefix: 'test', quiet: true });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { judgeResponse, parseServiceUrls, runSmoke, type HttpCheckSpec } from '../../lib/smoke.ts';
+import { judgeResponse, parseServiceUrls, runSmoke, type HttpCheckSpec } from '../../lib/app/smoke.ts';
 
 const health: HttpCheckSpec = {
   name: 'api health',

@@ -6,9 +6,9 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { selectServices } from '../../lib/build.ts';
-import { loadComposeApp } from '../../lib/compose.ts';
-import { DEFAULT_COMPOSE_FILE, REPO_ROOT } from '../../lib/target.ts';
+import { selectServices } from '../../lib/build/build.ts';
+import { loadComposeApp } from '../../lib/app/compose.ts';
+import { DEFAULT_COMPOSE_FILE, REPO_ROOT } from '../../lib/app/target.ts';
 
 interface LintResult {
   message: string;

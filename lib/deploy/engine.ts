@@ -1,19 +1,19 @@
 // The deploy engine: preflight, lock, pull, upload, back up, migrate, switch, verify, finish, all
-// over one SSH connection. Scripts are built in lib/remote-scripts.ts; this file only sequences them,
+// over one SSH connection. Scripts are built in remote-scripts.ts; this file only sequences them,
 // turns remote failures into one-line errors, and rolls back when a new release is not healthy.
 import { createHash, randomBytes } from 'node:crypto';
 import os from 'node:os';
 import { parseDocument } from 'yaml';
-import { EXIT, ToolError, UsageError } from './cli.ts';
-import type { ComposeApp } from './compose.ts';
-import { lastLine, type Command, type Result, type Runner } from './exec.ts';
-import { parsePublishedPort, projectStatus, publishedPortCommand, serviceContainerCommand } from './local-stack.ts';
-import type { Logger } from './log.ts';
+import { EXIT, ToolError, UsageError } from '../core/cli.ts';
+import type { ComposeApp } from '../app/compose.ts';
+import { lastLine, type Command, type Result, type Runner } from '../core/exec.ts';
+import { parsePublishedPort, projectStatus, publishedPortCommand, serviceContainerCommand } from '../app/local-stack.ts';
+import type { Logger } from '../core/log.ts';
 import * as scripts from './remote-scripts.ts';
 import { REMOTE_EXIT, type RemoteLayout } from './remote-scripts.ts';
-import { freePort } from './sandbox.ts';
-import { redact, type Secret } from './secrets.ts';
-import { runSmoke, type CheckOutcome, type StackAccess } from './smoke.ts';
+import { freePort } from '../core/net.ts';
+import { redact, type Secret } from '../core/secrets.ts';
+import { runSmoke, type CheckOutcome, type StackAccess } from '../app/smoke.ts';
 import { closeCommand, explainSshFailure, forwardCommand, openCommand, remoteCommand, remoteScriptCommand, type SshTarget } from './ssh.ts';
 
 export interface Session {

@@ -1,6 +1,6 @@
-// argv builders for the docker CLI. Pure: they only describe commands; lib/exec.ts runs them.
-import type { Command } from './exec.ts';
-import type { Secret } from './secrets.ts';
+// argv builders for the docker CLI. Pure: they only describe commands; lib/core/exec.ts runs them.
+import type { Command } from '../core/exec.ts';
+import type { Secret } from '../core/secrets.ts';
 
 export function imageExistsCommand(ref: string): Command {
   return { argv: ['docker', 'image', 'inspect', '--format', '{{.Id}}', ref], readOnly: true, timeoutMs: 30_000 };

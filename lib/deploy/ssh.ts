@@ -4,9 +4,9 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { EXIT, stringValue, ToolError, UsageError, type OptionSpec, type Values } from './cli.ts';
-import { lastLine, shellQuote, type Command, type Result } from './exec.ts';
-import { registerSecret } from './secrets.ts';
+import { EXIT, stringValue, ToolError, UsageError, type OptionSpec, type Values } from '../core/cli.ts';
+import { lastLine, shellQuote, type Command, type Result } from '../core/exec.ts';
+import { registerSecret } from '../core/secrets.ts';
 
 export interface SshTarget {
   host: string;

@@ -1,11 +1,11 @@
 // Which app the toolkit works on: the built-in AIDD Bot reference stack unless --compose says otherwise.
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ToolError } from './cli.ts';
+import { ToolError } from '../core/cli.ts';
 import { composeCandidates, composeVersionCommand, type ComposeCli } from './compose.ts';
-import type { Command, Runner } from './exec.ts';
+import type { Command, Runner } from '../core/exec.ts';
 
-export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const DEFAULT_COMPOSE_FILE = path.join(REPO_ROOT, 'examples', 'aidd-bot', 'docker-compose.yml');
 /** What runs on a server: the same services from registry images. */
 export const DEFAULT_REGISTRY_COMPOSE_FILE = path.join(REPO_ROOT, 'examples', 'aidd-bot', 'docker-compose.registry.yml');

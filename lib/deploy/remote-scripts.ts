@@ -2,7 +2,7 @@
 // exactly what would run. Every script starts from the same prelude: strict mode, umask 077 (files
 // holding secrets are born 0600), the deploy path, and a `compose` function bound to one release.
 import { randomBytes } from 'node:crypto';
-import { shellQuote } from './exec.ts';
+import { shellQuote } from '../core/exec.ts';
 
 export interface RemoteLayout {
   /** Deploy path on the server; `~/x` means under the deploy user's home. */

@@ -5,10 +5,10 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { interpolationDefaults, type ComposeApp } from './compose.ts';
+import { interpolationDefaults, type ComposeApp } from '../app/compose.ts';
 import { buildCommand, imageExistsCommand, importCommand, pullCommand } from './docker.ts';
-import type { Command, Runner } from './exec.ts';
-import type { Logger } from './log.ts';
+import type { Command, Runner } from '../core/exec.ts';
+import type { Logger } from '../core/log.ts';
 
 const DEBIAN_SUITE = 'bookworm';
 const DEBIAN_MIRROR = 'http://deb.debian.org/debian';

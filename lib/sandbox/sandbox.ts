@@ -7,21 +7,11 @@ import { chownSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync
 import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ToolError } from './cli.ts';
-import { dockerInfoCommand } from './docker.ts';
-import type { Command, Runner } from './exec.ts';
-import { Secret } from './secrets.ts';
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
+import { ToolError } from '../core/cli.ts';
+import { freePort } from '../core/net.ts';
+import { dockerInfoCommand } from '../build/docker.ts';
+import type { Command, Runner } from '../core/exec.ts';
+import { Secret } from '../core/secrets.ts';
 
 function portAnswers(port: number): Promise<boolean> {
   return new Promise((resolve) => {

@@ -1,7 +1,7 @@
 // Reaching a compose project on this machine's Docker engine.
-import { ToolError } from './cli.ts';
+import { ToolError } from '../core/cli.ts';
 import { containerStatusCommand, parseContainerStatus, projectContainersCommand, type ContainerStatus } from './compose.ts';
-import type { Command, Runner } from './exec.ts';
+import type { Command, Runner } from '../core/exec.ts';
 import type { StackAccess } from './smoke.ts';
 
 export function serviceContainerCommand(projectName: string, service: string): Command {

@@ -2,7 +2,7 @@
 // target declares under `smoke:` in aidd.yml. The same checks run locally, on a server (through forwarded
 // ports) or against public URLs; only the way to reach a service changes.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { UsageError } from './cli.ts';
+import { UsageError } from '../core/cli.ts';
 import type { ContainerStatus } from './compose.ts';
 
 export interface HttpCheckSpec {

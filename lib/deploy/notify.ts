@@ -1,8 +1,8 @@
 // Tells people how a deploy ended: a Telegram message and/or a JSON webhook (Slack, Mattermost and
 // most chat tools accept {"text": ...}). Configured only through the environment, so tokens never
 // reach a command line; a failed notification is a warning, never a failed deploy.
-import type { Logger } from './log.ts';
-import { redact, Secret } from './secrets.ts';
+import type { Logger } from '../core/log.ts';
+import { redact, Secret } from '../core/secrets.ts';
 
 export interface NotifyTargets {
   telegram?: { token: Secret; chatId: string; apiBase: string };

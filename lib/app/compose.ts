@@ -3,9 +3,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { UsageError } from './cli.ts';
-import type { Command } from './exec.ts';
-import type { BackupSpec, MigrateSpec } from './remote-scripts.ts';
+import { UsageError } from '../core/cli.ts';
+import type { Command } from '../core/exec.ts';
+import type { BackupSpec, MigrateSpec } from '../deploy/remote-scripts.ts';
 import { parseSmokeSpecs, type HttpCheckSpec } from './smoke.ts';
 
 export interface AiddConfig {

@@ -3,8 +3,8 @@
 // Credentials travel only in the Authorization header, answering the registry's own challenge:
 // Basic (a plain htpasswd registry) or a Bearer token from its realm (GHCR, Docker Hub).
 import { createHash } from 'node:crypto';
-import { ToolError } from './cli.ts';
-import { registerSecret, type Secret } from './secrets.ts';
+import { ToolError } from '../core/cli.ts';
+import { registerSecret, type Secret } from '../core/secrets.ts';
 
 /** Single-image manifests first; an index (multi-platform) is accepted so a tag never looks missing. */
 export const MANIFEST_MEDIA_TYPES = [

@@ -4,8 +4,8 @@
 import { accessSync, constants, existsSync, readFileSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseDotenv } from 'dotenv';
-import { ToolError, UsageError } from './cli.ts';
-import type { ComposeApp, ComposeService } from './compose.ts';
+import { ToolError, UsageError } from '../core/cli.ts';
+import type { ComposeApp, ComposeService } from '../app/compose.ts';
 import {
   buildFlags,
   buildxInspectCommand,
@@ -17,8 +17,8 @@ import {
   pushCommand,
   type LocalImage,
 } from './docker.ts';
-import type { Command, Result, Runner } from './exec.ts';
-import { formatTable, type Logger } from './log.ts';
+import type { Command, Result, Runner } from '../core/exec.ts';
+import { formatTable, type Logger } from '../core/log.ts';
 import type { RegistryClient, RemoteManifest } from './registry-api.ts';
 
 // ---------------------------------------------------------------- the commit being built

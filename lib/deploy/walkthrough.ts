@@ -5,12 +5,12 @@ import * as prompts from '@clack/prompts';
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { stringValue, type Values } from './cli.ts';
-import type { Runner } from './exec.ts';
-import { answered, cancelled } from './prompts.ts';
-import { Secret } from './secrets.ts';
+import { stringValue, type Values } from '../core/cli.ts';
+import type { Runner } from '../core/exec.ts';
+import { answered, cancelled } from '../core/prompts.ts';
+import { Secret } from '../core/secrets.ts';
 import { fingerprintCommand, keyscanCommand, knownHostLookupCommand } from './ssh.ts';
-import { scriptArgv } from './target.ts';
+import { scriptArgv } from '../app/target.ts';
 
 export interface WalkthroughResult {
   values: Values;
