@@ -1,27 +1,11 @@
 // The target app is described by its compose file (services, builds, healthchecks) and by the
 // toolkit's settings in aidd.yml next to it. Nothing about AIDD Bot is hard-coded here.
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { UsageError } from '../core/cli.ts';
 import type { Command } from '../core/exec.ts';
-import type { BackupSpec, MigrateSpec } from '../deploy/remote-scripts.ts';
-import { parseSmokeSpecs, type HttpCheckSpec } from './smoke.ts';
-
-export interface AiddConfig {
-  /** aidd.yml next to the compose file. Registry image name per service, `{service}` replaced. */
-  imageName: string;
-  offlineBase?: {
-    debianPackages: string[];
-    /** Variable -> 'base' or a Dockerfile (relative to the compose dir) built FROM the base. */
-    images: Record<string, string>;
-  };
-  smoke: HttpCheckSpec[];
-  /** One-off migration run before a release goes live. */
-  migrate?: MigrateSpec;
-  /** Database dump taken before migrating. */
-  backup?: BackupSpec;
-}
+import { loadSettings, type AiddConfig } from './settings.ts';
 
 export interface ComposeService {
   name: string;
@@ -55,24 +39,6 @@ export function loadComposeApp(file: string): ComposeApp {
   }
   const services = doc?.services;
   if (!services || typeof services !== 'object') throw new UsageError(`compose file ${file} has no services: section`);
-  const configFile = path.join(path.dirname(path.resolve(file)), 'aidd.yml');
-  let raw: Record<string, unknown> = {};
-  if (existsSync(configFile)) {
-    try {
-      raw = (parseYaml(readFileSync(configFile, 'utf8')) ?? {}) as Record<string, unknown>;
-    } catch (error) {
-      throw new UsageError(`${configFile} is not valid YAML: ${(error as Error).message.split('\n')[0]}`);
-    }
-  }
-  const offline = raw['offline-base'] as { 'debian-packages'?: string[]; images?: Record<string, string> } | undefined;
-  const serviceNames = Object.keys(services);
-  const migrate = raw.migrate as { service?: string; command?: string[] } | undefined;
-  const backup = raw.backup as { service?: string; command?: string; extension?: string } | undefined;
-  for (const [block, service] of [['migrate', migrate?.service], ['backup', backup?.service]] as const) {
-    if (raw[block] !== undefined && !serviceNames.includes(service ?? '')) {
-      throw new UsageError(`${configFile}: ${block}.service must name one of ${serviceNames.join(', ')}`);
-    }
-  }
   const dependsOf = (name: string): string[] => {
     const spec = (services as Record<string, Record<string, unknown>>)[name]!;
     return Array.isArray(spec.depends_on) ? (spec.depends_on as string[]) : Object.keys(spec.depends_on ?? {});
@@ -89,25 +55,8 @@ export function loadComposeApp(file: string): ComposeApp {
       ports: spec.ports as unknown[] | undefined,
       dependsOn: dependsOf(name),
     })),
-    config: {
-      imageName: typeof raw['image-name'] === 'string' ? raw['image-name'] : '{service}',
-      offlineBase: offline && {
-        debianPackages: offline['debian-packages'] ?? [],
-        images: offline.images ?? {},
-      },
-      smoke: parseSmokeOrFail(raw.smoke, configFile),
-      migrate: migrate && { service: migrate.service!, command: migrate.command ?? [], needs: dependsOf(migrate.service!) },
-      backup: backup && { service: backup.service!, command: backup.command ?? '', extension: backup.extension ?? 'dump' },
-    },
+    config: loadSettings(path.dirname(path.resolve(file)), Object.keys(services), dependsOf),
   };
-}
-
-function parseSmokeOrFail(raw: unknown, file: string): HttpCheckSpec[] {
-  try {
-    return parseSmokeSpecs(raw);
-  } catch (error) {
-    throw new UsageError(`${file}: ${(error as Error).message}`);
-  }
 }
 
 /** The project name compose derives from a directory, so both compose versions agree on it. */
