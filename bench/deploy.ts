@@ -16,7 +16,7 @@ import { DEFAULT_COMPOSE_FILE, DEFAULT_REGISTRY_COMPOSE_FILE, SANDBOX_DIR, scrip
 import { tempDir, uniqueName } from '../test/e2e/harness.ts';
 import { resolveBaseImages } from '../lib/build/base-images.ts';
 import { loadComposeApp } from '../lib/app/compose.ts';
-import { appServices } from '../lib/deploy/engine.ts';
+import { builtServices } from '../lib/app/images.ts';
 
 const spec: ScriptSpec = {
   name: 'bench-deploy',
@@ -114,8 +114,8 @@ await runScript(spec, async (values) => {
         await runner.run({ argv: ['docker', 'push', '--quiet', `${image.repository}:${tag}`], env: { DOCKER_CONFIG: dockerConfig }, timeoutMs: 300_000 });
       }
     }
-    const baseImages = await resolveBaseImages(loadComposeApp(DEFAULT_COMPOSE_FILE), runner, logger);
-    const registryApp = loadComposeApp(DEFAULT_REGISTRY_COMPOSE_FILE);
+    const baseImages = await resolveBaseImages(await loadComposeApp(DEFAULT_COMPOSE_FILE), runner, logger);
+    const registryApp = await loadComposeApp(DEFAULT_REGISTRY_COMPOSE_FILE);
 
     const sshFlags = (name: string) => ['--host', server.host, '--port', String(server.port), '--user', server.user, '--key', server.keyFile, '--known-hosts', server.knownHostsFile, '--path', `~/bench/${name}`, '--project', name];
     const sshBase = ['-p', String(server.port), '-i', server.keyFile, '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes', '-o', `UserKnownHostsFile=${server.knownHostsFile}`];
@@ -146,7 +146,7 @@ await runScript(spec, async (values) => {
         await runner.run(scp(env, `${dir}/.env`));
         await runner.run(ssh(`docker login ${registry.address} --username ${registry.user} --password-stdin`, registry.password.reveal()));
         // Only the app images: the database image is local on this offline machine.
-        await runner.run(ssh(`cd ${dir} && docker-compose pull --quiet ${appServices(registryApp).join(' ')}`));
+        await runner.run(ssh(`cd ${dir} && docker-compose pull --quiet ${builtServices(registryApp, { registry: registry.address, owner }).map((service) => service.name).join(' ')}`));
         await runner.run(ssh(`cd ${dir} && docker-compose up -d`));
         await runner.run(ssh(`cd ${dir} && for i in $(seq 1 180); do [ -z "$(docker-compose ps | grep -E 'starting|unhealthy')" ] && exit 0; sleep 1; done; exit 1`));
       },

@@ -8,7 +8,6 @@ import {
   describeCache,
   detectBuilder,
   githubOutputLines,
-  gitRemoteCommand,
   hasGithubActionsCache,
   imageResult,
   imageTags,
@@ -17,7 +16,6 @@ import {
   mapWithLimit,
   planImage,
   publishImage,
-  readRevision,
   registryToken,
   resolveVersionTag,
   selectServices,
@@ -29,6 +27,8 @@ import {
 } from '../lib/build/build.ts';
 import { EXIT, runScript, stringValue, ToolError, UsageError, type ScriptSpec } from '../lib/core/cli.ts';
 import { loadComposeApp } from '../lib/app/compose.ts';
+import { checkPushable, imageName } from '../lib/app/images.ts';
+import { gitRemoteCommand, readRevision } from '../lib/app/revision.ts';
 import { dockerInfoCommand, loginCommand } from '../lib/build/docker.ts';
 import { Runner } from '../lib/core/exec.ts';
 import { createLogger, printJson } from '../lib/core/log.ts';
@@ -45,7 +45,7 @@ const spec: ScriptSpec = {
     'cached layers, and push them, skipping images the registry already holds. The password is read only\n' +
     `from ${TOKEN_VARIABLES.join(', ')} (first set wins) and given to docker login on stdin.`,
   options: {
-    compose: { type: 'string', value: 'PATH', env: 'AIDD_COMPOSE_FILE', help: 'Compose file of the target app (default: built-in AIDD Bot stack).' },
+    compose: { type: 'string', multiple: true, value: 'PATH', env: 'AIDD_COMPOSE_FILE', help: 'Compose file of the target app (default: built-in AIDD Bot stack); repeat to merge several in order.' },
     service: { type: 'string', multiple: true, value: 'NAME', help: 'Build only this service; repeatable (default: every service with a build: section).' },
     registry: { type: 'string', value: 'HOST', env: 'REGISTRY', help: 'Registry host (default ghcr.io).' },
     owner: { type: 'string', value: 'NAME', env: 'IMAGE_OWNER', help: 'Image owner, lowercased (default: GITHUB_REPOSITORY_OWNER).' },
@@ -80,11 +80,13 @@ await runScript(spec, async (values) => {
   const push = values['no-push'] !== true;
 
   // Every answer is checked before anything runs: bad input changes nothing.
-  const app = loadComposeApp(stringValue(values, 'compose') ?? DEFAULT_COMPOSE_FILE);
+  const app = await loadComposeApp((values.compose as string[] | undefined) ?? DEFAULT_COMPOSE_FILE, { runner });
   const services = selectServices(app, (values.service as string[] | undefined) ?? []);
   const registry = stringValue(values, 'registry') ?? 'ghcr.io';
   const owner = (stringValue(values, 'owner') ?? process.env.GITHUB_REPOSITORY_OWNER)?.toLowerCase();
   if (!owner) throw new UsageError('no image owner: pass --owner NAME or set IMAGE_OWNER (e.g. your GitHub user or organization)');
+  const publishing = { registry, owner };
+  if (push) for (const service of services) checkPushable(app, service, imageName(app, service, publishing), publishing);
   const parallel = parseParallel(stringValue(values, 'parallel'));
   const version = resolveVersionTag(stringValue(values, 'version-tag'), process.env.GITHUB_REF);
   const outputFile = stringValue(values, 'output') ?? (process.env.GITHUB_OUTPUT || undefined);

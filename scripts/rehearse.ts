@@ -64,7 +64,7 @@ await runScript(spec, async (values) => {
   const json = values.json === true;
   const logger = createLogger({ prefix: spec.name, quiet: json });
   const runner = new Runner({ logger, dryRun: values['dry-run'] === true, verbose: values.verbose === true });
-  const app = loadComposeApp(DEFAULT_COMPOSE_FILE);
+  const app = await loadComposeApp(DEFAULT_COMPOSE_FILE, { runner });
   const deadlineMs = parseSeconds(stringValue(values, 'timeout'), '--timeout', 180) * 1000;
   const localOnly = values.local === true || runner.dryRun;
   if (!localOnly && process.getuid?.() !== 0) {
@@ -80,7 +80,7 @@ await runScript(spec, async (values) => {
   const envFile = path.join(app.dir, '.env');
   await stage(stages, logger, 'D0', 'local .env, compose up, smoke test', async () => {
     await runner.run(toolCommand('setup-env', ['--target', 'local', '--file', envFile, '--generate']));
-    const target: ComposeTarget = { cli: await detectComposeCli(runner), files: [app.file], projectName: LOCAL_PROJECT, projectDir: app.dir, envFile };
+    const target: ComposeTarget = { cli: await detectComposeCli(runner), files: app.files, projectName: LOCAL_PROJECT, projectDir: app.dir, envFile };
     await runner.run(composeCommand(target, ['up', '--detach', '--build'], { env: baseImages, stream: true, timeoutMs: 1_800_000 }));
     if (runner.dryRun) return [];
     const outcomes = await runSmoke(localAccess(runner, LOCAL_PROJECT), { services: app.services.map((service) => service.name), http: app.config.smoke, deadlineMs });

@@ -1,11 +1,11 @@
-// Create or check the .env of a target (local development or the server) against env/schema.ts.
+// Create or check the .env of a target (local development or the server) against the app's env schema
+// (aidd.yml `env:`, or the variables its compose files reference).
 // Flags and the environment answer first; on a terminal a walkthrough asks for whatever is still
 // missing or invalid. Secret values are never printed, and never accepted on the command line.
-import { chmodSync, existsSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as prompts from '@clack/prompts';
 import { answered as answerOrCancel, cancelled } from '../lib/core/prompts.ts';
-import { AIDD_BOT_ENV, TEMPLATE_FILES } from '../env/schema.ts';
 import { EXIT, isInteractive, runScript, stringValue, UsageError, type ScriptSpec, type Values } from '../lib/core/cli.ts';
 import { backupEnvFile, readEnvFile, SECRET_FILE_MODE, updateEnvText, writeEnvFile, type EnvFile } from '../lib/env/env-file.ts';
 import {
@@ -14,23 +14,28 @@ import {
   findVariable,
   newFileValues,
   renderEnvText,
+  renderTemplate,
   renderVariableBlock,
   TARGETS,
   validate,
   valuesFromEnvironment,
   variablesIn,
   type Problem,
+  type EnvSchema,
   type Target,
   type VariableSpec,
 } from '../lib/env/env-schema.ts';
 import { createLogger, printJson, type Logger } from '../lib/core/log.ts';
 import { registerSecret } from '../lib/core/secrets.ts';
+import { loadComposeApp, type ComposeApp } from '../lib/app/compose.ts';
 import { DEFAULT_COMPOSE_FILE } from '../lib/app/target.ts';
+import { appEnvSchema, templateFile } from '../lib/env/app-env.ts';
 
 const spec: ScriptSpec = {
   name: 'setup-env',
   summary:
-    'Create, complete or check the .env of a target from env/schema.ts. Values come from --set, the\n' +
+    "Create, complete or check the .env of a target from the app's env schema: the env: list of its aidd.yml,\n" +
+    'or else the ${VAR} references of its compose files. Values come from --set, the\n' +
     'environment (a variable named like the setting answers it when the file lacks it or holds an invalid\n' +
     'value; with --from-env it always wins) and --generate; on a terminal a walkthrough asks for the rest.\n' +
     'Secrets are masked in every output and only accepted from the environment or a prompt, never argv.\n' +
@@ -40,11 +45,12 @@ const spec: ScriptSpec = {
   options: {
     target: { type: 'string', value: 'local|production', env: 'AIDD_ENV_TARGET', help: 'Which file: local development or the server (default local).' },
     file: { type: 'string', value: 'PATH', help: "The file to create or check (default: the target's usual path)." },
-    compose: { type: 'string', value: 'PATH', env: 'AIDD_COMPOSE_FILE', help: 'Compose file whose directory holds the local .env (default: AIDD Bot).' },
+    compose: { type: 'string', multiple: true, value: 'PATH', env: 'AIDD_COMPOSE_FILE', help: 'Compose file of the app: its aidd.yml has the env schema, its directory the local .env (default: AIDD Bot); repeat to merge several in order.' },
     check: { type: 'boolean', help: 'Only validate the file: list each missing or invalid variable, exit 1 if any.' },
     'from-env': { type: 'boolean', help: "Take every target variable set in the environment, over the file's values (CI)." },
     set: { type: 'string', multiple: true, value: 'NAME=VALUE', help: 'Set a non-secret variable; repeatable.' },
-    generate: { type: 'boolean', help: 'Generate missing or invalid passwords (POSTGRES_PASSWORD) without asking.' },
+    generate: { type: 'boolean', help: 'Generate missing or invalid values of variables marked generate: in aidd.yml, without asking.' },
+    'write-templates': { type: 'boolean', help: "Write the app's .env.example and .env.production.example next to its compose file." },
     'dry-run': { type: 'boolean', help: 'Show what would change (secrets masked); write nothing.' },
     yes: { type: 'boolean', short: 'y', help: 'On a terminal, write without confirming the summary.' },
     json: { type: 'boolean', help: 'Print the result as JSON on stdout (never prompts).' },
@@ -57,7 +63,8 @@ const spec: ScriptSpec = {
   ],
 };
 
-const schema = AIDD_BOT_ENV;
+/** The app's schema; set once, before anything reads it. */
+let schema: EnvSchema;
 
 interface Change {
   name: string;
@@ -65,8 +72,11 @@ interface Change {
 }
 
 await runScript(spec, async (values) => {
+  const app = await loadComposeApp((values.compose as string[] | undefined) ?? DEFAULT_COMPOSE_FILE);
+  schema = appEnvSchema(app);
+  if (values['write-templates'] === true) return writeTemplates(app);
   const target = parseTarget(stringValue(values, 'target') ?? 'local');
-  const file = path.resolve(stringValue(values, 'file') ?? defaultFile(target, stringValue(values, 'compose')));
+  const file = path.resolve(stringValue(values, 'file') ?? defaultFile(target, app));
   const json = values.json === true;
   const logger = createLogger({ prefix: spec.name, quiet: json });
   const existing = readEnvFile(file);
@@ -81,14 +91,27 @@ await runScript(spec, async (values) => {
   return setUp(target, file, existing, values, json, logger);
 });
 
+/** The committed templates, rendered from the schema; unchanged ones are left alone. */
+function writeTemplates(app: ComposeApp): number {
+  for (const target of TARGETS) {
+    const file = templateFile(app, target);
+    const text = renderTemplate(schema, target);
+    const current = existsSync(file) ? readFileSync(file, 'utf8') : undefined;
+    if (current === text) continue;
+    writeFileSync(file, text);
+    process.stdout.write(`wrote ${shown(file)}\n`);
+  }
+  return EXIT.ok;
+}
+
 function parseTarget(value: string): Target {
   const target = TARGETS.find((candidate) => candidate === value);
   if (!target) throw new UsageError(`--target ${value} is not one of ${TARGETS.join(', ')}`);
   return target;
 }
 
-function defaultFile(target: Target, compose: string | undefined): string {
-  return target === 'local' ? path.join(path.dirname(path.resolve(compose ?? DEFAULT_COMPOSE_FILE)), '.env') : '.env.production';
+function defaultFile(target: Target, app: ComposeApp): string {
+  return target === 'local' ? path.join(app.dir, '.env') : '.env.production';
 }
 
 /** Paths as a person would type them: relative below the current directory, absolute elsewhere. */
@@ -132,7 +155,7 @@ function parseSetFlags(pairs: string[], target: Target): Record<string, string> 
       throw new UsageError(`--set ${name}: ${name} is secret and would show in the process list and shell history; set the ${name} environment variable instead`);
     }
     if (separator <= 0) throw new UsageError(`--set ${pair} is not NAME=VALUE`);
-    if (!variable || !variable.scopes.includes(target)) throw new UsageError(`--set ${name}: not a variable of the ${target} target; see ${TEMPLATE_FILES[target]}`);
+    if (!variable || !variable.scopes.includes(target)) throw new UsageError(`--set ${name}: not a variable of the ${target} target; its variables: ${variablesIn(schema, target).map((spec) => spec.name).join(', ')}`);
     values[name] = value;
   }
   return values;

@@ -18,7 +18,7 @@ const spec: ScriptSpec = {
     'forwarded through the SSH connection), or against public URLs with --url.',
   options: {
     ...SSH_FLAGS,
-    compose: { type: 'string', value: 'PATH', env: 'AIDD_COMPOSE_FILE', help: 'Compose file of the target app (default: built-in AIDD Bot stack).' },
+    compose: { type: 'string', multiple: true, value: 'PATH', env: 'AIDD_COMPOSE_FILE', help: 'Compose file of the target app (default: built-in AIDD Bot stack); repeat to merge several in order.' },
     project: { type: 'string', value: 'NAME', env: 'COMPOSE_PROJECT_NAME', help: 'Compose project name (default: the compose directory name).' },
     url: { type: 'string', multiple: true, value: 'SERVICE=URL', help: 'Check SERVICE at a base URL instead of a local container; repeatable.' },
     timeout: { type: 'string', value: 'SECONDS', env: 'AIDD_SMOKE_TIMEOUT', help: 'Deadline for all checks (default 60).' },
@@ -33,7 +33,7 @@ const spec: ScriptSpec = {
 };
 
 await runScript(spec, async (values) => {
-  const app = loadComposeApp(stringValue(values, 'compose') ?? DEFAULT_COMPOSE_FILE);
+  const app = await loadComposeApp((values.compose as string[] | undefined) ?? DEFAULT_COMPOSE_FILE);
   const json = values.json === true;
   const logger = createLogger({ prefix: spec.name, quiet: json });
   const runner = new Runner({ logger });
@@ -59,7 +59,14 @@ await runScript(spec, async (values) => {
   } else if (stringValue(values, 'host')) {
     const ssh = resolveSshTarget(values);
     cleanup = ssh.cleanup;
-    session = { runner, logger, ssh: ssh.target, layout: { deployPath: ssh.deployPath, project } };
+    const remote: Session = { runner, logger, ssh: ssh.target, layout: { deployPath: ssh.deployPath, project } };
+    session = remote;
+    // A signal stops the checks at once, but closes the connection and removes the private SSH
+    // directory first (process.exit runs 'exit' listeners, not finally blocks).
+    process.on('exit', cleanup);
+    const stop = (signal: NodeJS.Signals) => void closeSession(remote).finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
     await openSession(session);
     services = app.services.map((service) => service.name);
     access = remoteAccess(session);

@@ -2,18 +2,35 @@
 import { readFileSync } from 'node:fs';
 import { EXIT, isInteractive, parseSeconds, runScript, stringValue, ToolError, UsageError, type ScriptSpec, type Values } from '../lib/core/cli.ts';
 import { defaultProjectName, loadComposeApp, type ComposeApp } from '../lib/app/compose.ts';
-import { appServices, breakLock, closeSession, deploy, describeActor, history, rollback, status, type DeployReport, type DeployRequest, type Session } from '../lib/deploy/engine.ts';
+import {
+  abandon,
+  breakLock,
+  closeSession,
+  DEFAULT_HEALTH_TIMEOUT_MS,
+  deploy,
+  describeActor,
+  history,
+  newReport,
+  rollback,
+  status,
+  type DeployReport,
+  type DeployRequest,
+  type Session,
+} from '../lib/deploy/engine.ts';
+import { checkDeployInputs } from '../lib/deploy/inputs.ts';
 import { readEnvFile } from '../lib/env/env-file.ts';
-import { validate } from '../lib/env/env-schema.ts';
+import { appEnvSchema } from '../lib/env/app-env.ts';
+import { findVariable, validate } from '../lib/env/env-schema.ts';
 import { deployWalkthrough, type WalkthroughResult } from '../lib/deploy/walkthrough.ts';
 import { Runner } from '../lib/core/exec.ts';
 import { notifyTargetsFromEnv, NOTIFY_VARIABLES, sendNotifications } from '../lib/deploy/notify.ts';
-import { AIDD_BOT_ENV } from '../env/schema.ts';
-import { createLogger, printJson } from '../lib/core/log.ts';
+import { createLogger, printJson, type Logger } from '../lib/core/log.ts';
 import { registerSecret, Secret } from '../lib/core/secrets.ts';
 import { formatOutcomes } from '../lib/app/smoke.ts';
 import { resolveSshTarget, SSH_FLAGS } from '../lib/deploy/ssh.ts';
-import { DEFAULT_REGISTRY_COMPOSE_FILE, REPO_ROOT } from '../lib/app/target.ts';
+import { builtServices, imageName, type Publishing } from '../lib/app/images.ts';
+import { appCommit } from '../lib/app/revision.ts';
+import { DEFAULT_REGISTRY_COMPOSE_FILE } from '../lib/app/target.ts';
 
 
 const spec: ScriptSpec = {
@@ -28,7 +45,7 @@ const spec: ScriptSpec = {
     `The result of a deploy or rollback is sent to Telegram and/or a JSON webhook when set: ${NOTIFY_VARIABLES.join(', ')}.`,
   options: {
     ...SSH_FLAGS,
-    compose: { type: 'string', value: 'PATH', env: 'AIDD_COMPOSE_FILE', help: 'Registry compose file (default: the AIDD Bot docker-compose.registry.yml).' },
+    compose: { type: 'string', multiple: true, value: 'PATH', env: 'AIDD_COMPOSE_FILE', help: 'Registry compose file (default: the AIDD Bot docker-compose.registry.yml); repeat to merge several in order.' },
     project: { type: 'string', value: 'NAME', env: 'COMPOSE_PROJECT_NAME', help: 'Compose project name on the server (default: the compose directory name).' },
     // Not --env-file: node (through tsx) would take that flag and load the file into the environment.
     'server-env': { type: 'string', value: 'PATH', env: 'AIDD_SERVER_ENV', help: 'The .env to upload (e.g. .env.production); without it the server keeps its .env.' },
@@ -36,17 +53,25 @@ const spec: ScriptSpec = {
     owner: { type: 'string', value: 'NAME', env: 'IMAGE_OWNER', help: 'Registry namespace of the images, e.g. your GitHub user.' },
     tag: { type: 'string', value: 'TAG', env: 'IMAGE_TAG', help: 'Image tag to deploy (default latest); pinned to its digest in the release.' },
     'images-from': { type: 'string', value: 'FILE', env: 'AIDD_IMAGES_FILE', help: 'build-push --json output: deploy exactly those images.' },
-    revision: { type: 'string', value: 'SHA', env: 'GITHUB_SHA', help: 'Git revision recorded with the release (default: git rev-parse HEAD).' },
+    revision: { type: 'string', value: 'SHA', env: 'GITHUB_SHA', help: "Git revision recorded with the release (default: the commit of the app's repository)." },
     reason: { type: 'string', value: 'TEXT', help: 'Why: recorded in the lock and the audit log.' },
     keep: { type: 'string', value: 'N', env: 'AIDD_KEEP_RELEASES', help: 'Releases and backups to keep on the server (default 5).' },
     timeout: { type: 'string', value: 'SECONDS', help: 'Deadline for the new release to become healthy (default 180).' },
-    rollback: { type: 'boolean', help: 'Go back to the previous release (or --to ID).' },
+    'no-backup': { type: 'boolean', help: 'Migrate without backing up the database first (recorded in the audit log).' },
+    unpinned: {
+      type: 'string',
+      multiple: true,
+      value: 'SERVICE',
+      help: 'An app service --images-from leaves out on purpose: it runs the image its compose line names, unpinned; repeatable.',
+    },
+    rollback: { type: 'boolean', help: 'Go back to the release that was live before the current one (or --to ID).' },
     to: { type: 'string', value: 'ID', help: 'Release id for --rollback.' },
     status: { type: 'boolean', help: 'Show the current release, its services and health, and the lock.' },
     history: { type: 'boolean', help: 'Show the audit log (last 20 actions).' },
     'break-lock': { type: 'boolean', help: 'Remove a stale deploy lock (audited).' },
     'dry-run': { type: 'boolean', help: 'Print every command and remote script, secrets redacted; run nothing.' },
-    json: { type: 'boolean', help: 'Print the result as JSON on stdout.' },
+    json: { type: 'boolean', help: 'Print the result as one JSON object on stdout, failures included.' },
+    'report-failure': { type: 'string', value: 'TEXT', help: 'Only report a deploy that failed before ssh-deploy ran (TEXT says where): notifications and --json.' },
     verbose: { type: 'boolean', short: 'v', help: 'Print every command before it runs.' },
   },
   examples: [
@@ -58,12 +83,21 @@ const spec: ScriptSpec = {
 
 interface BuildOutput {
   revision?: string;
+  registry?: string;
+  owner?: string;
   images?: { service: string; repository: string; tags?: string[]; ref?: string | null }[];
 }
 
-/** Which image each app service runs: exactly what build-push made, or REGISTRY/OWNER/NAME:TAG. */
-function imageRefs(values: Values, app: ComposeApp, registry: string): { refs: Record<string, string>; revision?: string } {
-  const services = appServices(app);
+interface ImageChoice {
+  /** The app services whose images the toolkit deploys (pinned by digest in the release). */
+  services: string[];
+  refs: Record<string, string>;
+  revision?: string;
+}
+
+/** Which image each app service runs: exactly what build-push made, or its registry name (lib/app/images.ts) at --tag. */
+function imageRefs(values: Values, app: ComposeApp, registry: string): ImageChoice {
+  const owner = stringValue(values, 'owner')?.toLowerCase();
   const imagesFrom = stringValue(values, 'images-from');
   if (imagesFrom) {
     let output: BuildOutput;
@@ -72,31 +106,45 @@ function imageRefs(values: Values, app: ComposeApp, registry: string): { refs: R
     } catch {
       throw new UsageError(`--images-from ${imagesFrom} is not readable build-push --json output`);
     }
+    const publishing = { registry: output.registry ?? registry, owner: output.owner ?? owner };
+    // Without an owner, a registry-only compose file cannot tell its own images from others: the file's list is the set.
+    const listed = (output.images ?? []).map((image) => image.service).filter((service) => app.services.some((candidate) => candidate.name === service));
+    const services = publishing.owner ? builtServiceNames(app, { registry: publishing.registry, owner: publishing.owner }) : [...new Set([...builtServiceNames(app), ...listed])];
     const refs: Record<string, string> = {};
     for (const image of output.images ?? []) {
       if (services.includes(image.service)) refs[image.service] = image.ref ?? `${image.repository}:${image.tags?.[0] ?? 'latest'}`;
     }
-    if (Object.keys(refs).length === 0) throw new UsageError(`--images-from ${imagesFrom} lists none of ${services.join(', ')}`);
-    return { refs, revision: output.revision };
+    if (Object.keys(refs).length === 0) throw new UsageError(`--images-from ${imagesFrom} lists none of ${services.join(', ') || 'the services of the compose file'}`);
+    return { services, refs, revision: output.revision };
   }
-  const owner = stringValue(values, 'owner')?.toLowerCase();
   if (!owner) throw new UsageError('no image owner given; pass --owner NAME or set IMAGE_OWNER (or --images-from FILE)');
   const tag = stringValue(values, 'tag') ?? 'latest';
-  const refs = Object.fromEntries(services.map((service) => [service, `${registry}/${owner}/${app.config.imageName.replace('{service}', service)}:${tag}`]));
-  return { refs };
+  const publishing = { registry, owner };
+  const services = builtServiceNames(app, publishing);
+  if (services.length === 0) throw new UsageError(`${app.file} has no service with a build: section or an image under ${registry}/${owner}/; nothing to deploy`);
+  return { services, refs: Object.fromEntries(services.map((service) => [service, `${imageName(app, { name: service }, publishing).repository}:${tag}`])) };
+}
+
+function builtServiceNames(app: ComposeApp, publishing?: Publishing): string[] {
+  return builtServices(app, publishing).map((service) => service.name);
 }
 
 /**
- * Reads the .env to upload and checks it against the production schema before anything connects;
- * its secret values are registered so no output, plan or error can show them.
+ * Reads the .env to upload and checks it against the app's production schema before anything connects.
+ * Every value is registered as a secret unless the app's aidd.yml declares its variable non-secret: a
+ * .env often holds credentials (API keys) that no schema names, and no output, plan or error may show them.
  */
-function readProductionEnv(file: string): string {
+function readServerEnv(file: string, app: ComposeApp): string {
   const env = readEnvFile(file);
   if (!env) throw new UsageError(`--server-env ${file} does not exist; create it with: npx tsx scripts/setup-env.ts --target production --file ${file}`);
-  for (const spec of AIDD_BOT_ENV.variables) if (spec.secret) registerSecret(env.values[spec.name]);
+  const schema = appEnvSchema(app);
+  for (const [name, value] of Object.entries(env.values)) {
+    const declared = app.config.env?.some((variable) => variable.name === name);
+    if (!declared || findVariable(schema, name)?.secret) registerSecret(value);
+  }
   const problems = [
     ...env.malformed.map((line) => `line ${line.line}: ${line.reason}`),
-    ...validate(env.values, AIDD_BOT_ENV, 'production').map((problem) => `${problem.name}: ${problem.reason}`),
+    ...validate(env.values, schema, 'production').map((problem) => `${problem.name}: ${problem.reason}`),
   ];
   if (problems.length > 0) {
     throw new UsageError(`--server-env ${file} is not ready for production (${problems.join('; ')}); fix it with: npx tsx scripts/setup-env.ts --target production --file ${file}`);
@@ -108,28 +156,33 @@ async function deployRequestFrom(
   values: Values,
   app: ComposeApp,
   runner: Runner,
+  logger: Logger,
   settings: Pick<DeployRequest, 'reason' | 'keep' | 'healthTimeoutMs'>,
   typed: Pick<WalkthroughResult, 'token' | 'registryUser'>,
-): Promise<DeployRequest> {
+): Promise<{ request: DeployRequest; services: string[] }> {
   const registry = stringValue(values, 'registry') ?? 'ghcr.io';
-  const { refs, revision } = imageRefs(values, app, registry);
+  const { services, refs, revision } = imageRefs(values, app, registry);
   const envFile = stringValue(values, 'server-env');
   const tokenValue = process.env.REGISTRY_TOKEN ?? process.env.GHCR_TOKEN;
-  return {
+  const request: DeployRequest = {
     app,
     refs,
     registry,
     registryUser: typed.registryUser ?? process.env.REGISTRY_USER,
     registryToken: typed.token ?? (tokenValue ? new Secret(tokenValue) : undefined),
-    env: envFile ? readProductionEnv(envFile) : undefined,
-    revision: stringValue(values, 'revision') ?? revision ?? (await gitRevision(runner)),
+    env: envFile ? readServerEnv(envFile, app) : undefined,
+    revision: stringValue(values, 'revision') ?? revision ?? (await appRevision(runner, app, logger)),
+    noBackup: values['no-backup'] === true,
     ...settings,
   };
+  return { request, services };
 }
 
-async function gitRevision(runner: Runner): Promise<string> {
-  const result = await runner.attempt({ argv: ['git', '-C', REPO_ROOT, 'rev-parse', 'HEAD'], readOnly: true, timeoutMs: 10_000 });
-  return result.exitCode === 0 ? result.stdout.trim() : 'unknown';
+/** The commit of the repository holding the app's compose file; said out loud when there is none. */
+async function appRevision(runner: Runner, app: ComposeApp, logger: Logger): Promise<string> {
+  const sha = await appCommit(runner, app.dir);
+  if (!sha) logger.warn(`${app.dir} is not in a git repository with a commit; the release records revision "unknown" (pass --revision SHA)`);
+  return sha ?? 'unknown';
 }
 
 /** One line on how it ended: printed, and sent to the notification targets. */
@@ -144,80 +197,122 @@ function outcomeLine(report: DeployReport): string {
   return lines[report.result];
 }
 
+/** The one JSON object a --json run ends with when it fails. */
+function failureJson(mode: string, report: DeployReport | undefined, error: unknown): Record<string, unknown> {
+  const message = error instanceof Error ? error.message.split('\n')[0] : String(error);
+  return report ? { ...report, ok: false, result: 'failed', error: report.error ?? message } : { ok: false, action: mode, result: 'failed', error: message };
+}
+
 await runScript(spec, async (flags) => {
   const json = flags.json === true;
   const logger = createLogger({ prefix: spec.name, quiet: json });
   const runner = new Runner({ logger, dryRun: flags['dry-run'] === true, verbose: flags.verbose === true });
-  const app = loadComposeApp(stringValue(flags, 'compose') ?? DEFAULT_REGISTRY_COMPOSE_FILE);
-  const keep = Number(stringValue(flags, 'keep') ?? 5);
-  if (!Number.isInteger(keep) || keep < 1) throw new UsageError(`--keep ${String(flags.keep)} must be a whole number of releases, 1 or more`);
-  const healthTimeoutMs = parseSeconds(stringValue(flags, 'timeout'), '--timeout', 180) * 1000;
-  const reason = stringValue(flags, 'reason') ?? 'deploy';
-  const modes = ['rollback', 'status', 'history', 'break-lock'].filter((mode) => flags[mode] === true);
-  if (modes.length > 1) throw new UsageError(`--${modes.join(' and --')} cannot be combined; pick one`);
-  if (stringValue(flags, 'to') && !flags.rollback) throw new UsageError('--to ID only goes with --rollback');
+  const modes = ['rollback', 'status', 'history', 'break-lock', 'report-failure'].filter((mode) => flags[mode] === true || (mode === 'report-failure' && stringValue(flags, mode)));
+  const mode = modes[0] ?? 'deploy';
+  // A deploy and a rollback keep their report from the start, so a failure can still show how far they got.
+  const report = mode === 'deploy' || mode === 'rollback' ? newReport(mode) : undefined;
+  // Where the notifications say it happened, from the flags alone: a run may fail before the target is resolved.
+  const where = `${stringValue(flags, 'user') ?? '?'}@${stringValue(flags, 'host') ?? '?'}:${stringValue(flags, 'path') ?? '/opt/aidd'}`;
+  let project = stringValue(flags, 'project') ?? '';
+  let printed = false;
+  let notified = false;
+  const output = (value: unknown) => {
+    printJson(value);
+    printed = true;
+  };
+  const notify = async (line: string) => {
+    if (notified || runner.dryRun || !(report || mode === 'report-failure')) return;
+    notified = true;
+    await sendNotifications(notifyTargetsFromEnv(process.env), `${report?.action ?? 'deploy'} of ${project || 'the app'} on ${where}: ${line} (by ${describeActor()})`, logger);
+  };
 
-  // On a terminal, a walkthrough asks for what the flags left out; elsewhere a missing answer is an error.
-  const deploying = modes.length === 0;
-  const missing = !stringValue(flags, 'host') || !stringValue(flags, 'user') || (deploying && !stringValue(flags, 'owner') && !stringValue(flags, 'images-from'));
-  const walkthrough: WalkthroughResult = isInteractive() && !json && !runner.dryRun && missing ? await deployWalkthrough(flags, runner, deploying) : { values: flags };
-  const values = walkthrough.values;
-
-  // Everything that can be checked locally is checked before the first connection.
-  const { target, deployPath, cleanup } = resolveSshTarget(values);
-  const session: Session = { runner, logger, ssh: target, layout: { deployPath, project: stringValue(values, 'project') ?? defaultProjectName(app.dir) } };
   try {
-    if (values.status) {
-      const report = await status(session);
-      if (json) printJson(report);
-      else {
-        process.stdout.write(`current release: ${report.current ?? 'none'}\n`);
-        for (const service of report.services) process.stdout.write(`  ${service.service.padEnd(12)} ${service.state}, ${service.health}\n`);
-        if (report.lock) process.stdout.write(`lock held by ${String(report.lock.who)} since ${String(report.lock.at)}\n`);
-      }
-      return report.services.every((service) => service.state === 'running' && service.health !== 'unhealthy') ? EXIT.ok : EXIT.failed;
+    if (modes.length > 1) throw new UsageError(`--${modes.join(' and --')} cannot be combined; pick one`);
+    if (stringValue(flags, 'to') && !flags.rollback) throw new UsageError('--to ID only goes with --rollback');
+    const reportFailure = stringValue(flags, 'report-failure');
+    if (reportFailure) {
+      await notify(`FAILED before the deploy started: ${reportFailure}`);
+      output({ ...newReport('deploy'), error: `failed before the deploy started: ${reportFailure}` });
+      return EXIT.failed;
     }
-    if (values.history) {
-      const entries = await history(session, 20);
-      if (json) printJson(entries);
-      else for (const entry of entries) process.stdout.write(`${String(entry.time)}  ${String(entry.action).padEnd(11)} ${String(entry.result).padEnd(12)} ${String(entry.release ?? '')}  ${String(entry.who ?? '')}\n`);
-      return EXIT.ok;
-    }
-    if (values['break-lock']) {
-      const holder = await breakLock(session);
-      if (json) printJson({ broken: holder !== undefined, holder: holder ? JSON.parse(holder) : null });
-      else process.stdout.write(holder ? `removed the lock held by ${holder}\n` : 'no lock was held\n');
-      return EXIT.ok;
-    }
+    const app = await loadComposeApp((flags.compose as string[] | undefined) ?? DEFAULT_REGISTRY_COMPOSE_FILE, { runner });
+    project ||= defaultProjectName(app.dir);
+    const keep = Number(stringValue(flags, 'keep') ?? 5);
+    if (!Number.isInteger(keep) || keep < 1) throw new UsageError(`--keep ${String(flags.keep)} must be a whole number of releases, 1 or more`);
+    const healthTimeoutMs = parseSeconds(stringValue(flags, 'timeout'), '--timeout', DEFAULT_HEALTH_TIMEOUT_MS / 1000) * 1000;
+    const reason = stringValue(flags, 'reason') ?? 'deploy';
+
+    // On a terminal, a walkthrough asks for what the flags left out; elsewhere a missing answer is an error.
+    const deploying = mode === 'deploy';
+    const missing = !stringValue(flags, 'host') || !stringValue(flags, 'user') || (deploying && !stringValue(flags, 'owner') && !stringValue(flags, 'images-from'));
+    const walkthrough: WalkthroughResult = isInteractive() && !json && !runner.dryRun && missing ? await deployWalkthrough(flags, runner, deploying) : { values: flags };
+    const values = walkthrough.values;
 
     // Inputs are all read and checked here, before the first connection.
-    const action = values.rollback ? 'rollback' : 'deploy';
-    const deployRequest = values.rollback ? undefined : await deployRequestFrom(values, app, runner, { reason, keep, healthTimeoutMs }, walkthrough);
-    const run = () =>
-      deployRequest ? deploy(session, deployRequest) : rollback(session, { app, to: stringValue(values, 'to'), reason: `rollback: ${reason}`, healthTimeoutMs });
-
-    const notify = (line: string) =>
-      runner.dryRun
-        ? Promise.resolve()
-        : sendNotifications(notifyTargetsFromEnv(process.env), `${action} of ${session.layout.project} on ${target.user}@${target.host}:${deployPath}: ${line} (by ${describeActor()})`, logger);
-    let report: DeployReport;
+    const deployment = deploying ? await deployRequestFrom(values, app, runner, logger, { reason, keep, healthTimeoutMs }, walkthrough) : undefined;
+    const deployRequest = deployment?.request;
+    checkDeployInputs({ values, project, config: app.config, services: deployment?.services ?? [], request: deployRequest });
+    const { target, deployPath, cleanup } = resolveSshTarget(values);
+    // process.exit (a second signal) skips finally blocks; the private SSH directory goes anyway.
+    process.on('exit', cleanup);
+    const session: Session = { runner, logger, ssh: target, layout: { deployPath, project } };
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (session.interrupted) {
+        logger.warn(`${signal} again: releasing the deploy lock and exiting now`);
+        if (json && !printed) output(failureJson(mode, report, new Error(`interrupted twice by ${signal}`)));
+        void abandon(session).finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+        return;
+      }
+      session.interrupted = signal;
+      logger.warn(`${signal}: stopping after the current step (send it again to stop at once)`);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
     try {
-      report = await run();
-    } catch (error) {
-      await notify(`FAILED: ${(error as Error).message}`);
-      throw error;
+      if (mode === 'status') {
+        const state = await status(session);
+        if (json) output(state);
+        else {
+          process.stdout.write(`current release: ${state.current ?? 'none'}\n`);
+          for (const service of state.services) process.stdout.write(`  ${service.service.padEnd(12)} ${service.state}, ${service.health}\n`);
+          if (state.lock) process.stdout.write(`lock held by ${String(state.lock.who)} since ${String(state.lock.at)}\n`);
+        }
+        return state.services.every((service) => service.state === 'running' && service.health !== 'unhealthy') ? EXIT.ok : EXIT.failed;
+      }
+      if (mode === 'history') {
+        const entries = await history(session, 20);
+        if (json) output(entries);
+        else for (const entry of entries) process.stdout.write(`${String(entry.time)}  ${String(entry.action).padEnd(11)} ${String(entry.result).padEnd(12)} ${String(entry.release ?? '')}  ${String(entry.who ?? '')}\n`);
+        return EXIT.ok;
+      }
+      if (mode === 'break-lock') {
+        const holder = await breakLock(session);
+        if (json) output({ broken: holder !== undefined, holder: holder ? JSON.parse(holder) : null });
+        else process.stdout.write(holder ? `removed the lock held by ${holder}\n` : 'no lock was held\n');
+        return EXIT.ok;
+      }
+
+      const done = deployRequest
+        ? await deploy(session, deployRequest, report)
+        : await rollback(session, { app, to: stringValue(values, 'to'), reason: `rollback: ${reason}`, healthTimeoutMs }, report);
+      if (json) output(done);
+      else if (!runner.dryRun) {
+        if (done.checks.length) process.stdout.write(`${formatOutcomes(done.checks)}\n`);
+        process.stdout.write(`${outcomeLine(done)}\n`);
+      }
+      await notify(outcomeLine(done));
+      if (done.result === 'rolled-back') return EXIT.rolledBack;
+      if (!done.ok && !runner.dryRun) throw new ToolError(done.error ?? `${done.action} failed`);
+      return EXIT.ok;
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      await closeSession(session);
+      cleanup();
     }
-    if (json) printJson(report);
-    else if (!runner.dryRun) {
-      if (report.checks.length) process.stdout.write(`${formatOutcomes(report.checks)}\n`);
-      process.stdout.write(`${outcomeLine(report)}\n`);
-    }
-    await notify(outcomeLine(report));
-    if (report.result === 'rolled-back') return EXIT.rolledBack;
-    if (!report.ok && !runner.dryRun) throw new ToolError(report.error ?? `${report.action} failed`);
-    return EXIT.ok;
-  } finally {
-    await closeSession(session);
-    cleanup();
+  } catch (error) {
+    if (json && !printed) output(failureJson(mode, report, error));
+    await notify(`FAILED: ${error instanceof Error ? error.message : String(error)}`);
+    throw error;
   }
 });

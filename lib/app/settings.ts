@@ -1,14 +1,107 @@
 // The toolkit's settings for an app: aidd.yml next to its compose file. Image naming, smoke checks,
-// migration, backup and offline base images; everything else comes from the compose files.
+// migration, backup, offline base images and the app's env variables; everything else comes from the
+// compose files. The file is checked strictly against one zod schema, which also renders the published
+// JSON Schema (schema/aidd.schema.json) that editors use to complete and check aidd.yml.
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
 import { UsageError } from '../core/cli.ts';
 import type { BackupSpec, MigrateSpec } from '../deploy/remote-scripts.ts';
-import { parseSmokeSpecs, type HttpCheckSpec } from './smoke.ts';
+import type { HttpCheckSpec } from './smoke.ts';
+
+export const SETTINGS_FILE = 'aidd.yml';
+
+const serviceName = z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/).describe('A service of the compose file.');
+const target = z.enum(['local', 'production']);
+
+/** Formats a variable's value may be required to have; the names map to lib/env/env-schema.ts `formats`. */
+export const FORMAT_NAMES = [
+  'text', 'url', 'port', 'positive-integer', 'lowercase-owner', 'password', 'image-digest', 'ip-address', 'host',
+  'registry-host', 'image-reference', 'image-tag', 'identifier', 'unix-user', 'user-name', 'absolute-path', 'token',
+] as const;
+
+const variable = z.strictObject({
+  name: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).describe('The variable name, as compose interpolates it.'),
+  description: z.string().min(1).describe('What it is, in one line.'),
+  group: z.string().min(1).optional().describe('Heading it is listed under in the templates (default: Settings).'),
+  source: z.string().min(1).optional().describe('Where to get a value, when that is not obvious.'),
+  secret: z.boolean().optional().describe('Masked in every output, never accepted on the command line (default false).'),
+  targets: z.array(target).min(1).optional().describe('The .env files that use it (default: local and production).'),
+  required: z.union([z.boolean(), z.array(target)]).optional().describe('true for every target, or the targets that need a value (default false).'),
+  'required-when': z.strictObject({ name: z.string(), equals: z.string() }).optional().describe('Also required when another variable has this value.'),
+  format: z
+    .union([
+      z.enum(FORMAT_NAMES),
+      z.strictObject({ pattern: z.string().min(1), describe: z.string().min(1) }),
+      z.strictObject({ 'one-of': z.array(z.string()).min(1) }),
+    ])
+    .optional()
+    .describe('A named format, a regular expression with its description, or a list of choices (default: text).'),
+  default: z.string().optional().describe('The value the app uses when the variable is unset.'),
+  template: z.partialRecord(target, z.string()).optional().describe("Written into a target's template instead of the default."),
+  'override-example': z.string().optional().describe('An optional override: commented out in templates, showing this example.'),
+  generate: z.boolean().optional().describe('setup-env can generate a strong random value for it.'),
+  aliases: z.array(z.string()).optional().describe('Other environment variables that supply the value when it is unset.'),
+});
+
+const smokeCheck = z.strictObject({
+  name: z.string().min(1),
+  service: serviceName,
+  port: z.number().int().min(1).max(65535).describe('The container port; the published or forwarded port is looked up.'),
+  path: z.string().startsWith('/'),
+  expect: z
+    .strictObject({
+      status: z.number().int().min(100).max(599).optional(),
+      json: z.record(z.string(), z.unknown()).optional().describe('Fields the JSON body must hold with exactly these values.'),
+      'json-keys': z.array(z.string()).optional().describe('Fields the JSON body must have, any value.'),
+      contains: z.string().optional().describe('Text the body must contain.'),
+      report: z.string().optional().describe('A JSON field shown in the report.'),
+    })
+    .optional(),
+});
+
+export const settingsSchema = z
+  .strictObject({
+    'image-name': z
+      .string()
+      .regex(/^[a-z0-9{}][a-z0-9._/{}-]*$/)
+      .optional()
+      .describe('Registry image name of a built service without a registry in its image:, {service} replaced (default {service}).'),
+    'offline-base': z
+      .strictObject({
+        'debian-packages': z.array(z.string().regex(/^[a-z0-9][a-z0-9.+-]*$/)).min(1),
+        images: z
+          .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string().min(1))
+          .describe('Variable -> "base", or a Dockerfile (relative to the compose directory) built FROM the base.'),
+      })
+      .optional()
+      .describe('Stand-ins for official base images on machines that cannot pull them, built from Debian packages.'),
+    smoke: z.array(smokeCheck).optional().describe('HTTP checks of the smoke test, on top of every service healthcheck.'),
+    migrate: z
+      .strictObject({ service: serviceName, command: z.array(z.string()).min(1) })
+      .optional()
+      .describe('Run as a one-off container of the new release before it goes live; its depends_on start first.'),
+    backup: z
+      .strictObject({
+        service: serviceName,
+        command: z.string().min(1).describe('Run inside the service container with sh -c; writes the dump to stdout.'),
+        extension: z.string().regex(/^[a-z0-9]+$/).optional(),
+      })
+      .optional()
+      .describe('Taken from the running release before migrating.'),
+    env: z
+      .array(variable)
+      .optional()
+      .describe("The app's variables; without this list they are read from the compose files' ${VAR} references."),
+  })
+  .describe('aidd-devops settings of a compose app (aidd.yml next to its compose file).');
+
+export type RawSettings = z.infer<typeof settingsSchema>;
+export type RawVariable = z.infer<typeof variable>;
 
 export interface AiddConfig {
-  /** aidd.yml next to the compose file. Registry image name per service, `{service}` replaced. */
+  /** Registry image name per service, `{service}` replaced. */
   imageName: string;
   offlineBase?: {
     debianPackages: string[];
@@ -20,43 +113,100 @@ export interface AiddConfig {
   migrate?: MigrateSpec;
   /** Database dump taken before migrating. */
   backup?: BackupSpec;
+  /** The app's declared variables; undefined when they come from the compose files. */
+  env?: RawVariable[];
 }
 
-/** Reads aidd.yml in `dir` (absent: defaults); service names are the compose file's. */
+/** The JSON Schema published for editors (schema/aidd.schema.json). */
+export function settingsJsonSchema(): Record<string, unknown> {
+  return { ...z.toJSONSchema(settingsSchema, { io: 'input' }), title: 'aidd.yml' };
+}
+
+/** What the union-typed keys accept, for their one-line errors. */
+const UNION_CHOICES: Record<string, string> = {
+  format: `one of ${FORMAT_NAMES.join(', ')}, or {pattern, describe}, or {one-of: [...]}`,
+  required: 'true, false or a list of targets (local, production)',
+};
+
+/** One zod issue as one line: the key path, then what is wrong and what is allowed. */
+function describeIssue(issue: z.core.$ZodIssue): string {
+  const at = issue.path.length ? issue.path.map((key, index) => (typeof key === 'number' ? `[${key}]` : `${index ? '.' : ''}${String(key)}`)).join('') : 'the top level';
+  if (issue.code === 'unrecognized_keys') {
+    const allowed = allowedKeys(issue.path);
+    return `${at}: unknown key ${issue.keys.map((key) => `"${key}"`).join(', ')}${allowed ? `; allowed: ${allowed.join(', ')}` : ''}`;
+  }
+  if (issue.code === 'invalid_value') return `${at}: must be one of ${issue.values.map(String).join(', ')}`;
+  if (issue.code === 'invalid_union') return `${at}: must be ${UNION_CHOICES[String(issue.path.at(-1))] ?? 'another form'}; see schema/aidd.schema.json`;
+  return `${at}: ${issue.message.replace(/^Invalid input: /, '')}`;
+}
+
+/** The keys the object at `at` accepts, found by walking the schema. */
+function allowedKeys(at: PropertyKey[]): string[] | undefined {
+  let schema: z.ZodType = settingsSchema;
+  for (const key of at) {
+    const unwrapped: z.ZodType = schema instanceof z.ZodOptional ? (schema.unwrap() as z.ZodType) : schema;
+    if (typeof key === 'number' && unwrapped instanceof z.ZodArray) schema = unwrapped.element as z.ZodType;
+    else if (unwrapped instanceof z.ZodObject) schema = unwrapped.shape[String(key)] as z.ZodType;
+    else return undefined;
+  }
+  const object = schema instanceof z.ZodOptional ? schema.unwrap() : schema;
+  return object instanceof z.ZodObject ? Object.keys(object.shape) : undefined;
+}
+
+/**
+ * Reads aidd.yml in `dir` (absent: defaults). Any problem, including a service that the compose
+ * files do not have, is one UsageError naming the file and the key.
+ */
 export function loadSettings(dir: string, serviceNames: string[], dependsOf: (service: string) => string[]): AiddConfig {
-  const configFile = path.join(dir, 'aidd.yml');
-  let raw: Record<string, unknown> = {};
-  if (existsSync(configFile)) {
+  const file = path.join(dir, SETTINGS_FILE);
+  let raw: unknown = {};
+  if (existsSync(file)) {
     try {
-      raw = (parseYaml(readFileSync(configFile, 'utf8')) ?? {}) as Record<string, unknown>;
+      raw = parseYaml(readFileSync(file, 'utf8')) ?? {};
     } catch (error) {
-      throw new UsageError(`${configFile} is not valid YAML: ${(error as Error).message.split('\n')[0]}`);
+      throw new UsageError(`${file} is not valid YAML: ${(error as Error).message.split('\n')[0]}`);
     }
   }
-  const offline = raw['offline-base'] as { 'debian-packages'?: string[]; images?: Record<string, string> } | undefined;
-  const migrate = raw.migrate as { service?: string; command?: string[] } | undefined;
-  const backup = raw.backup as { service?: string; command?: string; extension?: string } | undefined;
-  for (const [block, service] of [['migrate', migrate?.service], ['backup', backup?.service]] as const) {
-    if (raw[block] !== undefined && !serviceNames.includes(service ?? '')) {
-      throw new UsageError(`${configFile}: ${block}.service must name one of ${serviceNames.join(', ')}`);
-    }
-  }
-  return {
-    imageName: typeof raw['image-name'] === 'string' ? raw['image-name'] : '{service}',
-    offlineBase: offline && {
-      debianPackages: offline['debian-packages'] ?? [],
-      images: offline.images ?? {},
-    },
-    smoke: parseSmokeOrFail(raw.smoke, configFile),
-    migrate: migrate && { service: migrate.service!, command: migrate.command ?? [], needs: dependsOf(migrate.service!) },
-    backup: backup && { service: backup.service!, command: backup.command ?? '', extension: backup.extension ?? 'dump' },
-  };
-}
+  const parsed = settingsSchema.safeParse(raw);
+  if (!parsed.success) throw new UsageError(`${file}: ${describeIssue(parsed.error.issues[0]!)}`);
+  const settings = parsed.data;
 
-function parseSmokeOrFail(raw: unknown, file: string): HttpCheckSpec[] {
-  try {
-    return parseSmokeSpecs(raw);
-  } catch (error) {
-    throw new UsageError(`${file}: ${(error as Error).message}`);
+  const services = [
+    ...(settings.smoke ?? []).map((check, index) => [`smoke[${index}].service`, check.service] as const),
+    ...(settings.migrate ? [['migrate.service', settings.migrate.service] as const] : []),
+    ...(settings.backup ? [['backup.service', settings.backup.service] as const] : []),
+  ];
+  for (const [key, service] of services) {
+    if (!serviceNames.includes(service)) throw new UsageError(`${file}: ${key}: "${service}" is not a service of the compose file; services: ${serviceNames.join(', ')}`);
   }
+  const names = new Set<string>();
+  for (const [index, spec] of (settings.env ?? []).entries()) {
+    if (names.has(spec.name)) throw new UsageError(`${file}: env[${index}].name: ${spec.name} is listed twice`);
+    names.add(spec.name);
+  }
+  for (const [index, spec] of (settings.env ?? []).entries()) {
+    if (spec['required-when'] && !names.has(spec['required-when'].name)) {
+      throw new UsageError(`${file}: env[${index}].required-when.name: ${spec['required-when'].name} is not in env`);
+    }
+    if (typeof spec.format === 'object' && 'pattern' in spec.format) {
+      try {
+        new RegExp(spec.format.pattern);
+      } catch {
+        throw new UsageError(`${file}: env[${index}].format.pattern: not a valid regular expression`);
+      }
+    }
+  }
+
+  const { migrate, backup } = settings;
+  return {
+    imageName: settings['image-name'] ?? '{service}',
+    offlineBase: settings['offline-base'] && {
+      debianPackages: settings['offline-base']['debian-packages'],
+      images: settings['offline-base'].images,
+    },
+    smoke: settings.smoke ?? [],
+    migrate: migrate && { service: migrate.service, command: migrate.command, needs: dependsOf(migrate.service) },
+    backup: backup && { service: backup.service, command: backup.command, extension: backup.extension ?? 'dump' },
+    env: settings.env,
+  };
 }

@@ -24,18 +24,6 @@ export interface HttpCheckSpec {
   };
 }
 
-export function parseSmokeSpecs(raw: unknown): HttpCheckSpec[] {
-  if (raw === undefined) return [];
-  if (!Array.isArray(raw)) throw new Error('smoke must be a list of checks');
-  return raw.map((item, index) => {
-    const spec = item as HttpCheckSpec;
-    if (!spec.name || !spec.service || !spec.port || !spec.path) {
-      throw new Error(`smoke[${index}] needs name, service, port and path`);
-    }
-    return spec;
-  });
-}
-
 export interface CheckOutcome {
   name: string;
   ok: boolean;

@@ -1,11 +1,14 @@
-// Base images for machines that cannot pull from Docker Hub: when a compose default image
-// (python:3.12-slim, postgres:16-alpine, ...) is neither present nor pullable, build a stand-in
-// from Debian packages once, cache it by content, and point the compose variables at it.
+// Base images for machines that cannot pull from Docker Hub: when an official image an app names
+// (python:3.12-slim, postgres:16-alpine, ...) is neither present nor pullable, build a stand-in from
+// Debian packages once, cache it by content, and hand it over under the name aidd.yml gives it: a
+// compose variable (`${VAR:-official}`) or a Dockerfile build ARG (`ARG NAME=official`, for compose
+// files without variables).
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { interpolationDefaults, type ComposeApp } from '../app/compose.ts';
+import type { ComposeApp, ComposeService } from '../app/compose.ts';
+import { interpolationDefaults } from '../app/interpolate.ts';
 import { buildCommand, imageExistsCommand, importCommand, pullCommand } from './docker.ts';
 import type { Command, Runner } from '../core/exec.ts';
 import type { Logger } from '../core/log.ts';
@@ -42,19 +45,73 @@ async function imageExists(runner: Runner, ref: string): Promise<boolean> {
   return (await runner.attempt(imageExistsCommand(ref))).exitCode === 0;
 }
 
+/** The global `ARG NAME=default`s of a Dockerfile: those before its first FROM, which FROM lines can use. */
+export function dockerfileArgDefaults(text: string): Record<string, string> {
+  const defaults: Record<string, string> = {};
+  for (const line of text.replace(/\\\r?\n/g, ' ').split(/\r?\n/)) {
+    const instruction = /^\s*([A-Za-z]+)\s+(.*)$/.exec(line);
+    if (!instruction) continue;
+    const keyword = instruction[1]!.toUpperCase();
+    if (keyword === 'FROM') break;
+    if (keyword !== 'ARG') continue;
+    for (const match of instruction[2]!.matchAll(/([A-Za-z_][A-Za-z0-9_]*)=(?:"([^"]*)"|'([^']*)'|(\S*))/g)) {
+      defaults[match[1]!] = match[2] ?? match[3] ?? match[4]!;
+    }
+  }
+  return defaults;
+}
+
+/** The build ARG defaults of a service's Dockerfile that its compose build.args leave alone. */
+export function buildArgDefaults(app: ComposeApp, service: ComposeService): Record<string, string> {
+  const build = service.build;
+  if (!build) return {};
+  const dockerfile = path.resolve(app.dir, build.context, build.dockerfile ?? 'Dockerfile');
+  if (!existsSync(dockerfile)) return {};
+  const defaults = dockerfileArgDefaults(readFileSync(dockerfile, 'utf8'));
+  for (const name of Object.keys(build.args)) delete defaults[name];
+  return defaults;
+}
+
 /**
- * Returns the variables to set for compose and image builds: empty when every default image is
- * available, otherwise each offline variable mapped to its locally built stand-in.
+ * The official images each offline-base name stands in for, from the compose file's `${NAME:-image}`
+ * (unless the environment sets NAME: compose takes that) and from `ARG NAME=image` in the Dockerfiles
+ * it builds. Names this app does not use are left out.
+ */
+export function officialImages(
+  names: string[],
+  composeDefaults: Record<string, string>,
+  argDefaults: Record<string, string>[],
+  env: Record<string, string | undefined>,
+): Record<string, string[]> {
+  const official: Record<string, string[]> = {};
+  for (const name of names) {
+    const refs = [env[name] ? undefined : composeDefaults[name], ...argDefaults.map((defaults) => defaults[name])].filter((ref): ref is string => !!ref);
+    if (refs.length > 0) official[name] = [...new Set(refs)];
+  }
+  return official;
+}
+
+/** The stand-ins a service's build takes as build args: those named after an ARG its Dockerfile leaves to its default. */
+export function offlineBuildArgs(app: ComposeApp, service: ComposeService, baseImages: Record<string, string>): Record<string, string> {
+  const defaults = buildArgDefaults(app, service);
+  return Object.fromEntries(Object.entries(baseImages).filter(([name]) => name in defaults));
+}
+
+/**
+ * Returns each offline-base name mapped to its locally built stand-in, or nothing when every official
+ * image is available. Compose takes them as variables; builds take them as build args (offlineBuildArgs).
  */
 export async function resolveBaseImages(app: ComposeApp, runner: Runner, logger: Logger): Promise<Record<string, string>> {
   const offline = app.config.offlineBase;
   if (!offline) return {};
-  const defaults = interpolationDefaults(app.text);
-  // Only the variables this compose file uses: the registry file has no build base images, say.
-  const wanted = Object.keys(offline.images).filter((variable) => !process.env[variable] && defaults[variable] !== undefined);
+  const wanted = officialImages(
+    Object.keys(offline.images),
+    interpolationDefaults(app.variables),
+    app.services.map((service) => buildArgDefaults(app, service)),
+    process.env,
+  );
   const unavailable: string[] = [];
-  for (const variable of wanted) {
-    const ref = defaults[variable]!;
+  for (const ref of new Set(Object.values(wanted).flat())) {
     if (await imageExists(runner, ref)) continue;
     if ((await runner.attempt(pullCommand(ref, 60_000))).exitCode !== 0) unavailable.push(ref);
   }
@@ -65,19 +122,19 @@ export async function resolveBaseImages(app: ComposeApp, runner: Runner, logger:
   if (!(await imageExists(runner, baseTag))) await buildBaseImage(offline.debianPackages, baseTag, runner, logger);
 
   const resolved: Record<string, string> = {};
-  for (const variable of wanted) {
-    const kind = offline.images[variable]!;
+  for (const name of Object.keys(wanted)) {
+    const kind = offline.images[name]!;
     if (kind === 'base') {
-      resolved[variable] = baseTag;
+      resolved[name] = baseTag;
       continue;
     }
     const dockerfile = path.resolve(app.dir, kind);
-    const tag = derivedImageTag(variable, baseTag, readFileSync(dockerfile, 'utf8'));
+    const tag = derivedImageTag(name, baseTag, readFileSync(dockerfile, 'utf8'));
     if (!(await imageExists(runner, tag))) {
       logger.step(`Building ${tag} from ${path.relative(process.cwd(), dockerfile)}`);
       await runner.run(buildCommand({ context: path.dirname(dockerfile), dockerfile, tags: [tag], buildArgs: { BASE_IMAGE: baseTag } }));
     }
-    resolved[variable] = tag;
+    resolved[name] = tag;
   }
   return resolved;
 }

@@ -1,11 +1,14 @@
 // Building and publishing a compose app's images: which services (the compose file's build sections),
 // how each image is named and tagged, which builder the machine has and how it caches, and how a
 // build is pushed without re-sending what the registry already holds.
-import { accessSync, constants, existsSync, readFileSync, realpathSync } from 'node:fs';
+import { accessSync, constants, realpathSync } from 'node:fs';
 import path from 'node:path';
-import { parse as parseDotenv } from 'dotenv';
 import { ToolError, UsageError } from '../core/cli.ts';
 import type { ComposeApp, ComposeService } from '../app/compose.ts';
+import { projectVariables } from '../app/compose-file.ts';
+import { interpolate } from '../app/interpolate.ts';
+import { imageName } from '../app/images.ts';
+import type { Revision } from '../app/revision.ts';
 import {
   buildFlags,
   buildxInspectCommand,
@@ -20,38 +23,6 @@ import {
 import type { Command, Result, Runner } from '../core/exec.ts';
 import { formatTable, type Logger } from '../core/log.ts';
 import type { RegistryClient, RemoteManifest } from './registry-api.ts';
-
-// ---------------------------------------------------------------- the commit being built
-
-export interface Revision {
-  sha: string;
-  /** Uncommitted changes: the image is not what the commit says, so it is tagged `<sha>-dirty`. */
-  dirty: boolean;
-  /** Committer date (ISO 8601): a clean build's `created` label, so rebuilding a commit gives the same image. */
-  committedAt: string;
-}
-
-export function gitCommitCommand(dir: string): Command {
-  return { argv: ['git', '-C', dir, 'log', '-1', '--format=%H %cI'], readOnly: true, timeoutMs: 15_000 };
-}
-
-export function gitStatusCommand(dir: string): Command {
-  return { argv: ['git', '-C', dir, 'status', '--porcelain'], readOnly: true, timeoutMs: 30_000 };
-}
-
-export function gitRemoteCommand(dir: string): Command {
-  return { argv: ['git', '-C', dir, 'remote', 'get-url', 'origin'], readOnly: true, timeoutMs: 15_000 };
-}
-
-export async function readRevision(runner: Runner, dir: string): Promise<Revision> {
-  const commit = await runner.attempt(gitCommitCommand(dir));
-  const [sha, committedAt] = commit.stdout.trim().split(' ');
-  if (commit.exitCode !== 0 || !sha || !committedAt || !/^[0-9a-f]{40}$/.test(sha)) {
-    throw new UsageError(`${dir} is not in a git repository with a commit; images are tagged with the commit sha, so commit first (git add -A && git commit)`);
-  }
-  const status = await runner.run(gitStatusCommand(dir));
-  return { sha, committedAt, dirty: status.stdout.trim() !== '' };
-}
 
 /** The repository page for the `source` label: GitHub Actions' own variables, else the origin remote. */
 export function sourceUrl(env: NodeJS.ProcessEnv, remote: string | undefined): string | undefined {
@@ -101,19 +72,6 @@ export function ociLabels(input: { source: string | undefined; revision: Revisio
   };
 }
 
-/** Compose's `${VAR}`, `${VAR:-default}`, `${VAR-default}`, `${VAR:?message}` and `$$`, for build args. */
-export function interpolate(text: string, vars: Record<string, string | undefined>, where: string): string {
-  return text.replace(/\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?)([-?])([^}]*))?\}/g, (whole, name?: string, colon?: string, kind?: string, rest?: string) => {
-    if (whole === '$$') return '$';
-    const value = vars[name!];
-    const missing = value === undefined || (colon === ':' && value === '');
-    if (!missing) return value;
-    if (kind === '-') return rest!;
-    if (kind === '?') throw new UsageError(`${where}: variable ${name} is not set (${rest || 'required'})`);
-    return '';
-  });
-}
-
 export interface ImagePlan {
   service: string;
   /** REGISTRY/OWNER/IMAGE, lowercase as registries require. */
@@ -153,24 +111,26 @@ export interface PlanOptions {
 
 export function planImage(app: ComposeApp, service: ComposeService, options: PlanOptions): ImagePlan {
   const build = service.build!;
-  const imageName = app.config.imageName.replace('{service}', service.name);
-  const repositoryPath = `${options.owner}/${imageName}`.toLowerCase();
-  const args: Record<string, string> = Array.isArray(build.args)
-    ? Object.fromEntries((build.args as string[]).map((item) => [item.split('=')[0]!, item.slice(item.indexOf('=') + 1)]))
-    : (build.args ?? {});
+  const name = imageName(app, service, options);
   const where = `${app.file} services.${service.name}.build.args`;
+  // An arg without a value takes the variable's, and is left out when there is none, as compose does.
+  const buildArgs = Object.entries(build.args).flatMap(([name, value]): [string, string][] => {
+    if (value !== null) return [[name, interpolate(value, options.vars, `${where}.${name}`)]];
+    const fromVars = options.vars[name];
+    return fromVars === undefined ? [] : [[name, fromVars]];
+  });
   return {
     service: service.name,
-    repository: `${options.registry}/${repositoryPath}`,
-    repositoryPath,
+    repository: name.repository,
+    repositoryPath: name.path,
     tags: options.tags,
     context: path.resolve(app.dir, build.context),
     ...(build.dockerfile ? { dockerfile: path.resolve(app.dir, build.context, build.dockerfile) } : {}),
-    buildArgs: Object.fromEntries(Object.entries(args).map(([name, value]) => [name, interpolate(String(value), options.vars, where)])),
+    buildArgs: Object.fromEntries(buildArgs),
     labels: ociLabels({
       source: options.source,
       revision: options.revision,
-      title: imageName,
+      title: name.path.slice(name.path.lastIndexOf('/') + 1),
       created: options.revision.dirty ? options.now : options.revision.committedAt,
     }),
   };
@@ -178,9 +138,7 @@ export function planImage(app: ComposeApp, service: ComposeService, options: Pla
 
 /** What compose would substitute: the shell wins over the app's .env; offline base images fill the defaults. */
 export function interpolationVars(app: ComposeApp, baseImages: Record<string, string>): Record<string, string | undefined> {
-  const envFile = path.join(app.dir, '.env');
-  const fromFile = existsSync(envFile) ? parseDotenv(readFileSync(envFile)) : {};
-  return { ...fromFile, ...process.env, ...baseImages };
+  return { ...projectVariables(app.dir), ...baseImages };
 }
 
 // ---------------------------------------------------------------- the builder and its cache

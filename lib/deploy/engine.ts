@@ -1,11 +1,13 @@
-// The deploy engine: preflight, lock, pull, upload, back up, migrate, switch, verify, finish, all
+// The deploy engine: preflight, pull, lock, upload, back up, migrate, switch, verify, finish, all
 // over one SSH connection. Scripts are built in remote-scripts.ts; this file only sequences them,
 // turns remote failures into one-line errors, and rolls back when a new release is not healthy.
+// What a deploy decides (the no-op check, the backup source, the rollback target) it decides from the
+// server's state as read under the lock, never from what it saw before.
 import { createHash, randomBytes } from 'node:crypto';
 import os from 'node:os';
-import { parseDocument } from 'yaml';
 import { EXIT, ToolError, UsageError } from '../core/cli.ts';
 import type { ComposeApp } from '../app/compose.ts';
+import { releaseCompose } from '../app/compose-file.ts';
 import { lastLine, type Command, type Result, type Runner } from '../core/exec.ts';
 import { parsePublishedPort, projectStatus, publishedPortCommand, serviceContainerCommand } from '../app/local-stack.ts';
 import type { Logger } from '../core/log.ts';
@@ -21,11 +23,46 @@ export interface Session {
   logger: Logger;
   ssh: SshTarget;
   layout: RemoteLayout;
+  /** Set by the script's signal handler; the run stops at the next step boundary. */
+  interrupted?: NodeJS.Signals;
+  /** The deploy lock while this run holds it. */
+  lock?: Lock;
 }
 
 export interface StepTiming {
   step: string;
   ms: number;
+}
+
+/**
+ * How long each remote step may take. deploy.yml's job timeout covers the longest possible run
+ * (`longestRunMs`), checked by test/unit/workflows.test.ts.
+ */
+export const DEADLINES_MS = {
+  preflight: 60_000,
+  pull: 900_000,
+  lock: 30_000,
+  upload: 60_000,
+  backup: 900_000,
+  /** On top of the health timeout, which bounds the wait for the services the migration needs. */
+  migrate: 600_000,
+  up: 900_000,
+  finish: 300_000,
+  audit: 30_000,
+} as const;
+
+export const DEFAULT_HEALTH_TIMEOUT_MS = 180_000;
+
+/**
+ * The longest a deploy can run: every step to its deadline, the new release's checks, then a
+ * rollback with its own checks. Opening and closing the connection: openCommand and closeCommand.
+ */
+export function longestRunMs(healthTimeoutMs: number): number {
+  const d = DEADLINES_MS;
+  const connection = 30_000 + 10_000;
+  const beforeSwitch = d.preflight + d.pull + d.lock + d.upload + d.backup + healthTimeoutMs + d.migrate;
+  const switchAndRollback = 2 * (d.up + healthTimeoutMs) + d.audit;
+  return connection + beforeSwitch + switchAndRollback + d.audit /* unlock */;
 }
 
 /** Runs a remote script; ssh trouble and known remote exits become one-line errors. */
@@ -41,6 +78,7 @@ function remoteError(session: Session, result: Result): ToolError {
   const detail = redact(lastLine(result.stderr) || `exit code ${result.exitCode}`);
   if (result.exitCode === REMOTE_EXIT.loginRefused) return new ToolError(`${detail}; check REGISTRY_USER and REGISTRY_TOKEN`, EXIT.usage);
   if (result.exitCode === REMOTE_EXIT.noEnv) return new ToolError(`${detail}; pass --server-env .env.production on the first deploy`, EXIT.usage);
+  if (result.exitCode === REMOTE_EXIT.backupFailed) return new ToolError(`${detail}; nothing was migrated. Pass --no-backup to deploy without a backup (audited)`);
   if (result.exitCode === 124 || result.exitCode === 143) return new ToolError(`remote step timed out: ${detail}`);
   return new ToolError(`on ${session.ssh.host}: ${detail}`);
 }
@@ -56,43 +94,105 @@ export async function closeSession(session: Session): Promise<void> {
   if (!session.runner.dryRun) await session.runner.attempt(closeCommand(session.ssh));
 }
 
-export interface ServerFacts {
-  docker: string;
-  compose: string;
-  diskFreeKb: number;
+/** What release.json records about a release. */
+export interface ReleaseRecord {
+  id?: string;
+  revision?: string;
+  images?: Record<string, string>;
+  /** The release that was live when this one was deployed. */
+  previous?: string | null;
+}
+
+/** The server's deploy state, as the preflight and lock scripts print it. */
+export interface ServerState {
   current?: string;
+  /** Release directories on the server. */
   releases: string[];
-  lock?: string;
+  /** release.json of each release directory that has one. */
+  records: Record<string, ReleaseRecord>;
+  /** Releases the audit log shows went live: a deploy or a rollback finished on them. */
+  live: string[];
   currentComposeSha?: string;
   currentEnvSha?: string;
 }
 
-export function parseFacts(stdout: string): ServerFacts {
-  const facts = new Map<string, string>();
+export interface ServerFacts extends ServerState {
+  docker: string;
+  compose: string;
+  diskFreeKb: number;
+  lock?: string;
+}
+
+/** NAME=VALUE lines; a name may repeat (one `release=` line per release). */
+function parseLines(stdout: string): Map<string, string[]> {
+  const lines = new Map<string, string[]>();
   for (const line of stdout.split('\n')) {
     const at = line.indexOf('=');
-    if (at > 0) facts.set(line.slice(0, at), line.slice(at + 1).trim());
+    if (at > 0) lines.set(line.slice(0, at), [...(lines.get(line.slice(0, at)) ?? []), line.slice(at + 1).trim()]);
+  }
+  return lines;
+}
+
+export function parseState(stdout: string): ServerState {
+  const lines = parseLines(stdout);
+  const one = (name: string) => lines.get(name)?.at(-1) || undefined;
+  const records: Record<string, ReleaseRecord> = {};
+  const releases = lines.get('release') ?? [];
+  for (const [index, text] of (lines.get('record') ?? []).entries()) {
+    try {
+      const record = JSON.parse(text) as ReleaseRecord;
+      const id = record.id ?? releases[index];
+      if (id) records[id] = record;
+    } catch {
+      // A release whose record cannot be read is never a rollback target.
+    }
   }
   return {
-    docker: facts.get('docker') ?? '',
-    compose: facts.get('compose') ?? '',
-    diskFreeKb: Number(facts.get('disk_free_kb') ?? 0),
-    current: facts.get('current') || undefined,
-    releases: (facts.get('releases') ?? '').split(' ').filter(Boolean),
-    lock: facts.get('lock') || undefined,
-    currentComposeSha: facts.get('current_compose_sha') || undefined,
-    currentEnvSha: facts.get('current_env_sha') || undefined,
+    current: one('current'),
+    releases,
+    records,
+    live: lines.get('live') ?? [],
+    currentComposeSha: one('current_compose_sha'),
+    currentEnvSha: one('current_env_sha'),
   };
+}
+
+export function parseFacts(stdout: string): ServerFacts {
+  const lines = parseLines(stdout);
+  const one = (name: string) => lines.get(name)?.at(-1) || undefined;
+  return {
+    ...parseState(stdout),
+    docker: one('docker') ?? '',
+    compose: one('compose') ?? '',
+    diskFreeKb: Number(one('disk_free_kb') ?? 0),
+    lock: one('lock'),
+  };
+}
+
+/**
+ * Where a rollback from the current release goes: back along the `previous` chain of release
+ * records, to the first release that is still on the server and went live. A release that was
+ * interrupted at the switch or never verified is not on that chain.
+ */
+export function rollbackTarget(state: ServerState): string | undefined {
+  const seen = new Set<string>();
+  let candidate = state.current ? state.records[state.current]?.previous : undefined;
+  while (candidate && !seen.has(candidate)) {
+    seen.add(candidate);
+    if (state.releases.includes(candidate) && state.live.includes(candidate)) return candidate;
+    candidate = state.records[candidate]?.previous;
+  }
+  return undefined;
 }
 
 const MIN_FREE_KB = 1024 * 1024;
 
 export async function preflight(session: Session): Promise<ServerFacts> {
   if (session.runner.dryRun) {
-    await runRemote(session, scripts.preflightScript(session.layout), 60_000);
-    return { docker: '(dry-run)', compose: '(dry-run)', diskFreeKb: MIN_FREE_KB, releases: [] };
+    await runRemote(session, scripts.preflightScript(session.layout), DEADLINES_MS.preflight);
+    return { docker: '(dry-run)', compose: '(dry-run)', diskFreeKb: MIN_FREE_KB, releases: [], records: {}, live: [] };
   }
-  const facts = parseFacts((await runRemote(session, scripts.preflightScript(session.layout), 60_000)).stdout);
+  const facts = parseFacts((await runRemote(session, scripts.preflightScript(session.layout), DEADLINES_MS.preflight)).stdout);
   if (facts.diskFreeKb < MIN_FREE_KB) {
     throw new ToolError(`only ${Math.round(facts.diskFreeKb / 1024)} MiB free at ${session.layout.deployPath} on ${session.ssh.host}; free at least 1 GiB (docker system prune)`);
   }
@@ -119,19 +219,27 @@ export function describeActor(): string {
   return process.env.GITHUB_ACTOR ? `${process.env.GITHUB_ACTOR} (GitHub Actions)` : `${os.userInfo().username}@${os.hostname()}`;
 }
 
-export async function takeLock(session: Session, reason: string, release?: string): Promise<Lock> {
+/** Takes the deploy lock and returns the server's state as read under it. */
+export async function takeLock(session: Session, reason: string): Promise<ServerState> {
   const lock: Lock = {
     id: randomBytes(8).toString('hex'),
-    owner: { who: describeActor(), at: new Date().toISOString(), reason, release, pid: process.pid },
+    owner: { who: describeActor(), at: new Date().toISOString(), reason, pid: process.pid },
   };
   lock.owner.id = lock.id;
-  const result = await runRemote(session, scripts.lockScript(session.layout, JSON.stringify(lock.owner)), 30_000);
-  if (!session.runner.dryRun && result.stdout.startsWith('held')) throw lockHeldError(result.stdout.slice(5).trim());
-  return lock;
+  const result = await runRemote(session, scripts.lockScript(session.layout, JSON.stringify(lock.owner)), DEADLINES_MS.lock);
+  if (session.runner.dryRun) {
+    session.lock = lock;
+    return { releases: [], records: {}, live: [] };
+  }
+  if (!result.stdout.startsWith('locked')) throw lockHeldError(result.stdout.replace(/^held/, '').trim());
+  session.lock = lock;
+  return parseState(result.stdout);
 }
 
-export async function releaseLock(session: Session, lock: Lock): Promise<void> {
-  await runRemote(session, scripts.unlockScript(session.layout, lock.id), 30_000);
+export async function releaseLock(session: Session): Promise<void> {
+  if (!session.lock) return;
+  await runRemote(session, scripts.unlockScript(session.layout, session.lock.id), DEADLINES_MS.audit);
+  session.lock = undefined;
 }
 
 /** A run stopped by SIGINT/SIGTERM at a step boundary; exits 130 or 143. */
@@ -141,39 +249,24 @@ export class InterruptedError extends ToolError {
   }
 }
 
-let interruptedBy: NodeJS.Signals | undefined;
-
 /** Called between steps: a signal stops the run there, never in the middle of a remote step. */
-function checkpoint(): void {
-  if (interruptedBy) throw new InterruptedError(interruptedBy);
+export function checkpoint(session: Session): void {
+  if (session.interrupted) throw new InterruptedError(session.interrupted);
 }
 
-/**
- * Holds the lock while `work` runs and releases it on success, failure, SIGINT and SIGTERM. The first
- * signal lets the running remote step finish and stops at the next step boundary, so no remote
- * command outlives the lock; a second signal frees the lock and exits at once.
- */
-export async function withLock<T>(session: Session, reason: string, release: string | undefined, work: (lock: Lock) => Promise<T>): Promise<T> {
-  const lock = await takeLock(session, reason, release);
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (interruptedBy) {
-      session.logger.warn(`${signal} again: releasing the deploy lock and exiting now`);
-      void releaseLock(session, lock)
-        .catch(() => undefined)
-        .finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
-      return;
-    }
-    interruptedBy = signal;
-    session.logger.warn(`${signal}: stopping after the current step (send it again to stop at once)`);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+/** After a second signal: frees this run's lock, if it holds one, and closes the connection. */
+export async function abandon(session: Session): Promise<void> {
+  await releaseLock(session).catch(() => undefined);
+  await closeSession(session).catch(() => undefined);
+}
+
+/** Holds the lock while `work` runs, given the state read under it; released however `work` ends. */
+export async function withLock<T>(session: Session, reason: string, report: DeployReport, work: (state: ServerState) => Promise<T>): Promise<T> {
+  const state = await timed(session, report, 'lock', "Locking the deploy path and reading the server's state", () => takeLock(session, reason));
   try {
-    return await work(lock);
+    return await work(state);
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    await releaseLock(session, lock);
+    await releaseLock(session);
   }
 }
 
@@ -181,29 +274,13 @@ export function auditLine(entry: Record<string, unknown>): string {
   return JSON.stringify({ time: new Date().toISOString(), who: describeActor(), ...entry });
 }
 
-/** Release ids sort by time: 20261127T145000Z-abc1234. */
-export function newReleaseId(revision: string, now = new Date()): string {
+/** Release ids sort by time: 20261127T145000Z-abc1234; `-2`, `-3`... when one from the same second exists. */
+export function newReleaseId(revision: string, now = new Date(), existing: string[] = []): string {
   const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
-  return `${stamp}-${(revision || 'norev').slice(0, 12)}`;
-}
-
-export function checkReleaseId(id: string): string {
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(id)) throw new UsageError(`--to ${id} is not a release id; list them with --history`);
+  const base = `${stamp}-${(revision || 'norev').slice(0, 12)}`;
+  let id = base;
+  for (let attempt = 2; existing.includes(id); attempt += 1) id = `${base}-${attempt}`;
   return id;
-}
-
-/** Services of the registry compose file whose image the toolkit builds: aidd-{service}. */
-export function appServices(app: ComposeApp): string[] {
-  return app.services
-    .filter((service) => service.image?.includes(`/${app.config.imageName.replace('{service}', service.name)}:`))
-    .map((service) => service.name);
-}
-
-/** The release's compose file: the registry compose with each app image pinned to an exact ref. */
-export function renderReleaseCompose(app: ComposeApp, pinned: Record<string, string>): string {
-  const doc = parseDocument(app.text);
-  for (const [service, ref] of Object.entries(pinned)) doc.setIn(['services', service, 'image'], ref);
-  return doc.toString();
 }
 
 /** `digest REF REPO@sha256:..` lines from the pull script -> service refs pinned by digest. */
@@ -268,6 +345,8 @@ export interface DeployRequest {
   reason: string;
   keep: number;
   healthTimeoutMs: number;
+  /** Migrate without a database backup (--no-backup); recorded in the audit log. */
+  noBackup?: boolean;
 }
 
 export interface DeployReport {
@@ -279,125 +358,147 @@ export interface DeployReport {
   images: Record<string, string>;
   steps: StepTiming[];
   checks: CheckOutcome[];
+  /** The step that failed or was interrupted. */
+  failedStep?: string;
   error?: string;
+  /** The database backup taken during this run, under backups/ on the server. */
+  backup?: string;
+}
+
+/** A report that says "failed" until the run proves otherwise; the caller keeps it, so a thrown error still has it. */
+export function newReport(action: DeployReport['action']): DeployReport {
+  return { ok: false, action, result: 'failed', images: {}, steps: [], checks: [] };
 }
 
 /** Runs and times one step; a pending signal stops the run before it, unless the step restores service. */
-async function timed<T>(steps: StepTiming[], logger: Logger, step: string, work: () => Promise<T>, interruptible = true): Promise<T> {
-  if (interruptible) checkpoint();
-  logger.step(step);
+async function timed<T>(session: Session, report: DeployReport, step: string, title: string, work: () => Promise<T>, interruptible = true): Promise<T> {
   const started = Date.now();
   try {
+    if (interruptible) checkpoint(session);
+    session.logger.step(title);
     return await work();
+  } catch (error) {
+    report.failedStep ??= step;
+    throw error;
   } finally {
-    steps.push({ step, ms: Date.now() - started });
+    report.steps.push({ step, ms: Date.now() - started });
   }
 }
 
-/** The first steps of a deploy and a rollback: connect, preflight, refuse while another run holds the lock. */
-async function begin(session: Session, action: DeployReport['action']): Promise<{ report: DeployReport; steps: StepTiming[]; facts: ServerFacts }> {
-  const { logger } = session;
-  const steps: StepTiming[] = [];
-  const report: DeployReport = { ok: false, action, result: 'failed', images: {}, steps, checks: [] };
-  await timed(steps, logger, `Connecting to ${session.ssh.user}@${session.ssh.host}:${session.ssh.port}`, () => openSession(session));
-  const facts = await timed(steps, logger, 'Preflight: docker, compose, disk, deploy path', () => preflight(session));
-  logger.info(`docker ${facts.docker}, ${facts.compose}, ${Math.round(facts.diskFreeKb / 1024)} MiB free, current release ${facts.current ?? 'none'}`);
+/** The first steps of a deploy and a rollback: connect, preflight, refuse early while another run holds the lock. */
+async function begin(session: Session, report: DeployReport): Promise<ServerFacts> {
+  const { ssh } = session;
+  await timed(session, report, 'connect', `Connecting to ${ssh.user}@${ssh.host}:${ssh.port}`, () => openSession(session));
+  const facts = await timed(session, report, 'preflight', 'Preflight: docker, compose, disk, deploy path', () => preflight(session));
+  session.logger.info(`docker ${facts.docker}, ${facts.compose}, ${Math.round(facts.diskFreeKb / 1024)} MiB free, current release ${facts.current ?? 'none'}`);
   if (facts.lock) throw lockHeldError(facts.lock);
   report.previous = facts.current;
-  return { report, steps, facts };
+  return facts;
 }
 
-export async function deploy(session: Session, request: DeployRequest): Promise<DeployReport> {
-  const { logger } = session;
-  const { report, steps, facts } = await begin(session, 'deploy');
+export async function deploy(session: Session, request: DeployRequest, report = newReport('deploy')): Promise<DeployReport> {
+  const { logger, layout } = session;
+  await begin(session, report);
 
-  const pulled = await timed(steps, logger, `Pulling ${Object.values(request.refs).join(', ')}`, () =>
+  // Pulling needs no lock: it changes nothing another run relies on, and it is the long part.
+  const pulled = await timed(session, report, 'pull', `Pulling ${Object.values(request.refs).join(', ')}`, () =>
     runRemote(
       session,
-      scripts.pullScript(session.layout, {
-        registry: request.registry,
-        username: request.registryUser,
-        token: request.registryToken?.reveal(),
-        refs: Object.values(request.refs),
-      }),
-      900_000,
+      scripts.pullScript(layout, { registry: request.registry, username: request.registryUser, token: request.registryToken?.reveal(), refs: Object.values(request.refs) }),
+      DEADLINES_MS.pull,
     ),
   );
   report.images = session.runner.dryRun ? request.refs : pinnedRefs(pulled.stdout, request.refs);
-  const compose = renderReleaseCompose(request.app, report.images);
+  const compose = releaseCompose(request.app.raw, report.images);
 
-  const unchanged = facts.currentComposeSha === sha256(compose) && (request.env === undefined || facts.currentEnvSha === sha256(request.env));
-  if (unchanged && facts.current) {
-    report.release = facts.current;
-    report.checks = await timed(steps, logger, `Release ${facts.current} already runs these images; checking its health`, () =>
-      verify(session, request.app, request.healthTimeoutMs),
-    );
-    report.ok = report.checks.every((check) => check.ok);
-    report.result = report.ok ? 'unchanged' : 'failed';
-    await runRemote(session, scripts.auditScript(session.layout, auditLine({ action: 'deploy', release: facts.current, result: report.result, images: report.images })), 30_000);
-    return report;
-  }
+  return withLock(session, request.reason, report, async (state) => {
+    const live = state.current;
+    report.previous = live;
+    const unchanged = live && state.currentComposeSha === sha256(compose) && (request.env === undefined || state.currentEnvSha === sha256(request.env));
+    if (unchanged) {
+      report.release = live;
+      report.checks = await timed(session, report, 'verify', `Release ${live} already runs these images; checking its health`, () => verify(session, request.app, request.healthTimeoutMs));
+      report.ok = report.checks.every((check) => check.ok);
+      report.result = report.ok ? 'unchanged' : 'failed';
+      if (!report.ok) report.failedStep = 'verify';
+      await runRemote(session, scripts.auditScript(layout, auditLine({ action: 'deploy', release: live, result: report.result, images: report.images })), DEADLINES_MS.audit);
+      return report;
+    }
 
-  const id = newReleaseId(request.revision);
-  report.release = id;
-  return withLock(session, request.reason, id, async () => {
+    const { backup, migrate } = request.app.config;
+    const backingUp = Boolean(live && backup && !request.noBackup);
+    if (live && migrate && !backup && !request.noBackup) {
+      throw new UsageError(`aidd.yml migrates (${migrate.service}) but has no backup: section; add one, or pass --no-backup to migrate without a backup (audited)`);
+    }
+    const id = newReleaseId(request.revision, new Date(), state.releases);
+    report.release = id;
+    const backupNote = backingUp ? scripts.backupFileName(id, backup!) : live && backup ? 'skipped: --no-backup' : undefined;
+    const audit = (entry: Record<string, unknown>) =>
+      runRemote(session, scripts.auditScript(layout, auditLine({ action: 'deploy', release: id, previous: live ?? null, backup: backupNote, ...entry })), DEADLINES_MS.audit);
     const releaseJson = JSON.stringify(
-      { id, revision: request.revision, images: report.images, who: describeActor(), at: new Date().toISOString(), reason: request.reason, previous: facts.current ?? null },
+      { id, revision: request.revision, images: report.images, who: describeActor(), at: new Date().toISOString(), reason: request.reason, previous: live ?? null },
       null,
       2,
     );
-    const audit = (entry: Record<string, unknown>) =>
-      runRemote(session, scripts.auditScript(session.layout, auditLine({ action: 'deploy', release: id, previous: facts.current ?? null, ...entry })), 30_000);
+
     // Until the switch, a failure or interruption removes the new release: nothing changed for users.
-    let stage = 'upload';
     try {
-      await timed(steps, logger, `Uploading release ${id}`, () =>
-        runRemote(session, scripts.uploadScript(session.layout, { id, compose, releaseJson, env: request.env }), 60_000),
+      await timed(session, report, 'upload', `Uploading release ${id}`, () =>
+        runRemote(session, scripts.uploadScript(layout, { id, compose, releaseJson, env: request.env }), DEADLINES_MS.upload),
       );
-      const { backup, migrate } = request.app.config;
-      if (backup && facts.current) {
-        stage = 'backup';
-        const saved = await timed(steps, logger, 'Backing up the database', () =>
-          runRemote(session, scripts.backupScript(session.layout, facts.current!, id, backup, request.keep), 900_000),
+      if (backingUp) {
+        const saved = await timed(session, report, 'backup', `Backing up the database of ${live}`, () =>
+          runRemote(session, scripts.backupScript(layout, live!, id, backup!), DEADLINES_MS.backup),
         );
+        report.backup = scripts.backupFileName(id, backup!);
         logger.info(saved.stdout.trim());
+      } else if (backupNote) {
+        logger.warn('no database backup before this deploy (--no-backup); recorded in the audit log');
       }
       if (migrate) {
-        stage = 'migrate';
-        await timed(steps, logger, `Migrating (${migrate.service} ${migrate.command.join(' ')})`, () =>
-          runRemote(session, scripts.migrateScript(session.layout, id, migrate, Math.round(request.healthTimeoutMs / 1000)), request.healthTimeoutMs + 600_000),
+        await timed(session, report, 'migrate', `Migrating (${migrate.service} ${migrate.command.join(' ')})`, () =>
+          runRemote(session, scripts.migrateScript(layout, id, migrate, Math.round(request.healthTimeoutMs / 1000)), request.healthTimeoutMs + DEADLINES_MS.migrate),
         );
       }
-      checkpoint();
+      checkpoint(session);
     } catch (error) {
       const interrupted = error instanceof InterruptedError;
       const detail = error instanceof Error ? error.message : String(error);
-      await runRemote(
-        session,
-        scripts.discardReleaseScript(session.layout, id, auditLine({ action: interrupted ? 'interrupted' : 'deploy', release: id, result: interrupted ? 'interrupted' : 'failed', step: stage, detail })),
-        30_000,
-      );
+      const line = auditLine({ action: interrupted ? 'interrupted' : 'deploy', release: id, previous: live ?? null, result: interrupted ? 'interrupted' : 'failed', step: report.failedStep ?? 'switch', detail, backup: backupNote });
+      await runRemote(session, scripts.discardReleaseScript(layout, id, line), DEADLINES_MS.audit);
       throw error;
     }
 
     // From here a failure (compose refusing to start, or a failed check) means rolling back.
     let failure: string | undefined;
     try {
-      await timed(steps, logger, `Switching to ${id}`, () => runRemote(session, scripts.upScript(session.layout, id), 900_000));
-      report.checks = await timed(steps, logger, 'Waiting for health and smoke-testing', () => verify(session, request.app, request.healthTimeoutMs));
+      await timed(session, report, 'switch', `Switching to ${id}`, () => runRemote(session, scripts.upScript(layout, id), DEADLINES_MS.up));
+      report.checks = await timed(session, report, 'verify', 'Waiting for health and smoke-testing', () => verify(session, request.app, request.healthTimeoutMs));
       const failed = report.checks.filter((check) => !check.ok);
-      if (failed.length > 0) failure = failed.map((check) => `${check.name} (${check.detail})`).join(', ');
+      if (failed.length > 0) {
+        failure = failed.map((check) => `${check.name} (${check.detail})`).join(', ');
+        report.failedStep = 'verify';
+      }
     } catch (error) {
       if (error instanceof InterruptedError) {
-        // Switched but not verified: `current` still names the old release; a re-run converges.
+        // Switched but not verified: `current` still names the old release, and this one never
+        // counts as live, so no rollback goes to it; a re-run converges.
         await audit({ action: 'interrupted', result: 'interrupted', step: 'switch', detail: error.message });
         throw error;
       }
       failure = (error as Error).message;
     }
     if (failure === undefined) {
-      await timed(steps, logger, 'Finishing: current, audit, prune', () =>
-        runRemote(session, scripts.finishScript(session.layout, id, auditLine({ action: 'deploy', release: id, previous: facts.current ?? null, result: 'deployed', images: report.images }), request.keep), 300_000),
+      // The release a rollback from this one goes to is the one live until now: pruning keeps it.
+      await timed(session, report, 'finish', 'Finishing: current, audit, prune', () =>
+        runRemote(
+          session,
+          scripts.finishScript(layout, id, auditLine({ action: 'deploy', release: id, previous: live ?? null, result: 'deployed', images: report.images, backup: backupNote }), {
+            keep: request.keep,
+            protect: live ? [live] : [],
+          }),
+          DEADLINES_MS.finish,
+        ),
       );
       report.ok = true;
       report.result = 'deployed';
@@ -406,52 +507,50 @@ export async function deploy(session: Session, request: DeployRequest): Promise<
 
     report.error = `release ${id} failed: ${failure}`;
     logger.warn(report.error);
-    if (!facts.current) {
+    if (!live) {
       await audit({ result: 'failed', step: 'verify', detail: report.error });
       return report;
     }
-    await timed(steps, logger, `Rolling back to ${facts.current}`, () => runRemote(session, scripts.upScript(session.layout, facts.current!), 900_000), false);
+    await timed(session, report, 'rollback', `Rolling back to ${live}`, () => runRemote(session, scripts.upScript(layout, live), DEADLINES_MS.up), false);
     const recovered = await verify(session, request.app, request.healthTimeoutMs);
     const rollbackOk = recovered.every((check) => check.ok);
     report.result = rollbackOk ? 'rolled-back' : 'failed';
-    if (!rollbackOk) report.error += `; rollback to ${facts.current} is not healthy either`;
+    if (!rollbackOk) report.error += `; rollback to ${live} is not healthy either`;
     // The failed release is removed so a later --rollback can never pick it.
-    const line = auditLine({ action: 'deploy', release: id, previous: facts.current, result: report.result, restored: facts.current, detail: report.error });
-    await runRemote(session, scripts.discardReleaseScript(session.layout, id, line), 30_000);
+    const line = auditLine({ action: 'deploy', release: id, previous: live, result: report.result, restored: live, detail: report.error, backup: backupNote });
+    await runRemote(session, scripts.discardReleaseScript(layout, id, line), DEADLINES_MS.audit);
     return report;
   });
 }
 
 export interface RollbackRequest {
   app: ComposeApp;
+  /** A release id (--to); without it, the release before the current one on the chain of live releases. */
   to?: string;
   reason: string;
   healthTimeoutMs: number;
 }
 
-export function previousRelease(releases: string[], current: string | undefined): string | undefined {
-  const sorted = [...releases].sort();
-  const at = current ? sorted.indexOf(current) : sorted.length;
-  return at > 0 ? sorted[at - 1] : undefined;
-}
-
-export async function rollback(session: Session, request: RollbackRequest): Promise<DeployReport> {
-  const { logger } = session;
-  const { report, steps, facts } = await begin(session, 'rollback');
-  const target = request.to ? checkReleaseId(request.to) : previousRelease(facts.releases, facts.current);
-  if (!session.runner.dryRun) {
-    if (!target) throw new ToolError(`no release before ${facts.current ?? 'the current one'} to roll back to; see --history`);
-    if (!facts.releases.includes(target)) throw new UsageError(`release ${target} is not on the server; kept releases: ${facts.releases.join(', ') || 'none'}`);
-  }
-  report.release = target ?? '(previous)';
-  return withLock(session, request.reason, report.release, async () => {
-    await timed(steps, logger, `Starting release ${report.release}`, () => runRemote(session, scripts.upScript(session.layout, report.release!), 900_000));
-    report.checks = await timed(steps, logger, 'Waiting for health and smoke-testing', () => verify(session, request.app, request.healthTimeoutMs));
+export async function rollback(session: Session, request: RollbackRequest, report = newReport('rollback')): Promise<DeployReport> {
+  const { layout } = session;
+  await begin(session, report);
+  return withLock(session, request.reason, report, async (state) => {
+    report.previous = state.current;
+    const target = request.to ?? rollbackTarget(state);
+    if (!session.runner.dryRun) {
+      if (!target) throw new ToolError(`no release that went live before ${state.current ?? 'the current one'} is kept on the server; see --history`);
+      if (!state.releases.includes(target)) throw new UsageError(`release ${target} is not on the server; kept releases: ${state.releases.join(', ') || 'none'}`);
+    }
+    const release = target ?? '(previous)';
+    report.release = release;
+    await timed(session, report, 'switch', `Starting release ${release}`, () => runRemote(session, scripts.upScript(layout, release), DEADLINES_MS.up));
+    report.checks = await timed(session, report, 'verify', 'Waiting for health and smoke-testing', () => verify(session, request.app, request.healthTimeoutMs));
     report.ok = report.checks.every((check) => check.ok);
     report.result = report.ok ? 'deployed' : 'failed';
-    const line = auditLine({ action: 'rollback', release: report.release, previous: facts.current ?? null, result: report.ok ? 'ok' : 'failed' });
-    if (report.ok) await runRemote(session, scripts.finishScript(session.layout, report.release!, line, Number.MAX_SAFE_INTEGER), 60_000);
-    else await runRemote(session, scripts.auditScript(session.layout, line), 30_000);
+    if (!report.ok) report.failedStep = 'verify';
+    const line = auditLine({ action: 'rollback', release, previous: state.current ?? null, result: report.ok ? 'ok' : 'failed' });
+    if (report.ok) await runRemote(session, scripts.finishScript(layout, release, line, { keep: Number.MAX_SAFE_INTEGER, protect: [] }), DEADLINES_MS.finish);
+    else await runRemote(session, scripts.auditScript(layout, line), DEADLINES_MS.audit);
     return report;
   });
 }
@@ -468,7 +567,7 @@ export async function status(session: Session): Promise<StatusReport> {
   const facts = await preflight(session);
   const report: StatusReport = { current: facts.current, services: [], lock: facts.lock ? (JSON.parse(facts.lock) as Record<string, unknown>) : undefined };
   if (facts.current && !session.runner.dryRun) {
-    report.release = JSON.parse((await runRemote(session, scripts.releaseRecordScript(session.layout, facts.current), 30_000)).stdout) as Record<string, unknown>;
+    report.release = JSON.parse((await runRemote(session, scripts.releaseRecordScript(session.layout, facts.current), DEADLINES_MS.audit)).stdout) as Record<string, unknown>;
     report.services = await remoteAccess(session).containers();
   }
   return report;
@@ -476,7 +575,7 @@ export async function status(session: Session): Promise<StatusReport> {
 
 export async function history(session: Session, lines: number): Promise<Record<string, unknown>[]> {
   await openSession(session);
-  const { stdout } = await runRemote(session, scripts.historyScript(session.layout, lines), 30_000);
+  const { stdout } = await runRemote(session, scripts.historyScript(session.layout, lines), DEADLINES_MS.audit);
   return stdout
     .split('\n')
     .filter((line) => line.trim().startsWith('{'))
@@ -486,6 +585,6 @@ export async function history(session: Session, lines: number): Promise<Record<s
 /** Removes a stale lock on purpose; audited with the previous holder. Returns that holder, if any. */
 export async function breakLock(session: Session): Promise<string | undefined> {
   await openSession(session);
-  const { stdout } = await runRemote(session, scripts.breakLockScript(session.layout, auditLine({ action: 'break-lock', result: 'ok' })), 30_000);
+  const { stdout } = await runRemote(session, scripts.breakLockScript(session.layout, auditLine({ action: 'break-lock', result: 'ok' })), DEADLINES_MS.audit);
   return stdout.startsWith('broke') ? stdout.slice(6).trim() : undefined;
 }

@@ -1,6 +1,10 @@
 // Bash scripts the deploy runs on the server, built by pure functions so tests and --dry-run see
 // exactly what would run. Every script starts from the same prelude: strict mode, umask 077 (files
 // holding secrets are born 0600), the deploy path, and a `compose` function bound to one release.
+//
+// Scripts are written with the `sh` template tag, which shell-quotes every interpolated value, so a
+// value (an image ref, a release id, a service name) can never become a command on the server. Trusted
+// script text goes in through `raw()`, the only way around the quoting.
 import { randomBytes } from 'node:crypto';
 import { shellQuote } from '../core/exec.ts';
 
@@ -22,56 +26,177 @@ export const REMOTE_EXIT = {
   migrateFailed: 46,
   noRelease: 47,
   backupFailed: 48,
+  releaseExists: 49,
 } as const;
 
-function deployPathExpr(deployPath: string): string {
-  return deployPath.startsWith('~/') ? `"$HOME"/${shellQuote(deployPath.slice(2))}` : shellQuote(deployPath);
+/** Script text that is spliced as is: only text the toolkit wrote, or a `sh` result. */
+export class ShellText {
+  constructor(readonly text: string) {}
+  toString(): string {
+    return this.text;
+  }
 }
 
-export function prelude(layout: RemoteLayout): string {
-  return [
-    'set -euo pipefail',
-    'umask 077',
-    `deploy=${deployPathExpr(layout.deployPath)}`,
-    `project=${shellQuote(layout.project)}`,
-    'if docker compose version >/dev/null 2>&1; then compose_cli=(docker compose)',
-    'elif command -v docker-compose >/dev/null 2>&1; then compose_cli=(docker-compose)',
-    `else compose_cli=(); fi`,
-    'compose() {',
-    '  local dir="$deploy/releases/$1"; shift',
-    `  [ "\${#compose_cli[@]}" -gt 0 ] || { echo "neither docker compose nor docker-compose is installed on the server" >&2; exit ${REMOTE_EXIT.noCompose}; }`,
-    '  "${compose_cli[@]}" --project-name "$project" --project-directory "$dir" --file "$dir/docker-compose.yml" --env-file "$dir/.env" "$@"',
-    '}',
-    'audit() { mkdir -p "$deploy"; printf \'%s\\n\' "$1" >> "$deploy/deploys.log"; }',
-    '',
-  ].join('\n');
+/** The opt-out of quoting: `text` is trusted script text, never a value from outside. */
+export function raw(text: string): ShellText {
+  return new ShellText(text);
+}
+
+type ShellValue = string | number | ShellText | readonly string[];
+
+/**
+ * Follows bash quoting through the literal parts of a template, so `sh` knows whether an
+ * interpolation lands outside quotes. Inside "..." or '...' (or a comment) a quoted value would be
+ * re-read by bash (`"x'$(cmd)'"` runs cmd), so there an interpolation is refused. Heredocs are not
+ * followed: their text enters through `raw()` as one piece.
+ */
+class QuoteTracker {
+  /** Open contexts: ' " # ( and $( ; empty means top level, unquoted. */
+  readonly #open: string[] = [];
+  #previous = '\n';
+
+  feed(text: string): void {
+    for (let at = 0; at < text.length; at++) {
+      const char = text[at]!;
+      const context = this.#open.at(-1);
+      if (context === "'") {
+        if (char === "'") this.#open.pop();
+      } else if (context === '#') {
+        if (char === '\n') this.#open.pop();
+      } else if (char === '\\') {
+        at += 1;
+      } else if (char === '$' && text[at + 1] === '(') {
+        this.#open.push('$(');
+        at += 1;
+      } else if (context === '"') {
+        if (char === '"') this.#open.pop();
+      } else if (char === "'" || char === '"') {
+        this.#open.push(char);
+      } else if (char === '#' && /[\s;&|(]/.test(this.#previous)) {
+        this.#open.push('#');
+      } else if (char === '(' && context !== undefined) {
+        this.#open.push('(');
+      } else if (char === ')' && context !== undefined) {
+        this.#open.pop();
+      }
+      this.#previous = text[at] ?? char;
+    }
+  }
+
+  /** A value sits in the text like a word character. */
+  value(): void {
+    this.#previous = 'x';
+  }
+
+  /** Inside quotes or a comment; a $( ... ) inside double quotes is unquoted again. */
+  get quoted(): boolean {
+    const context = this.#open.at(-1);
+    return context === "'" || context === '"' || context === '#';
+  }
+
+  get balanced(): boolean {
+    return this.#open.length === 0;
+  }
+}
+
+function quoteValue(value: ShellValue): string {
+  if (value instanceof ShellText) return value.text;
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw new Error(`sh: ${value} is not a number a script can use`);
+    return String(value);
+  }
+  if (typeof value === 'string') return shellQuote(value);
+  return value.map((item) => shellQuote(item)).join(' ');
+}
+
+/**
+ * Builds script text; each `${value}` becomes one shell word (an array, one word per item), whatever
+ * it contains. An interpolation inside quotes or a comment is a bug in the template and throws.
+ */
+export function sh(literals: TemplateStringsArray, ...values: ShellValue[]): ShellText {
+  const tracker = new QuoteTracker();
+  let text = '';
+  literals.forEach((literal, index) => {
+    tracker.feed(literal);
+    text += literal;
+    if (index >= values.length) return;
+    if (tracker.quoted) throw new Error(`sh: value ${index + 1} is interpolated inside quotes or a comment, after: ${text.slice(-60)}`);
+    text += quoteValue(values[index]!);
+    tracker.value();
+  });
+  if (!tracker.balanced) throw new Error(`sh: unbalanced quotes or parentheses in: ${text.slice(0, 80)}`);
+  return new ShellText(text);
+}
+
+function deployPathExpr(deployPath: string): ShellText {
+  return deployPath.startsWith('~/') ? sh`"$HOME"/${deployPath.slice(2)}` : sh`${deployPath}`;
+}
+
+export function prelude(layout: RemoteLayout): ShellText {
+  return sh`set -euo pipefail
+umask 077
+deploy=${deployPathExpr(layout.deployPath)}
+project=${layout.project}
+if docker compose version >/dev/null 2>&1; then compose_cli=(docker compose)
+elif command -v docker-compose >/dev/null 2>&1; then compose_cli=(docker-compose)
+else compose_cli=(); fi
+compose() {
+  local dir="$deploy/releases/$1"; shift
+  [ "\${#compose_cli[@]}" -gt 0 ] || { echo "neither docker compose nor docker-compose is installed on the server" >&2; exit ${REMOTE_EXIT.noCompose}; }
+  "\${compose_cli[@]}" --project-name "$project" --project-directory "$dir" --file "$dir/docker-compose.yml" --env-file "$dir/.env" "$@"
+}
+audit() { mkdir -p "$deploy"; printf '%s\\n' "$1" >> "$deploy/deploys.log"; }
+`;
 }
 
 /**
  * The whole script is one function, called with stdin from /dev/null: bash reads all of it before
  * running anything, so a command that reads stdin (compose exec, docker run) cannot swallow the
- * rest of the script, and a connection cut mid-transfer runs nothing at all.
+ * rest of the script, and a connection cut mid-transfer runs nothing at all. The first line names
+ * the step, for --dry-run readers and for tests.
  */
-export function remoteScript(layout: RemoteLayout, body: string): string {
-  return `aidd_main() {\n${prelude(layout)}${body.replace(/^\n/, '')}}\naidd_main </dev/null\n`;
+export function remoteScript(layout: RemoteLayout, step: string, body: ShellText): string {
+  return `# aidd-devops: ${step.replace(/\n/g, ' ')}\naidd_main() {\n${prelude(layout).text}${body.text.replace(/^\n/, '')}}\naidd_main </dev/null\n`;
 }
 
 /** A heredoc whose delimiter cannot occur in the text; quoted, so nothing in it is expanded. */
-export function heredoc(text: string): { start: string; body: string } {
+export function heredoc(text: string): { start: ShellText; body: ShellText } {
   let tag = '';
   do tag = `AIDD_${randomBytes(6).toString('hex').toUpperCase()}`;
   while (text.includes(tag));
-  return { start: `<<'${tag}'`, body: `${text.endsWith('\n') ? text : `${text}\n`}${tag}` };
+  return { start: raw(`<<'${tag}'`), body: raw(`${text.endsWith('\n') ? text : `${text}\n`}${tag}`) };
 }
 
-function writeFile(pathExpr: string, text: string): string {
+/** Writes `text` to a file named by trusted script text (e.g. "$rel/.env"). */
+function writeFile(pathExpr: ShellText, text: string): ShellText {
   const doc = heredoc(text);
-  return `cat > ${pathExpr} ${doc.start}\n${doc.body}`;
+  return sh`cat > ${pathExpr} ${doc.start}
+${doc.body}`;
 }
+
+/**
+ * What the deploy decides from: the current release, the kept releases with their records, which of
+ * them went live (a deploy or rollback line in the audit log says so), and the checksums of the
+ * current compose file and .env. Printed as NAME=VALUE lines, records as one JSON line each.
+ */
+const stateReport = sh`
+if [ -L "$deploy/current" ]; then echo "current=$(basename "$(readlink "$deploy/current")")"; fi
+if [ -f "$deploy/current/docker-compose.yml" ]; then echo "current_compose_sha=$(sha256sum < "$deploy/current/docker-compose.yml" | cut -c1-64)"; fi
+if [ -f "$deploy/current/.env" ]; then echo "current_env_sha=$(sha256sum < "$deploy/current/.env" | cut -c1-64)"; fi
+if [ -d "$deploy/releases" ]; then
+  for dir in "$deploy"/releases/*/; do
+    [ -d "$dir" ] || continue
+    id=$(basename "$dir")
+    echo "release=$id"
+    if [ -f "$dir/release.json" ]; then echo "record=$(tr -d '\\n' < "$dir/release.json")"; fi
+    if [ -f "$deploy/deploys.log" ] && grep -F "\\"release\\":\\"$id\\"" "$deploy/deploys.log" | grep -qE '"result":"(deployed|ok)"'; then echo "live=$id"; fi
+  done
+fi
+`;
 
 /** Facts the deploy needs before touching anything; changes nothing on the server. */
 export function preflightScript(layout: RemoteLayout): string {
-  return remoteScript(layout, `
+  return remoteScript(layout, 'preflight', sh`
 command -v docker >/dev/null 2>&1 || { echo "docker is not installed on the server" >&2; exit ${REMOTE_EXIT.noDocker}; }
 echo "docker=$(docker version --format '{{.Server.Version}}')"
 [ "\${#compose_cli[@]}" -gt 0 ] || { echo "neither docker compose nor docker-compose is installed on the server" >&2; exit ${REMOTE_EXIT.noCompose}; }
@@ -80,12 +205,8 @@ probe="$deploy"
 while [ ! -e "$probe" ]; do probe=$(dirname "$probe"); done
 [ -w "$probe" ] || { echo "$deploy is not writable by $(id -un)" >&2; exit ${REMOTE_EXIT.notWritable}; }
 echo "disk_free_kb=$(df -Pk "$probe" | awk 'NR==2 {print $4}')"
-if [ -L "$deploy/current" ]; then echo "current=$(basename "$(readlink "$deploy/current")")"; fi
-if [ -d "$deploy/releases" ]; then echo "releases=$(ls -1 "$deploy/releases" | tr '\\n' ' ')"; fi
 if [ -d "$deploy/lock" ]; then echo "lock=$(tr -d '\\n' < "$deploy/lock/owner.json" 2>/dev/null || echo '{}')"; fi
-if [ -f "$deploy/current/docker-compose.yml" ]; then echo "current_compose_sha=$(sha256sum < "$deploy/current/docker-compose.yml" | cut -c1-64)"; fi
-if [ -f "$deploy/current/.env" ]; then echo "current_env_sha=$(sha256sum < "$deploy/current/.env" | cut -c1-64)"; fi
-`);
+${stateReport}`);
 }
 
 export interface PullRequest {
@@ -98,54 +219,54 @@ export interface PullRequest {
 
 /** Logs in (token never stored on the server) and pulls; prints `digest REF REPO@DIGEST` per image. */
 export function pullScript(layout: RemoteLayout, request: PullRequest): string {
-  const login = request.token
-    ? (() => {
-        const doc = heredoc(request.token);
-        return `docker login ${shellQuote(request.registry)} --username ${shellQuote(request.username ?? 'aidd')} --password-stdin >/dev/null 2>"$DOCKER_CONFIG/login.err" ${doc.start} || { echo "docker login to ${request.registry} refused: $(tail -n1 "$DOCKER_CONFIG/login.err")" >&2; exit ${REMOTE_EXIT.loginRefused}; }\n${doc.body}`;
-      })()
-    : '';
-  const pulls = request.refs
-    .map(
-      (ref) =>
-        `docker pull --quiet ${shellQuote(ref)} >/dev/null 2>"$DOCKER_CONFIG/pull.err" || { echo "pulling ${ref} failed: $(tail -n1 "$DOCKER_CONFIG/pull.err")" >&2; exit ${REMOTE_EXIT.pullFailed}; }\n` +
-        `echo "digest ${ref} $(docker image inspect --format '{{join .RepoDigests " "}}' ${shellQuote(ref)})"`,
-    )
-    .join('\n');
-  return remoteScript(layout, `
+  let login = sh``;
+  if (request.token) {
+    const doc = heredoc(request.token);
+    login = sh`registry=${request.registry}
+docker login "$registry" --username=${request.username ?? 'aidd'} --password-stdin >/dev/null 2>"$DOCKER_CONFIG/login.err" ${doc.start} || { echo "docker login to $registry refused: $(tail -n1 "$DOCKER_CONFIG/login.err")" >&2; exit ${REMOTE_EXIT.loginRefused}; }
+${doc.body}`;
+  }
+  return remoteScript(layout, 'pull', sh`
 DOCKER_CONFIG=$(mktemp -d)
 export DOCKER_CONFIG
 trap 'rm -rf "$DOCKER_CONFIG"' EXIT
 ${login}
-${pulls}
+for ref in ${request.refs}; do
+  docker pull --quiet "$ref" >/dev/null 2>"$DOCKER_CONFIG/pull.err" || { echo "pulling $ref failed: $(tail -n1 "$DOCKER_CONFIG/pull.err")" >&2; exit ${REMOTE_EXIT.pullFailed}; }
+  echo "digest $ref $(docker image inspect --format '{{join .RepoDigests " "}}' "$ref")"
+done
 `);
 }
 
-/** Takes the lock atomically (mkdir); prints `locked` or `held OWNER_JSON`. */
+/**
+ * Takes the lock atomically (mkdir); prints `held OWNER_JSON`, or `locked` followed by the server's
+ * state read under the lock, which is what the deploy then decides from.
+ */
 export function lockScript(layout: RemoteLayout, ownerJson: string): string {
-  return remoteScript(layout, `
+  return remoteScript(layout, 'lock', sh`
 mkdir -p "$deploy"
-if mkdir "$deploy/lock" 2>/dev/null; then
-  ${writeFile('"$deploy/lock/owner.json"', ownerJson)}
-  echo locked
-else
+if ! mkdir "$deploy/lock" 2>/dev/null; then
   echo "held $(tr -d '\\n' < "$deploy/lock/owner.json" 2>/dev/null || echo '{}')"
+  exit 0
 fi
-`);
+${writeFile(raw('"$deploy/lock/owner.json"'), ownerJson)}
+echo locked
+${stateReport}`);
 }
 
 /** Releases the lock only if this run holds it, so a run never frees another run's lock. */
 export function unlockScript(layout: RemoteLayout, lockId: string): string {
-  return remoteScript(layout, `
-if grep -qF ${shellQuote(lockId)} "$deploy/lock/owner.json" 2>/dev/null; then rm -rf "$deploy/lock"; echo unlocked; fi
+  return remoteScript(layout, 'unlock', sh`
+if grep -qF ${lockId} "$deploy/lock/owner.json" 2>/dev/null; then rm -rf "$deploy/lock"; echo unlocked; fi
 `);
 }
 
 export function breakLockScript(layout: RemoteLayout, auditLine: string): string {
-  return remoteScript(layout, `
+  return remoteScript(layout, 'break-lock', sh`
 if [ -d "$deploy/lock" ]; then
   echo "broke $(tr -d '\\n' < "$deploy/lock/owner.json" 2>/dev/null || echo '{}')"
   rm -rf "$deploy/lock"
-  audit ${shellQuote(auditLine)}
+  audit ${auditLine}
 else
   echo "none"
 fi
@@ -160,16 +281,18 @@ export interface ReleaseFiles {
   env?: string;
 }
 
-/** Writes a release directory; the .env is born 0600 (umask) and never echoed. */
+/** Writes a new release directory, never an existing one; the .env is born 0600 (umask) and never echoed. */
 export function uploadScript(layout: RemoteLayout, files: ReleaseFiles): string {
   const envStep = files.env !== undefined
-    ? writeFile('"$rel/.env"', files.env)
-    : `if [ -f "$deploy/current/.env" ]; then cp "$deploy/current/.env" "$rel/.env"; else rm -rf "$rel"; echo "the server has no .env yet" >&2; exit ${REMOTE_EXIT.noEnv}; fi`;
-  return remoteScript(layout, `
-rel="$deploy/releases/${files.id}"
-mkdir -p "$deploy/releases" "$deploy/backups" "$rel"
-${writeFile('"$rel/docker-compose.yml"', files.compose)}
-${writeFile('"$rel/release.json"', files.releaseJson)}
+    ? writeFile(raw('"$rel/.env"'), files.env)
+    : sh`if [ -f "$deploy/current/.env" ]; then cp "$deploy/current/.env" "$rel/.env"; else rm -rf "$rel"; echo "the server has no .env yet" >&2; exit ${REMOTE_EXIT.noEnv}; fi`;
+  return remoteScript(layout, 'upload', sh`
+id=${files.id}
+rel="$deploy/releases/$id"
+mkdir -p "$deploy/releases" "$deploy/backups"
+mkdir "$rel" 2>/dev/null || { echo "release $id already exists on the server" >&2; exit ${REMOTE_EXIT.releaseExists}; }
+${writeFile(raw('"$rel/docker-compose.yml"'), files.compose)}
+${writeFile(raw('"$rel/release.json"'), files.releaseJson)}
 ${envStep}
 chmod 600 "$rel/.env"
 echo uploaded
@@ -183,17 +306,26 @@ export interface BackupSpec {
   extension: string;
 }
 
-/** Dumps the database of the running release into backups/, keeping the newest `keep`. */
-export function backupScript(layout: RemoteLayout, current: string, id: string, backup: BackupSpec, keep: number): string {
-  return remoteScript(layout, `
-container=$(compose ${shellQuote(current)} ps -q ${shellQuote(backup.service)} 2>/dev/null || true)
-if [ -z "$container" ]; then echo "skipped (no running ${backup.service})"; exit 0; fi
-out="$deploy/backups/${id}.${backup.extension}"
-if ! compose ${shellQuote(current)} exec -T ${shellQuote(backup.service)} sh -c ${shellQuote(backup.command)} > "$out.partial"; then
+/** The file a backup taken before deploying release `id` is saved as, under backups/. */
+export function backupFileName(id: string, backup: BackupSpec): string {
+  return `${id}.${backup.extension}`;
+}
+
+/** Dumps the database of the running release into backups/; fails when there is nothing to dump from. */
+export function backupScript(layout: RemoteLayout, current: string, id: string, backup: BackupSpec): string {
+  return remoteScript(layout, 'backup', sh`
+current=${current}
+service=${backup.service}
+out="$deploy/backups/"${backupFileName(id, backup)}
+container=$(compose "$current" ps -q "$service" 2>/dev/null || true)
+if [ -z "$container" ] || [ "$(docker inspect --format '{{.State.Running}}' "$container" 2>/dev/null)" != true ]; then
+  echo "no running $service container to back up" >&2; exit ${REMOTE_EXIT.backupFailed}
+fi
+mkdir -p "$deploy/backups"
+if ! compose "$current" exec -T "$service" sh -c ${backup.command} > "$out.partial"; then
   rm -f "$out.partial"; echo "database backup failed" >&2; exit ${REMOTE_EXIT.backupFailed}
 fi
 mv "$out.partial" "$out"
-ls -1t "$deploy/backups"/*.${backup.extension} | tail -n +${keep + 1} | xargs -r rm -f
 echo "saved $out $(stat -c %s "$out") bytes"
 `);
 }
@@ -207,21 +339,22 @@ export interface MigrateSpec {
 
 /** Starts what the migration needs and runs it as a one-off container of the new release. */
 export function migrateScript(layout: RemoteLayout, id: string, migrate: MigrateSpec, timeoutSeconds: number): string {
-  const needs = migrate.needs.map(shellQuote).join(' ');
   const wait = migrate.needs.length
-    ? `compose ${id} up -d --no-deps ${needs} 2>&1 | tail -n 5 >&2
+    ? sh`compose "$id" up -d --no-deps ${migrate.needs} 2>&1 | tail -n 5 >&2
 deadline=$(( $(date +%s) + ${timeoutSeconds} ))
-for service in ${needs}; do
+for service in ${migrate.needs}; do
   # healthy, or simply running for a service without a healthcheck
-  until case "$(docker inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$(compose ${id} ps -q "$service")")" in healthy|running) true;; *) false;; esac; do
-    [ "$(date +%s)" -lt "$deadline" ] || { echo "$service did not become healthy within ${timeoutSeconds}s" >&2; exit ${REMOTE_EXIT.migrateFailed}; }
+  until case "$(docker inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$(compose "$id" ps -q "$service")")" in healthy|running) true;; *) false;; esac; do
+    [ "$(date +%s)" -lt "$deadline" ] || { echo "$service did not become healthy within \${timeout}s" >&2; exit ${REMOTE_EXIT.migrateFailed}; }
     sleep 1
   done
 done`
-    : '';
-  return remoteScript(layout, `
+    : sh``;
+  return remoteScript(layout, 'migrate', sh`
+id=${id}
+timeout=${timeoutSeconds}
 ${wait}
-if ! compose ${id} run --rm --no-deps -T ${shellQuote(migrate.service)} ${migrate.command.map(shellQuote).join(' ')} 2>&1 | tail -n 20 >&2; then
+if ! compose "$id" run --rm --no-deps -T ${migrate.service} ${migrate.command} 2>&1 | tail -n 20 >&2; then
   echo "migration failed" >&2; exit ${REMOTE_EXIT.migrateFailed}
 fi
 echo migrated
@@ -230,18 +363,19 @@ echo migrated
 
 /** Removes a release that never went live (its migration or upload failed). */
 export function discardReleaseScript(layout: RemoteLayout, id: string, auditLine: string): string {
-  return remoteScript(layout, `
-rm -rf "$deploy/releases/${id}"
-audit ${shellQuote(auditLine)}
+  return remoteScript(layout, 'discard', sh`
+rm -rf "$deploy/releases/"${id}
+audit ${auditLine}
 `);
 }
 
 /** Starts a release's services; containers whose config is unchanged are left running. */
 export function upScript(layout: RemoteLayout, id: string): string {
-  return remoteScript(layout, `
-[ -d "$deploy/releases/${id}" ] || { echo "release ${id} does not exist on the server" >&2; exit ${REMOTE_EXIT.noRelease}; }
+  return remoteScript(layout, 'up', sh`
+id=${id}
+[ -d "$deploy/releases/$id" ] || { echo "release $id does not exist on the server" >&2; exit ${REMOTE_EXIT.noRelease}; }
 log=$(mktemp)
-if ! compose ${id} up -d --remove-orphans >"$log" 2>&1; then
+if ! compose "$id" up -d --remove-orphans >"$log" 2>&1; then
   tail -n 20 "$log" >&2; rm -f "$log"
   # compose's last line says little; name the services that are not healthy.
   not_healthy=$(docker ps --all --filter "label=com.docker.compose.project=$project" --format '{{.Label "com.docker.compose.service"}} ({{.Status}})' | grep -v '(healthy)' | paste -sd, - || true)
@@ -253,46 +387,68 @@ echo started
 `);
 }
 
-/** Points `current` at a release atomically, records the audit line, prunes old releases and their images. */
-export function finishScript(layout: RemoteLayout, id: string, auditLine: string, keep: number): string {
-  return remoteScript(layout, `
-ln -sfn "releases/${id}" "$deploy/current.new" && mv -T "$deploy/current.new" "$deploy/current"
-audit ${shellQuote(auditLine)}
+export interface PrunePolicy {
+  /** How many of the newest releases (and backups) to keep. */
+  keep: number;
+  /** Releases kept whatever their age, with their images and backups: the rollback target. */
+  protect: string[];
+}
+
+/**
+ * Points `current` at a release atomically and records the audit line, then prunes: the newest
+ * releases, the live one and the protected ones stay with every image they use and their backups.
+ */
+export function finishScript(layout: RemoteLayout, id: string, auditLine: string, prune: PrunePolicy): string {
+  return remoteScript(layout, 'finish', sh`
+id=${id}
+keep=${prune.keep}
+protected=(${[id, ...prune.protect]})
+ln -sfn "releases/$id" "$deploy/current.new" && mv -T "$deploy/current.new" "$deploy/current"
+audit ${auditLine}
+is_protected() { local item; for item in "\${protected[@]}"; do [ "$item" != "$1" ] || return 0; done; return 1; }
 cd "$deploy/releases"
 mapfile -t all < <(ls -1 | sort)
 count=\${#all[@]}
-(( count > ${keep} )) || exit 0
-images_of() { for release in "$@"; do sed -n 's/^ *image: *//p' "$release/docker-compose.yml"; done | tr -d '"' | sort -u; }
-# The newest ${keep} releases and the current one stay, with every image they use.
-kept_images=$(images_of "\${all[@]:count-${keep}}" ${shellQuote(id)})
-for release in "\${all[@]:0:count-${keep}}"; do
-  [ "$release" != ${shellQuote(id)} ] || continue
-  for image in $(images_of "$release"); do
-    grep -qxF "$image" <<<"$kept_images" || docker image rm "$image" >/dev/null 2>&1 || true
+if (( count > keep )); then
+  images_of() { for release in "$@"; do sed -n 's/^ *image: *//p' "$release/docker-compose.yml"; done | tr -d '"' | sort -u; }
+  kept_images=$(images_of "\${all[@]:count-keep}" "\${protected[@]}")
+  for release in "\${all[@]:0:count-keep}"; do
+    ! is_protected "$release" || continue
+    for image in $(images_of "$release"); do
+      grep -qxF "$image" <<<"$kept_images" || docker image rm "$image" >/dev/null 2>&1 || true
+    done
+    rm -rf "$release"
+    echo "pruned $release"
   done
-  rm -rf "$release"
-  echo "pruned $release"
+fi
+[ -d "$deploy/backups" ] || exit 0
+cd "$deploy/backups"
+mapfile -t backups < <(ls -1t)
+for backup in "\${backups[@]:keep}"; do
+  ! is_protected "\${backup%.*}" || continue
+  rm -f "$backup"
+  echo "pruned backup $backup"
 done
 `);
 }
 
 /** Appends one JSON line to the audit log. */
 export function auditScript(layout: RemoteLayout, auditLine: string): string {
-  return remoteScript(layout, `
-audit ${shellQuote(auditLine)}
+  return remoteScript(layout, 'audit', sh`
+audit ${auditLine}
 `);
 }
 
 /** Prints the audit log's last lines. */
 export function historyScript(layout: RemoteLayout, lines: number): string {
-  return remoteScript(layout, `
+  return remoteScript(layout, 'history', sh`
 [ -f "$deploy/deploys.log" ] && tail -n ${lines} "$deploy/deploys.log" || true
 `);
 }
 
-/** Prints the current release's record. */
+/** Prints a release's record. */
 export function releaseRecordScript(layout: RemoteLayout, id: string): string {
-  return remoteScript(layout, `
-cat "$deploy/releases/${id}/release.json"
+  return remoteScript(layout, 'release-record', sh`
+cat "$deploy/releases/"${id}/release.json
 `);
 }

@@ -14,7 +14,7 @@ export interface SshTarget {
   user: string;
   keyFile: string;
   knownHostsFile: string;
-  /** Socket of the shared connection; short path, as sockets are limited to ~100 bytes. */
+  /** Socket of the shared connection, in the run's private directory; short, as sockets are limited to ~100 bytes. */
   controlPath: string;
 }
 
@@ -73,10 +73,6 @@ export function closeCommand(target: SshTarget): Command {
   return { argv: ['ssh', ...sshOptions(target), '-O', 'exit', ...destination(target)], readOnly: true, timeoutMs: 10_000 };
 }
 
-export function controlPathFor(target: Pick<SshTarget, 'host' | 'port' | 'user'>): string {
-  return path.join(os.tmpdir(), `aidd-ssh-${process.pid}-${target.user}@${target.host}:${target.port}`.slice(0, 90));
-}
-
 /** Checks the local inputs before any connection, so bad input never reaches the server. */
 export function checkLocalSshInputs(keyFile: string, knownHostsFile: string): void {
   try {
@@ -127,8 +123,10 @@ export const SSH_FLAGS = {
 } as const satisfies Record<string, OptionSpec>;
 
 /**
- * Builds the SSH target from flags and environment. Key and known_hosts given as content (CI
- * secrets) are written to 0600 files in a private temporary directory, removed by `cleanup`.
+ * Builds the SSH target from flags and environment. The connection's socket, and the key and
+ * known_hosts when given as content (CI secrets), live in one private directory: made by mkdtemp
+ * (mode 0700, unpredictable name), so no other local user can plant a fake socket there or read
+ * what passes through it. `cleanup` removes it; the directory never outlives a failed call.
  */
 export function resolveSshTarget(values: Values): { target: SshTarget; deployPath: string; cleanup: () => void } {
   const host = stringValue(values, 'host');
@@ -139,28 +137,31 @@ export function resolveSshTarget(values: Values): { target: SshTarget; deployPat
   const port = Number(portText);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`--port ${portText} is not a TCP port (1-65535)`);
 
-  let scratch: string | undefined;
-  const scratchFile = (name: string, content: string) => {
-    scratch ??= mkdtempSync(path.join(os.tmpdir(), 'aidd-ssh-'));
-    const file = path.join(scratch, name);
-    writeFileSync(file, content.endsWith('\n') ? content : `${content}\n`, { mode: 0o600 });
-    return file;
-  };
-  const home = os.homedir();
-  let keyFile = stringValue(values, 'key');
-  if (!keyFile && process.env.SSH_KEY) {
-    registerSecret(process.env.SSH_KEY);
-    keyFile = scratchFile('key', process.env.SSH_KEY);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'aidd-ssh-'));
+  const cleanup = () => rmSync(dir, { recursive: true, force: true });
+  try {
+    const privateFile = (name: string, content: string) => {
+      const file = path.join(dir, name);
+      writeFileSync(file, content.endsWith('\n') ? content : `${content}\n`, { mode: 0o600 });
+      return file;
+    };
+    const home = os.homedir();
+    let keyFile = stringValue(values, 'key');
+    if (!keyFile && process.env.SSH_KEY) {
+      registerSecret(process.env.SSH_KEY);
+      keyFile = privateFile('key', process.env.SSH_KEY);
+    }
+    keyFile ??= path.join(home, '.ssh', 'id_ed25519');
+    let knownHostsFile = stringValue(values, 'known-hosts');
+    if (!knownHostsFile && process.env.SSH_KNOWN_HOSTS) knownHostsFile = privateFile('known_hosts', process.env.SSH_KNOWN_HOSTS);
+    knownHostsFile ??= path.join(home, '.ssh', 'known_hosts');
+    checkLocalSshInputs(keyFile, knownHostsFile);
+    const target: SshTarget = { host, port, user, keyFile, knownHostsFile, controlPath: path.join(dir, 'control.sock') };
+    return { target, deployPath: stringValue(values, 'path') ?? '/opt/aidd', cleanup };
+  } catch (error) {
+    cleanup();
+    throw error;
   }
-  keyFile ??= path.join(home, '.ssh', 'id_ed25519');
-  let knownHostsFile = stringValue(values, 'known-hosts');
-  if (!knownHostsFile && process.env.SSH_KNOWN_HOSTS) knownHostsFile = scratchFile('known_hosts', process.env.SSH_KNOWN_HOSTS);
-  knownHostsFile ??= path.join(home, '.ssh', 'known_hosts');
-  checkLocalSshInputs(keyFile, knownHostsFile);
-
-  const target: SshTarget = { host, port, user, keyFile, knownHostsFile, controlPath: controlPathFor({ host, port, user }) };
-  const deployPath = stringValue(values, 'path') ?? '/opt/aidd';
-  return { target, deployPath, cleanup: () => scratch && rmSync(scratch, { recursive: true, force: true }) };
 }
 
 /** How known_hosts names a server: `host`, or `[host]:port` off port 22. */

@@ -1,7 +1,8 @@
 // Reading and writing .env files. Values come from dotenv's own parser; a line scanner beside it finds
 // where each variable sits (to update it in place) and which lines are malformed (to report line numbers).
 // Writes quote each value so that dotenv reads back exactly the string that was written.
-import { chmodSync, copyFileSync, constants, existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, closeSync, copyFileSync, constants, existsSync, fchmodSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseDotenv } from 'dotenv';
 
@@ -145,11 +146,25 @@ export function updateEnvText(parsed: ParsedEnv, text: string, changes: Record<s
   return [...lines, '', ...appended].join('\n') + '\n';
 }
 
-/** Writes through a temporary file created 0600, so the secrets are never readable by others, even briefly. */
+/**
+ * Writes through a temporary file and a rename, so readers see the old file or the new one, never half.
+ * The temporary file has an unpredictable name and is created exclusively (O_EXCL, which never follows a
+ * symlink) with mode 0600: a link planted next to the file cannot redirect the secrets, and they are
+ * never readable by others, even briefly. The rename replaces a link at `file` itself, never its target.
+ */
 export function writeEnvFile(file: string, text: string): void {
-  const temporary = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
-  writeFileSync(temporary, text, { mode: SECRET_FILE_MODE });
-  chmodSync(temporary, SECRET_FILE_MODE);
+  const temporary = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(8).toString('hex')}.tmp`);
+  const fd = openSync(temporary, 'wx', SECRET_FILE_MODE);
+  try {
+    writeFileSync(fd, text);
+    fchmodSync(fd, SECRET_FILE_MODE);
+    fsyncSync(fd);
+  } catch (error) {
+    closeSync(fd);
+    rmSync(temporary, { force: true });
+    throw error;
+  }
+  closeSync(fd);
   renameSync(temporary, file);
 }
 

@@ -1,4 +1,4 @@
-// The mechanism behind env/schema.ts: what a variable description holds, the format checks, the
+// The mechanism behind every env schema (an app's, from its aidd.yml, and the toolkit's own CI variables): what a variable description holds, the format checks, the
 // generators, validation of a set of values, and the templates and docs table rendered from the schema.
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
@@ -63,7 +63,7 @@ export interface Problem {
 
 export const MASK = '********';
 
-function pattern(describe: string, regex: RegExp): Format {
+export function pattern(describe: string, regex: RegExp): Format {
   return { describe, check: (value) => (regex.test(value) ? undefined : `not ${describe}`) };
 }
 
@@ -71,7 +71,7 @@ const PLACEHOLDER = /change-?me|example|placeholder|^password$|secret/i;
 
 /** Format checks shared by every schema. */
 export const formats = {
-  telegramToken: pattern('a Telegram bot token: the bot id, a colon, then 30 or more letters, digits, _ or -', /^\d{5,12}:[A-Za-z0-9_-]{30,}$/),
+  text: pattern('any value on one line', /^[^\n]*$/),
   url: {
     describe: 'an http:// or https:// URL',
     check(value) {
@@ -109,12 +109,23 @@ export const formats = {
     check: (value) => (isIP(value) || /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(value) ? undefined : 'not a host name or IP address'),
   } satisfies Format,
   registryHost: pattern('a registry host, optionally with :port (e.g. ghcr.io)', /^[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::\d{1,5})?$/),
-  imageReference: pattern('an image reference (e.g. postgres:16-alpine)', /^[a-z0-9][a-z0-9._/-]*(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$/),
+  imageReference: pattern(
+    'an image reference (e.g. postgres:16-alpine, ghcr.io/acme/api@sha256:...)',
+    /^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::\d{1,5})?\/)?[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$/,
+  ),
   imageTag: pattern('an image tag (letters, digits, _ . -; up to 128)', /^[\w][\w.-]{0,127}$/),
   identifier: pattern('a name of letters, digits and _ (not starting with a digit)', /^[A-Za-z_][A-Za-z0-9_]{0,62}$/),
   unixUser: pattern('a user name (lowercase letters, digits, _ -)', /^[a-z_][a-z0-9_-]{0,31}$/),
   userName: pattern('a name without spaces', /^\S+$/),
   absolutePath: pattern('an absolute path without spaces', /^\/\S*$/),
+  remotePath: pattern(
+    'an absolute path, or one under the home directory (~/...), of letters, digits and . _ - @ + /, without ..',
+    /^~?\/(?!(?:.*\/)?\.\.(?:\/|$))[\w.@+/-]*$/,
+  ),
+  composeProject: pattern('a compose project name (lowercase letters, digits, _ -)', /^[a-z0-9][a-z0-9_-]*$/),
+  serviceName: pattern('a compose service name (letters, digits, _ . -)', /^[A-Za-z0-9][A-Za-z0-9_.-]*$/),
+  revision: pattern('a revision: a commit SHA or a name of letters, digits, _ . - (up to 128)', /^[A-Za-z0-9][\w.-]{0,127}$/),
+  releaseId: pattern('a release id, as --history lists them (letters, digits, _ . -)', /^[A-Za-z0-9][\w.-]{0,127}$/),
   token: pattern('a token of 8 or more characters without spaces', /^\S{8,}$/),
   privateKey: pattern('a private key, from -----BEGIN ... PRIVATE KEY----- to its END line', /^-----BEGIN [A-Z ]*PRIVATE KEY-----\n[\s\S]+\n-----END [A-Z ]*PRIVATE KEY-----\s*$/),
   knownHosts: {

@@ -15,11 +15,13 @@ load setup-env
   cat >"${BATS_TEST_TMPDIR}/scan.ts" <<EOF
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { AIDD_BOT_ENV } from '${ROOT}/env/schema.ts';
-import { parseEnvText } from '${ROOT}/lib/env-file.ts';
+import { loadComposeApp } from '${ROOT}/lib/app/compose.ts';
+import { DEFAULT_COMPOSE_FILE } from '${ROOT}/lib/app/target.ts';
+import { appEnvSchema } from '${ROOT}/lib/env/app-env.ts';
+import { parseEnvText } from '${ROOT}/lib/env/env-file.ts';
 
 const dir = process.argv[2]!;
-const secretNames = AIDD_BOT_ENV.variables.filter((variable) => variable.secret).map((variable) => variable.name);
+const secretNames = appEnvSchema(await loadComposeApp(DEFAULT_COMPOSE_FILE)).variables.filter((variable) => variable.secret).map((variable) => variable.name);
 const secrets = new Set(['KNOWN_PASSWORD', 'KNOWN_TOKEN', 'KNOWN_QUOTED_PASSWORD', 'KNOWN_MULTILINE_PASSWORD'].map((name) => process.env[name]!));
 const files = readdirSync(path.join(dir, 'files'));
 for (const file of files) {

@@ -185,9 +185,9 @@ describe('build-push on a real engine and registry', () => {
   it('docker-compose.registry.yml pulls the pinned digests from the registry, comes up and passes the smoke test', async () => {
     // Remove the local copies so the stack can only run from what the registry serves.
     await runner.run({ argv: ['docker', 'image', 'rm', '--force', ...(await ownImages())], timeoutMs: 120_000 });
-    const app = loadComposeApp(path.join(stackDir, 'docker-compose.registry.yml'));
+    const app = await loadComposeApp(path.join(stackDir, 'docker-compose.registry.yml'));
     // aidd.yml's offline-base names the build-arg variables too, whose defaults only the build compose file has.
-    const baseImages = await resolveBaseImages(loadComposeApp(path.join(stackDir, 'docker-compose.yml')), runner, createLogger({ prefix: 'e2e', quiet: true }));
+    const baseImages = await resolveBaseImages(await loadComposeApp(path.join(stackDir, 'docker-compose.yml')), runner, createLogger({ prefix: 'e2e', quiet: true }));
     const [apiPort, frontendPort] = [await freePort(), await freePort()];
     const envFile = path.join(tempDir('aidd-registry-stack'), '.env');
     writeEnvFile(envFile, path.join(stackDir, '.env.example'), { API_PORT: String(apiPort), FRONTEND_PORT: String(frontendPort), POSTGRES_PASSWORD: uniqueName('pw') });

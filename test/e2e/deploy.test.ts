@@ -169,7 +169,7 @@ describe('ssh-deploy against a real sshd, registry and Docker engine', () => {
     deployDir = path.join(server.home, 'apps', owner);
     mkdirSync(dockerConfig, { recursive: true });
 
-    const baseImages = await resolveBaseImages(loadComposeApp(DEFAULT_COMPOSE_FILE), runner, createLogger({ prefix: 'e2e', quiet: true }));
+    const baseImages = await resolveBaseImages(await loadComposeApp(DEFAULT_COMPOSE_FILE), runner, createLogger({ prefix: 'e2e', quiet: true }));
     const built = await runTool('build-push', ['--registry', registry.address, '--owner', owner, '--json']);
     expect(built.code, built.stderr).toBe(0);
     const output = JSON.parse(built.stdout) as { images: { service: string; ref: string }[] };

@@ -52,7 +52,7 @@ export interface TestStack {
 
 /** A uniquely named copy of the reference stack with its own ports, ready for `up`. */
 export async function prepareReferenceStack(runner: Runner, prefix = 'aidd-e2e'): Promise<TestStack> {
-  const app = loadComposeApp(DEFAULT_COMPOSE_FILE);
+  const app = await loadComposeApp(DEFAULT_COMPOSE_FILE);
   const env = await resolveBaseImages(app, runner, createLogger({ prefix: 'e2e' }));
   const [apiPort, frontendPort] = [await freePort(), await freePort()];
   const envFile = path.join(tempDir(prefix), '.env');
@@ -61,7 +61,7 @@ export async function prepareReferenceStack(runner: Runner, prefix = 'aidd-e2e')
     FRONTEND_PORT: String(frontendPort),
     POSTGRES_PASSWORD: randomBytes(12).toString('base64url'),
   });
-  const target: ComposeTarget = { cli: await detectComposeCli(runner), files: [app.file], projectName: uniqueName(prefix), projectDir: app.dir, envFile };
+  const target: ComposeTarget = { cli: await detectComposeCli(runner), files: app.files, projectName: uniqueName(prefix), projectDir: app.dir, envFile };
   return {
     app,
     target,

@@ -11,7 +11,6 @@ import {
   imageBuildCommand,
   imageResult,
   imageTags,
-  interpolate,
   loginError,
   mapWithLimit,
   parseBuildxDriver,
@@ -26,10 +25,11 @@ import {
   type Builder,
   type BuiltImage,
   type ImagePlan,
-  type Revision,
 } from '../../lib/build/build.ts';
+import type { Revision } from '../../lib/app/revision.ts';
 import { EXIT, UsageError } from '../../lib/core/cli.ts';
 import { loadComposeApp } from '../../lib/app/compose.ts';
+import { interpolate } from '../../lib/app/interpolate.ts';
 import { buildCommand, loginCommand } from '../../lib/build/docker.ts';
 import { describe as describeCommand, type Result } from '../../lib/core/exec.ts';
 import { Secret } from '../../lib/core/secrets.ts';
@@ -103,8 +103,8 @@ describe('compose interpolation for build args', () => {
   });
 });
 
-describe('services and image plans from the compose file', () => {
-  const app = loadComposeApp(DEFAULT_COMPOSE_FILE);
+describe('services and image plans from the compose file', async () => {
+  const app = await loadComposeApp(DEFAULT_COMPOSE_FILE);
 
   it('builds every service with a build: section, and no other', () => {
     expect(selectServices(app, []).map((service) => service.name)).toEqual(['api', 'bot', 'frontend']);

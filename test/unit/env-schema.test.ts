@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { AIDD_BOT_ENV } from '../../env/schema.ts';
+import { loadComposeApp } from '../../lib/app/compose.ts';
+import { DEFAULT_COMPOSE_FILE } from '../../lib/app/target.ts';
+import { appEnvSchema } from '../../lib/env/app-env.ts';
 import {
   displayValue,
   findVariable,
@@ -14,7 +16,7 @@ import {
   type Format,
 } from '../../lib/env/env-schema.ts';
 
-const schema = AIDD_BOT_ENV;
+const schema = appEnvSchema(await loadComposeApp(DEFAULT_COMPOSE_FILE));
 const TOKEN = '123456789:AAbbccddeeffgghhiijjkkllmmnnooppqqr';
 
 function accepts(format: Format, value: string, scope: 'local' | 'production' | 'ci' = 'production'): boolean {
@@ -22,8 +24,14 @@ function accepts(format: Format, value: string, scope: 'local' | 'production' | 
 }
 
 describe('format checks', () => {
+  it("takes an app's own pattern from its aidd.yml: the reference app's Telegram token", () => {
+    const format = findVariable(schema, 'BOT_TOKEN')!.format;
+    for (const value of [TOKEN, '12345:abcdefghijklmnopqrstuvwxyz_-ABCD']) expect(accepts(format, value), value).toBe(true);
+    for (const value of ['', 'abc:def', '1234:abcdefghijklmnopqrstuvwxyz1234', `${TOKEN} `, '123456789:short']) expect(accepts(format, value), value).toBe(false);
+  });
+
   it.each<[keyof typeof formats, string[], string[]]>([
-    ['telegramToken', [TOKEN, '12345:abcdefghijklmnopqrstuvwxyz_-ABCD'], ['', 'abc:def', '1234:abcdefghijklmnopqrstuvwxyz1234', `${TOKEN} `, '123456789:short']],
+    ['text', ['anything at all', '', 'a=b "c"'], ['two\nlines']],
     ['url', ['https://api.telegram.org', 'http://127.0.0.1:8081/bot'], ['api.telegram.org', 'ftp://x.example', 'https://', 'not a url']],
     ['port', ['1', '8000', '65535'], ['0', '65536', '80a', '-1', '', '123456']],
     ['lowercaseOwner', ['acme', 'my-org', 'a.b_c', 'org/team'], ['Acme', '-acme', 'acme-', 'a..b', 'has space', '']],

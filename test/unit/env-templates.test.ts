@@ -1,16 +1,18 @@
-// The templates, the docs table and the compose files must agree with env/schema.ts.
-// After editing the schema, regenerate the templates and the table: npx vitest run test/unit/env-templates.test.ts --update
-import { lstatSync, readFileSync, readlinkSync } from 'node:fs';
+// The reference app's templates, the docs table and its compose files must agree with the env: list of its
+// aidd.yml. After editing it, regenerate: npx tsx scripts/setup-env.ts --write-templates (or run this test
+// with --update, which also rewrites the guide's table).
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parse as parseYaml } from 'yaml';
-import { AIDD_BOT_ENV, TEMPLATE_FILES } from '../../env/schema.ts';
-import { interpolationDefaults } from '../../lib/app/compose.ts';
+import { loadComposeApp } from '../../lib/app/compose.ts';
+import { interpolationDefaults } from '../../lib/app/interpolate.ts';
+import { appEnvSchema, templateFile } from '../../lib/env/app-env.ts';
 import { parseEnvText } from '../../lib/env/env-file.ts';
 import { renderTemplate, renderVariableTable, TARGETS, validate, variablesIn, type Target } from '../../lib/env/env-schema.ts';
 import { DEFAULT_COMPOSE_FILE, DEFAULT_REGISTRY_COMPOSE_FILE, REPO_ROOT } from '../../lib/app/target.ts';
 
-const schema = AIDD_BOT_ENV;
+const app = await loadComposeApp(DEFAULT_COMPOSE_FILE);
+const schema = appEnvSchema(app);
 const GUIDE = path.join(REPO_ROOT, 'docs', 'guides', 'manual-deploy.md');
 const TABLE_START = '<!-- env-table:start -->';
 const TABLE_END = '<!-- env-table:end -->';
@@ -20,7 +22,7 @@ const COMPOSE_FILES: Record<Target, string> = {
 };
 
 function template(target: Target): string {
-  return readFileSync(path.join(REPO_ROOT, TEMPLATE_FILES[target]), 'utf8');
+  return readFileSync(templateFile(app, target), 'utf8');
 }
 
 /** Variable lines of a template, set or commented out, each with the comment lines just above it. */
@@ -39,14 +41,14 @@ function documentedVariables(text: string): { name: string; comments: string[] }
 
 describe('templates', () => {
   it.each(TARGETS)('the %s template is the one rendered from the schema', async (target) => {
-    await expect(renderTemplate(schema, target)).toMatchFileSnapshot(path.join(REPO_ROOT, TEMPLATE_FILES[target]));
+    await expect(renderTemplate(schema, target)).toMatchFileSnapshot(templateFile(app, target));
   });
 
   it.each(TARGETS)('every variable in the %s template is in the schema and described, and every schema variable of it is there', (target) => {
     const documented = documentedVariables(template(target));
     for (const { name, comments } of documented) {
       const spec = schema.variables.find((candidate) => candidate.name === name);
-      expect(spec, `${name} is in ${TEMPLATE_FILES[target]} but not in env/schema.ts`).toBeDefined();
+      expect(spec, `${name} is in ${templateFile(app, target)} but not in the schema`).toBeDefined();
       expect(comments[0], name).toBe(`# ${spec!.description}`);
       expect(comments.at(-1), name).toMatch(/^# Secret: (yes|no)\. Required: .+\. Default: .+\. Format: .+\./);
     }
@@ -65,22 +67,13 @@ describe('templates', () => {
     expect(parseEnvText(template('local')).values).toMatchObject({ BOT_MODE: 'offline', API_PORT: '8000', FRONTEND_PORT: '3000', BIND_ADDRESS: '127.0.0.1' });
     expect(validate(parseEnvText(template('production')).values, schema, 'production').map((problem) => problem.name)).toEqual(['POSTGRES_PASSWORD', 'BOT_TOKEN', 'IMAGE_OWNER']);
   });
-
-  it('examples/aidd-bot/.env.example is a link to the local template, not a copy', () => {
-    const link = path.join(REPO_ROOT, 'examples', 'aidd-bot', '.env.example');
-    expect(lstatSync(link).isSymbolicLink()).toBe(true);
-    expect(readlinkSync(link)).toBe('../../env/.env.example');
-    expect(readFileSync(link, 'utf8')).toBe(template('local'));
-  });
 });
 
 describe('compose files', () => {
-  it.each(TARGETS)('the %s compose file uses exactly the schema variables of the target, with the same defaults', (target) => {
-    // Through the YAML parser, so that ${...} in comments does not count.
-    const text = JSON.stringify(parseYaml(readFileSync(COMPOSE_FILES[target], 'utf8')));
-    const used = new Set([...text.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)/g)].map((match) => match[1]!));
-    expect([...used].sort()).toEqual(variablesIn(schema, target).map((spec) => spec.name).sort());
-    const composeDefaults = Object.entries(interpolationDefaults(text)).filter(([, value]) => value !== '');
+  it.each(TARGETS)('the %s compose file uses exactly the schema variables of the target, with the same defaults', async (target) => {
+    const { variables } = await loadComposeApp(COMPOSE_FILES[target]);
+    expect([...new Set(variables.map((reference) => reference.name))].sort()).toEqual(variablesIn(schema, target).map((spec) => spec.name).sort());
+    const composeDefaults = Object.entries(interpolationDefaults(variables)).filter(([, value]) => value !== '');
     const schemaDefaults = variablesIn(schema, target).filter((spec) => spec.default !== undefined).map((spec) => [spec.name, spec.default]);
     expect(Object.fromEntries(composeDefaults)).toEqual(Object.fromEntries(schemaDefaults));
   });

@@ -85,8 +85,8 @@ describe('the build workflow (D1)', () => {
     expect(workflow.permissions).toEqual({ contents: 'read', packages: 'write' });
   });
 
-  it("runs one job per service, the compose file's build services, without fail-fast", () => {
-    const buildable = selectServices(loadComposeApp(DEFAULT_COMPOSE_FILE), []).map((service) => service.name);
+  it("runs one job per service, the compose file's build services, without fail-fast", async () => {
+    const buildable = selectServices(await loadComposeApp(DEFAULT_COMPOSE_FILE), []).map((service) => service.name);
     expect(job.strategy?.['fail-fast']).toBe(false);
     expect([...(job.strategy?.matrix?.service ?? [])].sort()).toEqual([...buildable].sort());
   });

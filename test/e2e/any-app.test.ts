@@ -1,0 +1,364 @@
+// Any compose app, not only AIDD Bot (issue 8), against the real registry, sshd and Docker engine on
+// loopback. Hello Compose (one compose file with build: + image:, YAML anchors, no variables, no
+// database) goes through build-push and ssh-deploy: first deploy without any .env, a second release,
+// a no-op redeploy, --rollback, --status, --history. A fixture whose compose file needs variables but
+// whose aidd.yml declares none is checked by setup-env and deployed. Bad input changes nothing.
+import { cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { parse as parseYaml } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pullCommand } from '../../lib/build/docker.ts';
+import type { Command } from '../../lib/core/exec.ts';
+import { freePort } from '../../lib/core/net.ts';
+import { startRegistry, startSshServer, type Registry, type SshServer } from '../../lib/sandbox/sandbox.ts';
+import { REPO_ROOT, scriptArgv } from '../../lib/app/target.ts';
+import { buildPushEnv, requireDocker, SANDBOX_DIR, tempDir, testRunner, uniqueName } from './harness.ts';
+
+const runner = testRunner();
+const owner = uniqueName('any-app');
+const scratch = tempDir('aidd-any-app-e2e');
+const dockerConfig = path.join(scratch, 'docker-config');
+const HELLO_SOURCE = path.join(REPO_ROOT, 'examples', 'hello-compose');
+const FIXTURE = path.join(REPO_ROOT, 'test', 'fixtures', 'needs-vars', 'docker-compose.yml');
+/** Where Hello Compose publishes its web service: fixed, as the app has no variables. */
+const HELLO_URL = 'http://127.0.0.1:8480';
+/** Every byte the scripts printed, searched for secrets. */
+const transcript: string[] = [];
+
+let registry: Registry;
+let server: SshServer;
+let hello: AppCopy;
+let deployDir: string;
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+interface BuiltImage {
+  service: string;
+  repository: string;
+  digest: string;
+  ref: string;
+}
+
+interface BuildReport {
+  revision: string;
+  images: BuiltImage[];
+}
+
+interface AppCopy {
+  dir: string;
+  compose: string;
+  git(args: string[]): Command;
+  sha(): Promise<string>;
+}
+
+/** A committed copy of an app in its own git repository: the tools must record its revision, not ours. */
+async function committedCopy(source: string, name: string, edit?: (dir: string) => void): Promise<AppCopy> {
+  const dir = path.join(tempDir(`aidd-${name}`), name);
+  cpSync(source, dir, { recursive: true });
+  edit?.(dir);
+  const git = (args: string[]): Command => ({ argv: ['git', '-C', dir, '-c', 'user.name=aidd-test', '-c', 'user.email=aidd-test@example.com', ...args], timeoutMs: 30_000 });
+  for (const args of [['init', '--quiet'], ['add', '--all'], ['commit', '--quiet', '--message', name]]) await runner.run(git(args));
+  const sha = async () => (await runner.run(git(['rev-parse', 'HEAD']))).stdout.trim();
+  return { dir, compose: path.join(dir, 'docker-compose.yml'), git, sha };
+}
+
+function editFile(file: string, change: (text: string) => string): void {
+  writeFileSync(file, change(readFileSync(file, 'utf8')));
+}
+
+async function runTool(script: string, args: string[], env: Record<string, string | undefined> = {}): Promise<Run> {
+  const result = await runner.attempt({
+    argv: scriptArgv(script, args),
+    env: { ...buildPushEnv(registry, owner, dockerConfig), CI: 'true', ...env },
+    timeoutMs: 600_000,
+  });
+  transcript.push(result.stdout, result.stderr);
+  return { code: result.exitCode, stdout: result.stdout, stderr: result.stderr };
+}
+
+function buildPush(app: AppCopy, extra: string[] = []): Promise<Run> {
+  return runTool('build-push', ['--compose', app.compose, '--registry', registry.address, '--owner', owner, '--json', ...extra]);
+}
+
+/** The SSH flags of the sandbox server for one project; an override of null drops the flag. */
+function sshArgs(project = owner, overrides: Record<string, string | null> = {}): string[] {
+  const flags: Record<string, string | null> = {
+    host: server.host,
+    port: String(server.port),
+    user: server.user,
+    key: server.keyFile,
+    'known-hosts': server.knownHostsFile,
+    path: `~/apps/${project}`,
+    project,
+    ...overrides,
+  };
+  return Object.entries(flags).flatMap(([name, value]) => (value === null ? [] : [`--${name}`, value]));
+}
+
+function deploy(compose: string, args: string[], project = owner): Promise<Run> {
+  return runTool('ssh-deploy', ['--compose', compose, ...sshArgs(project), '--registry', registry.address, '--timeout', '60', '--json', ...args]);
+}
+
+function writeScratch(name: string, content: string, mode = 0o644): string {
+  const file = path.join(scratch, name);
+  writeFileSync(file, content, { mode });
+  return file;
+}
+
+/** A refusal: exit 2 and exactly one line on stderr, the error. */
+function expectOneLineRefusal(run: Run, script: string, message: RegExp): void {
+  expect(run.code, run.stderr).toBe(2);
+  expect(run.stderr.trim().split('\n')).toEqual([expect.stringMatching(new RegExp(`^${script}: error: `))]);
+  expect(run.stderr).toMatch(message);
+}
+
+function currentRelease(dir = deployDir): string {
+  return path.basename(readlinkSync(path.join(dir, 'current')));
+}
+
+function releases(): string[] {
+  return readdirSync(path.join(deployDir, 'releases')).sort();
+}
+
+function releaseRecord(id: string): { revision: string; images: Record<string, string> } {
+  return JSON.parse(readFileSync(path.join(deployDir, 'releases', id, 'release.json'), 'utf8')) as { revision: string; images: Record<string, string> };
+}
+
+function readAudit(): Record<string, unknown>[] {
+  return readFileSync(path.join(deployDir, 'deploys.log'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
+/** Names, sizes and times of everything under the deploy dir: proof that a refused run changed nothing. */
+function snapshot(dir = deployDir): string[] {
+  const entries: string[] = [];
+  if (!existsSync(dir)) return entries;
+  const walk = (current: string) => {
+    for (const name of readdirSync(current)) {
+      const full = path.join(current, name);
+      const stat = lstatSync(full);
+      entries.push(`${path.relative(dir, full)} ${stat.size} ${stat.mtimeMs}`);
+      if (stat.isDirectory()) walk(full);
+    }
+  };
+  walk(dir);
+  return entries.sort();
+}
+
+function handshakes(): number {
+  return (readFileSync(server.logFile, 'utf8').match(/Accepted publickey/g) ?? []).length;
+}
+
+/** Requests that write to this run's repositories (blob uploads, manifest puts), from the registry's access log. */
+function registryWrites(): number {
+  const pattern = new RegExp(`"(PUT|POST|PATCH|DELETE) /v2/${owner}/`);
+  return readFileSync(registry.logFile, 'utf8').split('\n').filter((line) => pattern.test(line)).length;
+}
+
+async function localImages(...patterns: string[]): Promise<string[]> {
+  const result = await runner.run({ argv: ['docker', 'image', 'ls', '--format', '{{.Repository}}:{{.Tag}}', ...patterns.flatMap((pattern) => ['--filter', `reference=${pattern}`])], readOnly: true });
+  return result.stdout.split('\n').filter(Boolean).sort();
+}
+
+async function page(url: string): Promise<string> {
+  const response = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+  expect(response.status).toBe(200);
+  return response.text();
+}
+
+/** Removes a compose project's containers, then its networks, by the label both compose versions set. */
+async function removeProject(project: string): Promise<void> {
+  const ids = async (list: string[]) =>
+    (await runner.run({ argv: ['docker', ...list, '--quiet', '--filter', `label=com.docker.compose.project=${project}`], readOnly: true })).stdout.split('\n').filter(Boolean);
+  const containers = await ids(['ps', '--all']);
+  if (containers.length > 0) await runner.attempt({ argv: ['docker', 'rm', '--force', ...containers], timeoutMs: 120_000 });
+  const networks = await ids(['network', 'ls']);
+  if (networks.length > 0) await runner.attempt({ argv: ['docker', 'network', 'rm', ...networks], timeoutMs: 60_000 });
+}
+
+/** build-push --json output for ssh-deploy --images-from. */
+function imagesFile(name: string, report: { revision?: string; images: BuiltImage[] }): string {
+  return writeScratch(`${name}.json`, JSON.stringify(report));
+}
+
+describe('any compose app: Hello Compose and a fixture with variables, built, deployed and refused like AIDD Bot', () => {
+  let v1: BuildReport;
+  let v2: BuildReport;
+  let firstRelease: string;
+
+  beforeAll(async () => {
+    await requireDocker(runner);
+    registry = await startRegistry(runner, path.join(SANDBOX_DIR, 'registry'));
+    server = await startSshServer(runner, path.join(SANDBOX_DIR, 'sshd'));
+    deployDir = path.join(server.home, 'apps', owner);
+    mkdirSync(dockerConfig, { recursive: true });
+    hello = await committedCopy(HELLO_SOURCE, 'hello-compose');
+  });
+
+  afterAll(async () => {
+    if (!registry) return;
+    for (const project of [owner, `${owner}-vars`]) await removeProject(project);
+    const images = await localImages(`${registry.address}/${owner}/*`);
+    if (images.length > 0) await runner.attempt({ argv: ['docker', 'image', 'rm', '--force', ...images], timeoutMs: 120_000 });
+  });
+
+  it('build-push builds both services from the anchored build and pushes them as REGISTRY/OWNER/hello-<service>', async () => {
+    // Without Docker Hub the Dockerfile's ARG BUSYBOX_IMAGE gets the offline stand-in, announced in one
+    // line; the announcement shows without --json, so the images come from the --output lines here.
+    const offline = (await runner.attempt(pullCommand('busybox:1.36', 60_000))).exitCode !== 0;
+    const outputFile = path.join(scratch, 'v1.output');
+    const run = await runTool('build-push', ['--compose', hello.compose, '--registry', registry.address, '--owner', owner, '--output', outputFile]);
+    expect(run.code, run.stderr).toBe(0);
+    const announced = run.stderr.split('\n').filter((line) => line.includes('cannot be pulled'));
+    expect(announced).toEqual(offline ? [expect.stringMatching(/^build-push: warning: busybox:1\.36 cannot be pulled; using offline base images/)] : []);
+
+    const output = Object.fromEntries(readFileSync(outputFile, 'utf8').trim().split('\n').map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]));
+    expect(Object.keys(output).sort()).toEqual(['revision', 'web_digest', 'web_image', 'worker_digest', 'worker_image']);
+    expect(output.revision).toBe(await hello.sha());
+    v1 = {
+      revision: output.revision!,
+      images: ['web', 'worker'].map((service) => ({ service, repository: `${registry.address}/${owner}/hello-${service}`, digest: output[`${service}_digest`]!, ref: output[`${service}_image`]! })),
+    };
+    for (const image of v1.images) expect(image.ref).toBe(`${image.repository}@${image.digest}`);
+  });
+
+  it('the first deploy needs no .env: pinned images without build:, both services healthy, smoke checks passed, the app revision recorded', async () => {
+    const run = await deploy(hello.compose, ['--images-from', imagesFile('v1', v1)]);
+    expect(run.code, run.stderr).toBe(0);
+    const report = JSON.parse(run.stdout) as { result: string; release: string; checks: { name: string; ok: boolean }[] };
+    expect(report.result).toBe('deployed');
+    expect(report.checks.filter((check) => !check.ok)).toEqual([]);
+    expect(report.checks.map((check) => check.name)).toEqual(expect.arrayContaining(['web container', 'worker container', 'web page', 'web health']));
+    firstRelease = report.release;
+    expect(currentRelease()).toBe(firstRelease);
+
+    const refs = Object.fromEntries(v1.images.map((image) => [image.service, image.ref]));
+    expect(releaseRecord(firstRelease)).toMatchObject({ revision: v1.revision, images: refs });
+    const toolkitSha = (await runner.run({ argv: ['git', '-C', REPO_ROOT, 'rev-parse', 'HEAD'], readOnly: true })).stdout.trim();
+    expect(v1.revision).not.toBe(toolkitSha);
+    expect(readAudit().at(-1)).toMatchObject({ action: 'deploy', result: 'deployed', release: expect.stringMatching(new RegExp(`-${v1.revision.slice(0, 12)}$`)) });
+
+    const released = parseYaml(readFileSync(path.join(deployDir, 'current', 'docker-compose.yml'), 'utf8'), { merge: true }) as { services: Record<string, { image: string; build?: unknown }> };
+    for (const [service, spec] of Object.entries(released.services)) {
+      expect(spec.build, `${service} keeps build:`).toBeUndefined();
+      expect(spec.image).toBe(refs[service]);
+    }
+    expect(await page(HELLO_URL)).toContain('Hello from Hello Compose');
+  });
+
+  it('smoke-test checks the deployed app over SSH with its own checks', async () => {
+    const run = await runTool('smoke-test', ['--compose', hello.compose, ...sshArgs(), '--timeout', '30', '--json']);
+    expect(run.code, run.stderr).toBe(0);
+    const result = JSON.parse(run.stdout) as { ok: boolean; checks: { name: string }[] };
+    expect(result.checks.map((check) => check.name).sort()).toEqual(['web container', 'web health', 'web page', 'worker container']);
+    expect(result.ok).toBe(true);
+  });
+
+  it('a second release after a committed change, deployed by tag: the revision comes from the app repository', async () => {
+    editFile(path.join(hello.dir, 'www', 'index.html'), (text) => text.replace('</body>', '<p>Release two.</p>\n</body>'));
+    await runner.run(hello.git(['commit', '--quiet', '--all', '--message', 'release two']));
+    const built = await buildPush(hello);
+    expect(built.code, built.stderr).toBe(0);
+    v2 = JSON.parse(built.stdout) as BuildReport;
+    expect(v2.revision).toBe(await hello.sha());
+    for (const image of v2.images) expect(image).toMatchObject({ tags: [v2.revision, 'latest'], pushed: true });
+    expect(v2.images.find((image) => image.service === 'web')!.digest).not.toBe(v1.images.find((image) => image.service === 'web')!.digest);
+
+    // No --images-from: the images are REGISTRY/OWNER/<image-name>:TAG, and the revision is the app's HEAD.
+    const run = await deploy(hello.compose, ['--owner', owner, '--tag', v2.revision]);
+    expect(run.code, run.stderr).toBe(0);
+    const report = JSON.parse(run.stdout) as { result: string; release: string };
+    expect(report.result).toBe('deployed');
+    expect(releaseRecord(report.release)).toMatchObject({
+      revision: v2.revision,
+      images: Object.fromEntries(v2.images.map((image) => [image.service, image.ref])),
+    });
+    expect(await page(HELLO_URL)).toContain('Release two.');
+  });
+
+  it('a redeploy of the same images changes nothing', async () => {
+    const before = releases();
+    const run = await deploy(hello.compose, ['--images-from', imagesFile('v2', v2)]);
+    expect(run.code, run.stderr).toBe(0);
+    expect((JSON.parse(run.stdout) as { result: string }).result).toBe('unchanged');
+    expect(releases()).toEqual(before);
+  });
+
+  it('--rollback returns to the first release; --status and --history show it', async () => {
+    const run = await runTool('ssh-deploy', ['--compose', hello.compose, ...sshArgs(), '--rollback', '--json']);
+    expect(run.code, run.stderr).toBe(0);
+    expect(currentRelease()).toBe(firstRelease);
+    expect(await page(HELLO_URL)).not.toContain('Release two.');
+
+    const status = await runTool('ssh-deploy', ['--compose', hello.compose, ...sshArgs(), '--status', '--json']);
+    expect(status.code, status.stderr).toBe(0);
+    const state = JSON.parse(status.stdout) as { current: string; release: { revision: string }; services: { service: string; state: string }[] };
+    expect(state).toMatchObject({ current: firstRelease, release: { revision: v1.revision } });
+    expect(state.services.map((service) => `${service.service}:${service.state}`).sort()).toEqual(['web:running', 'worker:running']);
+
+    const history = await runTool('ssh-deploy', ['--compose', hello.compose, ...sshArgs(), '--history', '--json']);
+    expect(history.code, history.stderr).toBe(0);
+    const actions = (JSON.parse(history.stdout) as { action: string; result: string }[]).map((entry) => `${entry.action}:${entry.result}`);
+    expect(actions).toEqual(['deploy:deployed', 'deploy:deployed', 'deploy:unchanged', 'rollback:ok']);
+  });
+
+  describe('a fixture whose compose file needs variables and whose aidd.yml declares none', () => {
+    const apiKey = `key-${randomBytes(12).toString('hex')}`;
+
+    it('setup-env --check names exactly its missing variables, GREETING and API_KEY', async () => {
+      const envFile = writeScratch('needs-vars.env', `PORT=${await freePort()}\n`, 0o600);
+      const run = await runTool('setup-env', ['--compose', FIXTURE, '--target', 'production', '--file', envFile, '--check', '--json']);
+      expect(run.code, run.stderr).toBe(1);
+      const result = JSON.parse(run.stdout) as { ok: boolean; problems: { name: string }[] };
+      expect(result.ok).toBe(false);
+      expect(result.problems.map((problem) => problem.name).sort()).toEqual(['API_KEY', 'GREETING']);
+    });
+
+    it('deploys with a complete .env, whose values reach the container and never the output', async () => {
+      const port = await freePort();
+      const envFile = writeScratch('needs-vars-complete.env', `GREETING=Hello from a fixture\nAPI_KEY=${apiKey}\nPORT=${port}\n`, 0o600);
+      const web = v1.images.find((image) => image.service === 'web')!;
+      const images = imagesFile('needs-vars', { images: [{ ...web, service: 'greeter' }] });
+      const project = `${owner}-vars`;
+      const run = await deploy(FIXTURE, ['--images-from', images, '--server-env', envFile], project);
+      expect(run.code, run.stderr).toBe(0);
+      expect((JSON.parse(run.stdout) as { result: string }).result).toBe('deployed');
+      expect(await page(`http://127.0.0.1:${port}/health.json`)).toContain('ok');
+      const id = (await runner.run({ argv: ['docker', 'ps', '--quiet', '--filter', `label=com.docker.compose.project=${project}`], readOnly: true })).stdout.trim();
+      const env = (await runner.run({ argv: ['docker', 'inspect', '--format', '{{json .Config.Env}}', id], readOnly: true })).stdout;
+      expect(JSON.parse(env)).toEqual(expect.arrayContaining(['GREETING=Hello from a fixture', `API_KEY=${apiKey}`]));
+      expect(transcript.some((text) => text.includes(apiKey))).toBe(false);
+    });
+  });
+
+  describe('bad input: one line, exit 2, nothing built, pushed or changed on the server', () => {
+    const cases: [string, (dir: string) => void, RegExp][] = [
+      ['an aidd.yml with an unknown key', (dir) => editFile(path.join(dir, 'aidd.yml'), (text) => `${text}colour: blue\n`), /aidd\.yml.*colour/],
+      ['a smoke check on a service that does not exist', (dir) => editFile(path.join(dir, 'aidd.yml'), (text) => text.replace('service: web', 'service: frontend')), /aidd\.yml.*smoke\[0\]\.service.*frontend/],
+    ];
+
+    it.each(cases)('%s', async (_name, edit, message) => {
+      const bad = await committedCopy(HELLO_SOURCE, 'hello-compose', edit);
+      const [images, writes, files, connections] = [await localImages(`${registry.address}/${owner}/*`), registryWrites(), snapshot(), handshakes()];
+      expectOneLineRefusal(await buildPush(bad), 'build-push', message);
+      const deployed = await deploy(bad.compose, ['--images-from', imagesFile('bad', v1)]);
+      expectOneLineRefusal(deployed, 'ssh-deploy', message);
+      expect(await localImages(`${registry.address}/${owner}/*`)).toEqual(images);
+      expect(registryWrites()).toBe(writes);
+      expect(snapshot()).toEqual(files);
+      expect(handshakes()).toBe(connections);
+    });
+
+    it('an image: without a registry host while pushing', async () => {
+      const bad = await committedCopy(HELLO_SOURCE, 'hello-compose', (dir) => editFile(path.join(dir, 'docker-compose.yml'), (text) => text.replace('image: hello-web:dev', 'image: acme/web')));
+      const [images, writes] = [await localImages(`${registry.address}/${owner}/*`, 'acme/web'), registryWrites()];
+      expectOneLineRefusal(await buildPush(bad), 'build-push', /acme\/web/);
+      expect(await localImages(`${registry.address}/${owner}/*`, 'acme/web')).toEqual(images);
+      expect(registryWrites()).toBe(writes);
+    });
+  });
+});

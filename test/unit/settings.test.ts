@@ -1,0 +1,98 @@
+// aidd.yml: every kind of mistake is one line naming the file and the key (exit 2), and the JSON Schema
+// published for editors is the one the toolkit checks with.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { EXIT, UsageError } from '../../lib/core/cli.ts';
+import { loadSettings, settingsJsonSchema } from '../../lib/app/settings.ts';
+import { REPO_ROOT } from '../../lib/app/target.ts';
+
+const SERVICES = ['web', 'worker', 'db'];
+
+function settingsDir(text: string | undefined): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'aidd-settings-'));
+  if (text !== undefined) writeFileSync(path.join(dir, 'aidd.yml'), text);
+  return dir;
+}
+
+function load(text: string | undefined) {
+  return loadSettings(settingsDir(text), SERVICES, (service) => (service === 'web' ? ['db'] : []));
+}
+
+/** The one-line error for a file, with the temporary directory taken out. */
+function errorOf(text: string): string {
+  const dir = settingsDir(text);
+  try {
+    loadSettings(dir, SERVICES, () => []);
+  } catch (error) {
+    expect(error).toBeInstanceOf(UsageError);
+    expect((error as UsageError).exitCode).toBe(EXIT.usage);
+    const message = (error as Error).message;
+    expect(message).not.toContain('\n');
+    return message.replace(`${dir}/`, '');
+  }
+  throw new Error('no error');
+}
+
+describe('aidd.yml', () => {
+  it('is optional: without it every setting has its default', () => {
+    expect(load(undefined)).toEqual({ imageName: '{service}', smoke: [], offlineBase: undefined, migrate: undefined, backup: undefined, env: undefined });
+  });
+
+  it('reads every section', () => {
+    const settings = load(`
+image-name: shop-{service}
+offline-base: {debian-packages: [python3], images: {BASE_IMAGE: base}}
+smoke: [{name: home, service: web, port: 8080, path: /, expect: {status: 200, contains: Hello}}]
+migrate: {service: web, command: [migrate, --yes]}
+backup: {service: db, command: pg_dump}
+env: [{name: GREETING, description: What the page says., required: [production], format: {one-of: [hi, hello]}}]
+`);
+    expect(settings.imageName).toBe('shop-{service}');
+    expect(settings.offlineBase).toEqual({ debianPackages: ['python3'], images: { BASE_IMAGE: 'base' } });
+    expect(settings.smoke).toEqual([{ name: 'home', service: 'web', port: 8080, path: '/', expect: { status: 200, contains: 'Hello' } }]);
+    expect(settings.migrate).toEqual({ service: 'web', command: ['migrate', '--yes'], needs: ['db'] });
+    expect(settings.backup).toEqual({ service: 'db', command: 'pg_dump', extension: 'dump' });
+    expect(settings.env).toHaveLength(1);
+  });
+
+  it.each([
+    ['an unknown top-level key', 'image-nam: x\n', 'aidd.yml: the top level: unknown key "image-nam"; allowed: image-name, offline-base, smoke, migrate, backup, env'],
+    ['an unknown key in a check', 'smoke: [{name: a, service: web, port: 80, path: /, expec: {}}]\n', 'aidd.yml: smoke[0]: unknown key "expec"; allowed: name, service, port, path, expect'],
+    ['an unknown key deeper down', 'smoke: [{name: a, service: web, port: 80, path: /, expect: {code: 200}}]\n', 'aidd.yml: smoke[0].expect: unknown key "code"; allowed: status, json, json-keys, contains, report'],
+    ['a wrong type', 'smoke: [{name: a, service: web, port: "80", path: /}]\n', 'aidd.yml: smoke[0].port: expected number, received string'],
+    ['a missing key', 'smoke: [{name: a, service: web, path: /}]\n', 'aidd.yml: smoke[0].port: expected number, received undefined'],
+    ['a path without its slash', 'smoke: [{name: a, service: web, port: 80, path: health}]\n', 'aidd.yml: smoke[0].path: Invalid string: must start with "/"'],
+    ['a smoke check on a service that does not exist', 'smoke: [{name: a, service: api, port: 80, path: /}]\n', 'aidd.yml: smoke[0].service: "api" is not a service of the compose file; services: web, worker, db'],
+    ['a migration on a service that does not exist', 'migrate: {service: api, command: [migrate]}\n', 'aidd.yml: migrate.service: "api" is not a service of the compose file; services: web, worker, db'],
+    ['a backup on a service that does not exist', 'backup: {service: postgres, command: pg_dump}\n', 'aidd.yml: backup.service: "postgres" is not a service of the compose file; services: web, worker, db'],
+    ['a migration without a command', 'migrate: {service: web}\n', 'aidd.yml: migrate.command: expected array, received undefined'],
+    ['an unknown format', 'env: [{name: A, description: x, format: colour}]\n', 'aidd.yml: env[0].format: must be one of text, url, port, positive-integer, lowercase-owner, password, image-digest, ip-address, host, registry-host, image-reference, image-tag, identifier, unix-user, user-name, absolute-path, token, or {pattern, describe}, or {one-of: [...]}; see schema/aidd.schema.json'],
+    ['an unknown target', 'env: [{name: A, description: x, targets: [staging]}]\n', 'aidd.yml: env[0].targets[0]: must be one of local, production'],
+    ['a bad required', 'env: [{name: A, description: x, required: yes}]\n', 'aidd.yml: env[0].required: must be true, false or a list of targets (local, production); see schema/aidd.schema.json'],
+    ['a variable listed twice', 'env: [{name: A, description: x}, {name: A, description: y}]\n', 'aidd.yml: env[1].name: A is listed twice'],
+    ['required-when naming an unknown variable', 'env: [{name: A, description: x, required-when: {name: B, equals: "1"}}]\n', 'aidd.yml: env[0].required-when.name: B is not in env'],
+    ['a pattern that is not a regular expression', 'env: [{name: A, description: x, format: {pattern: "(", describe: y}}]\n', 'aidd.yml: env[0].format.pattern: not a valid regular expression'],
+    ['a variable name compose cannot interpolate', 'env: [{name: 1A, description: x}]\n', 'aidd.yml: env[0].name: Invalid string: must match pattern /^[A-Za-z_][A-Za-z0-9_]*$/'],
+    ['a list instead of a mapping', '- image-name\n', 'aidd.yml: the top level: expected object, received array'],
+  ])('refuses %s in one line naming the key', (_, text, message) => {
+    expect(errorOf(text)).toBe(message);
+  });
+
+  it('refuses a file that is not YAML, naming it', () => {
+    expect(errorOf('smoke: [\n')).toMatch(/^aidd\.yml is not valid YAML: /);
+  });
+});
+
+describe('the published JSON Schema', () => {
+  it('is schema/aidd.schema.json, generated from the schema the toolkit checks with', async () => {
+    await expect(`${JSON.stringify(settingsJsonSchema(), null, 2)}\n`).toMatchFileSnapshot(path.join(REPO_ROOT, 'schema', 'aidd.schema.json'));
+  });
+
+  it('forbids unknown keys, so editors flag typos', () => {
+    const schema = settingsJsonSchema() as { additionalProperties: boolean; properties: Record<string, unknown> };
+    expect(schema.additionalProperties).toBe(false);
+    expect(Object.keys(schema.properties)).toEqual(['image-name', 'offline-base', 'smoke', 'migrate', 'backup', 'env']);
+  });
+});
