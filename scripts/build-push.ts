@@ -40,7 +40,8 @@ const spec: ScriptSpec = {
   name: 'build-push',
   summary:
     'Build the images of every service with a build: section in the compose file, tag them\n' +
-    'REGISTRY/OWNER/aidd-<service>:<commit sha> and :latest (plus :<semver> for a version tag; a tree with\n' +
+    'REGISTRY/OWNER/<aidd.yml image-name>, or the image: of the compose file when it names its registry, with\n' +
+    ':<commit sha> and :latest (plus :<semver> for a version tag; a tree with\n' +
     'uncommitted changes gives only :<sha>-dirty), label them (OCI source, revision, created, title), reuse\n' +
     'cached layers, and push them, skipping images the registry already holds. The password is read only\n' +
     `from ${TOKEN_VARIABLES.join(', ')} (first set wins) and given to docker login on stdin.`,
@@ -124,6 +125,7 @@ await runScript(spec, async (values) => {
     source: sourceUrl(process.env, remote),
     now: new Date().toISOString(),
     vars: interpolationVars(app, baseImages),
+    baseImages,
   };
   const plans = services.map((service) => planImage(app, service, planOptions));
 

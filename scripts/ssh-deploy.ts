@@ -171,6 +171,8 @@ async function deployRequestFrom(
     registryUser: typed.registryUser ?? process.env.REGISTRY_USER,
     registryToken: typed.token ?? (tokenValue ? new Secret(tokenValue) : undefined),
     env: envFile ? readServerEnv(envFile, app) : undefined,
+    // An empty .env would not do: then the server must already have one, or --server-env gives it.
+    envRequired: validate({}, appEnvSchema(app), 'production').length > 0,
     revision: stringValue(values, 'revision') ?? revision ?? (await appRevision(runner, app, logger)),
     noBackup: values['no-backup'] === true,
     ...settings,
@@ -245,7 +247,7 @@ await runScript(spec, async (flags) => {
     // On a terminal, a walkthrough asks for what the flags left out; elsewhere a missing answer is an error.
     const deploying = mode === 'deploy';
     const missing = !stringValue(flags, 'host') || !stringValue(flags, 'user') || (deploying && !stringValue(flags, 'owner') && !stringValue(flags, 'images-from'));
-    const walkthrough: WalkthroughResult = isInteractive() && !json && !runner.dryRun && missing ? await deployWalkthrough(flags, runner, deploying) : { values: flags };
+    const walkthrough: WalkthroughResult = isInteractive() && !json && !runner.dryRun && missing ? await deployWalkthrough(flags, runner, deploying, project) : { values: flags };
     const values = walkthrough.values;
 
     // Inputs are all read and checked here, before the first connection.

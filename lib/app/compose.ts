@@ -58,21 +58,16 @@ export async function loadComposeApp(files: string | string[], options: LoadOpti
   const dir = path.dirname(given[0]!);
   const read = readComposeFiles(given, { vars: options.vars ?? projectVariables(dir), onMissing: options.onMissing ?? 'empty' });
   const names = Object.keys(read.interpolated.services);
-  const dependsOf = (name: string) => dependencies(read.interpolated.services[name]!.depends_on);
+  const services = names.map((name) => serviceModel(name, read.interpolated.services[name]!, read.raw.services[name]!));
   return {
     file: given[0]!,
     files: read.files,
     dir,
     raw: (options.runner && (await composeV2Document(options.runner, read, dir))) ?? read.raw,
     variables: read.variables,
-    services: names.map((name) => serviceModel(name, read.interpolated.services[name]!, read.raw.services[name]!)),
-    config: loadSettings(dir, names, dependsOf),
+    services,
+    config: loadSettings(dir, names, (name) => services.find((service) => service.name === name)?.dependsOn ?? []),
   };
-}
-
-function dependencies(dependsOn: unknown): string[] {
-  if (Array.isArray(dependsOn)) return dependsOn.map(String);
-  return isPlainObject(dependsOn) ? Object.keys(dependsOn) : [];
 }
 
 function serviceModel(name: string, spec: Record<string, unknown>, raw: Record<string, unknown>): ComposeService {
@@ -85,7 +80,7 @@ function serviceModel(name: string, spec: Record<string, unknown>, raw: Record<s
     ...(spec.build !== undefined && spec.build !== null ? { build: buildModel(spec.build, raw.build) } : {}),
     ...(spec.healthcheck !== undefined ? { healthcheck: spec.healthcheck } : {}),
     ports: Array.isArray(spec.ports) ? spec.ports : [],
-    dependsOn: dependencies(spec.depends_on),
+    dependsOn: Array.isArray(spec.depends_on) ? spec.depends_on.map(String) : isPlainObject(spec.depends_on) ? Object.keys(spec.depends_on) : [],
     envFiles,
   };
 }
@@ -110,7 +105,7 @@ function buildModel(build: unknown, raw: unknown): NonNullable<ComposeService['b
   };
 }
 
-/** Compose v2's merge of the files, variables, paths and env files left as written (flags of v2.30 and later). */
+/** Compose v2's merge of the files, with variables, paths and env files left as written (recent v2 flags: an older v2 refuses them). */
 export function composeConfigCommand(files: string[], projectDir: string): Command {
   const target: ComposeTarget = { cli: ['docker', 'compose'], files, projectName: defaultProjectName(projectDir), projectDir };
   return composeCommand(

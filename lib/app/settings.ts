@@ -73,7 +73,7 @@ export const settingsSchema = z
         'debian-packages': z.array(z.string().regex(/^[a-z0-9][a-z0-9.+-]*$/)).min(1),
         images: z
           .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string().min(1))
-          .describe('Variable -> "base", or a Dockerfile (relative to the compose directory) built FROM the base.'),
+          .describe('A compose variable or a Dockerfile build ARG -> "base", or a Dockerfile (relative to the compose directory) built FROM the base.'),
       })
       .optional()
       .describe('Stand-ins for official base images on machines that cannot pull them, built from Debian packages.'),

@@ -8,6 +8,7 @@ import type { ComposeApp, ComposeService } from '../app/compose.ts';
 import { projectVariables } from '../app/compose-file.ts';
 import { interpolate } from '../app/interpolate.ts';
 import { imageName } from '../app/images.ts';
+import { offlineBuildArgs } from './base-images.ts';
 import type { Revision } from '../app/revision.ts';
 import {
   buildFlags,
@@ -107,6 +108,8 @@ export interface PlanOptions {
   now: string;
   /** Variables for `${...}` in build args: the shell's, the app's .env, offline base images. */
   vars: Record<string, string | undefined>;
+  /** Offline stand-ins by name; a Dockerfile ARG of that name gets its stand-in as a build arg. */
+  baseImages: Record<string, string>;
 }
 
 export function planImage(app: ComposeApp, service: ComposeService, options: PlanOptions): ImagePlan {
@@ -126,7 +129,8 @@ export function planImage(app: ComposeApp, service: ComposeService, options: Pla
     tags: options.tags,
     context: path.resolve(app.dir, build.context),
     ...(build.dockerfile ? { dockerfile: path.resolve(app.dir, build.context, build.dockerfile) } : {}),
-    buildArgs: Object.fromEntries(buildArgs),
+    // The compose file's own args win over a stand-in for an ARG of the same name.
+    buildArgs: { ...offlineBuildArgs(app, service, options.baseImages), ...Object.fromEntries(buildArgs) },
     labels: ociLabels({
       source: options.source,
       revision: options.revision,

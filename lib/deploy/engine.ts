@@ -341,6 +341,8 @@ export interface DeployRequest {
   registryToken?: Secret;
   /** New .env content for the server; undefined keeps the current one. */
   env?: string;
+  /** The app's compose needs variables, so a first deploy without `env` cannot start. */
+  envRequired: boolean;
   revision: string;
   reason: string;
   keep: number;
@@ -444,7 +446,7 @@ export async function deploy(session: Session, request: DeployRequest, report = 
     // Until the switch, a failure or interruption removes the new release: nothing changed for users.
     try {
       await timed(session, report, 'upload', `Uploading release ${id}`, () =>
-        runRemote(session, scripts.uploadScript(layout, { id, compose, releaseJson, env: request.env }), DEADLINES_MS.upload),
+        runRemote(session, scripts.uploadScript(layout, { id, compose, releaseJson, env: request.env, envRequired: request.envRequired }), DEADLINES_MS.upload),
       );
       if (backingUp) {
         const saved = await timed(session, report, 'backup', `Backing up the database of ${live}`, () =>

@@ -279,13 +279,17 @@ export interface ReleaseFiles {
   releaseJson: string;
   /** New .env content; without it the current release's .env carries over. */
   env?: string;
+  /** The app needs variables: without a .env to carry over, the first deploy stops. Otherwise it gets an empty one. */
+  envRequired: boolean;
 }
 
 /** Writes a new release directory, never an existing one; the .env is born 0600 (umask) and never echoed. */
 export function uploadScript(layout: RemoteLayout, files: ReleaseFiles): string {
   const envStep = files.env !== undefined
     ? writeFile(raw('"$rel/.env"'), files.env)
-    : sh`if [ -f "$deploy/current/.env" ]; then cp "$deploy/current/.env" "$rel/.env"; else rm -rf "$rel"; echo "the server has no .env yet" >&2; exit ${REMOTE_EXIT.noEnv}; fi`;
+    : files.envRequired
+      ? sh`if [ -f "$deploy/current/.env" ]; then cp "$deploy/current/.env" "$rel/.env"; else rm -rf "$rel"; echo "the server has no .env yet" >&2; exit ${REMOTE_EXIT.noEnv}; fi`
+      : sh`if [ -f "$deploy/current/.env" ]; then cp "$deploy/current/.env" "$rel/.env"; else : > "$rel/.env"; fi`;
   return remoteScript(layout, 'upload', sh`
 id=${files.id}
 rel="$deploy/releases/$id"
@@ -364,7 +368,8 @@ echo migrated
 /** Removes a release that never went live (its migration or upload failed). */
 export function discardReleaseScript(layout: RemoteLayout, id: string, auditLine: string): string {
   return remoteScript(layout, 'discard', sh`
-rm -rf "$deploy/releases/"${id}
+id=${id}
+rm -rf "$deploy/releases/$id"
 audit ${auditLine}
 `);
 }
@@ -376,10 +381,11 @@ id=${id}
 [ -d "$deploy/releases/$id" ] || { echo "release $id does not exist on the server" >&2; exit ${REMOTE_EXIT.noRelease}; }
 log=$(mktemp)
 if ! compose "$id" up -d --remove-orphans >"$log" 2>&1; then
-  tail -n 20 "$log" >&2; rm -f "$log"
-  # compose's last line says little; name the services that are not healthy.
+  tail -n 20 "$log" >&2
+  said=$(grep -v '^[[:space:]]*$' "$log" | tail -n 1 || true); rm -f "$log"
+  # The one-line error quotes compose's own last line and names the services that are not healthy.
   not_healthy=$(docker ps --all --filter "label=com.docker.compose.project=$project" --format '{{.Label "com.docker.compose.service"}} ({{.Status}})' | grep -v '(healthy)' | paste -sd, - || true)
-  echo "compose up failed; not healthy: \${not_healthy:-none}" >&2
+  echo "compose up failed: \${said:-no output}; not healthy: \${not_healthy:-none}" >&2
   exit 1
 fi
 rm -f "$log"
@@ -449,6 +455,7 @@ export function historyScript(layout: RemoteLayout, lines: number): string {
 /** Prints a release's record. */
 export function releaseRecordScript(layout: RemoteLayout, id: string): string {
   return remoteScript(layout, 'release-record', sh`
-cat "$deploy/releases/"${id}/release.json
+id=${id}
+cat "$deploy/releases/$id/release.json"
 `);
 }

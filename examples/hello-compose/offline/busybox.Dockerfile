@@ -3,7 +3,7 @@
 # Build: docker build -f offline/busybox.Dockerfile --build-arg BASE_IMAGE=<debian base> offline/
 ARG BASE_IMAGE
 FROM ${BASE_IMAGE} AS debian
-RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends busybox-static >/dev/null
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends busybox-static >/dev/null && rm -rf /var/lib/apt/lists/*
 
 FROM scratch
 COPY --from=debian /bin/busybox /bin/busybox

@@ -1,0 +1,332 @@
+// The deploy engine's branches without Docker or SSH: a scripted runner plays the server, answering
+// each remote script the way the real one would from a small model of the deploy path (releases,
+// their records, which went live, current, the lock, the audit log, what is running and healthy).
+import { describe, expect, it } from 'vitest';
+import type { ComposeApp } from '../../lib/app/compose.ts';
+import { EXIT, ToolError } from '../../lib/core/cli.ts';
+import { Runner, type Command, type Result } from '../../lib/core/exec.ts';
+import { createLogger } from '../../lib/core/log.ts';
+import { deploy, InterruptedError, newReport, rollback, rollbackTarget, type DeployRequest, type ServerState, type Session } from '../../lib/deploy/engine.ts';
+import { REMOTE_EXIT } from '../../lib/deploy/remote-scripts.ts';
+
+interface Release {
+  previous: string | null;
+  live: boolean;
+}
+
+type Step = 'preflight' | 'pull' | 'lock' | 'unlock' | 'upload' | 'backup' | 'migrate' | 'up' | 'finish' | 'discard' | 'audit';
+
+/** Which remote script a command carries, from text every version of it has. */
+function stepOf(script: string): Step {
+  const markers: [Step, string][] = [
+    ['preflight', 'disk_free_kb='],
+    ['pull', 'docker pull'],
+    ['unlock', 'echo unlocked'],
+    ['lock', 'mkdir "$deploy/lock"'],
+    ['upload', 'echo uploaded'],
+    ['backup', 'exec -T'],
+    ['migrate', 'echo migrated'],
+    ['up', 'echo started'],
+    ['finish', 'current.new'],
+    ['discard', 'rm -rf "$deploy/releases/'],
+  ];
+  return markers.find(([, marker]) => script.includes(marker))?.[0] ?? 'audit';
+}
+
+/** The release id a script works on: `id=ID`, or the releases/ID path older scripts used. */
+function idOf(script: string): string {
+  return (/^id=(\S+)$/m.exec(script) ?? /releases\/["']?([\w.-]+)/.exec(script))![1]!;
+}
+
+/** The JSON lines a script appends to the audit log. */
+function auditLinesOf(script: string): Record<string, unknown>[] {
+  return [...script.matchAll(/^\s*audit '(.*)'$/gm)].map((match) => JSON.parse(match[1]!.replace(/'\\''/g, "'")) as Record<string, unknown>);
+}
+
+class FakeServer extends Runner {
+  current: string | undefined;
+  releases = new Map<string, Release>();
+  locked = false;
+  running: string | undefined;
+  audit: Record<string, unknown>[] = [];
+  steps: Step[] = [];
+  scripts: Partial<Record<Step, string>> = {};
+  /** Releases whose containers never become healthy. */
+  unhealthy = new Set<string>();
+  /** Remote steps that fail, with their exit code and last line. */
+  failing = new Map<Step, [number, string]>();
+  /** Runs as a step starts: another deploy finishing meanwhile, a signal arriving. */
+  during = new Map<Step, () => void>();
+
+  constructor(releases: [string, Release][], current?: string) {
+    super({ logger: createLogger({ prefix: 'test', quiet: true }) });
+    for (const [id, release] of releases) this.releases.set(id, release);
+    this.current = current;
+    this.running = current;
+  }
+
+  stateLines(): string {
+    const lines = this.current ? [`current=${this.current}`, 'current_compose_sha=old', 'current_env_sha=old'] : [];
+    // The one-line list older scripts printed, so this server also answers the engine before issue 9.
+    lines.push(`releases=${[...this.releases.keys()].join(' ')}`);
+    for (const [id, release] of this.releases) {
+      lines.push(`release=${id}`, `record=${JSON.stringify({ id, previous: release.previous })}`);
+      if (release.live) lines.push(`live=${id}`);
+    }
+    return `${lines.join('\n')}\n`;
+  }
+
+  override async attempt(command: Command): Promise<Result> {
+    const ok = (stdout = ''): Result => ({ exitCode: 0, stdout, stderr: '', skipped: false, durationMs: 0 });
+    const remote = command.argv.at(-1) ?? '';
+    if (typeof command.input !== 'string') {
+      // Container status for the checks: one container per service of the release that runs.
+      if (remote.includes('docker ps')) return ok(this.running ? 'c1\n' : '');
+      if (remote.includes('docker inspect')) return ok(`{"service":"api","state":"running","health":"${this.unhealthy.has(this.running ?? '') ? 'unhealthy' : 'healthy'}"}\n`);
+      return ok();
+    }
+    const script = command.input;
+    const step = stepOf(script);
+    this.steps.push(step);
+    this.scripts[step] = script;
+    this.during.get(step)?.();
+    const failure = this.failing.get(step);
+    if (failure) return { exitCode: failure[0], stdout: '', stderr: `${failure[1]}\n`, skipped: false, durationMs: 0 };
+    this.audit.push(...auditLinesOf(script));
+    switch (step) {
+      case 'preflight':
+        return ok(`docker=20.10\ncompose=docker-compose 1.29\ndisk_free_kb=9999999\n${this.stateLines()}`);
+      case 'lock':
+        if (this.locked) return ok('held {"who":"someone"}\n');
+        this.locked = true;
+        return ok(`locked\n${this.stateLines()}`);
+      case 'unlock':
+        this.locked = false;
+        return ok('unlocked\n');
+      case 'upload': {
+        const record = JSON.parse(/<<'(AIDD_\w+)'\n(\{\n {2}"id"[\s\S]*?)\n\1/.exec(script)![2]!) as { previous: string | null };
+        this.releases.set(idOf(script), { previous: record.previous, live: false });
+        return ok('uploaded\n');
+      }
+      case 'up':
+        this.running = idOf(script);
+        return ok('started\n');
+      case 'finish': {
+        const id = idOf(script);
+        this.current = id;
+        this.releases.get(id)!.live = true;
+        return ok();
+      }
+      case 'discard':
+        this.releases.delete(idOf(script));
+        return ok();
+      default:
+        return ok();
+    }
+  }
+
+  /** A deploy by someone else: a new release, live and current. */
+  otherDeploy(id: string): void {
+    this.releases.set(id, { previous: this.current ?? null, live: true });
+    this.current = id;
+    this.running = id;
+  }
+}
+
+const app = {
+  file: 'docker-compose.yml',
+  files: ['docker-compose.yml'],
+  dir: '/app',
+  raw: { services: { api: { image: 'reg/me/aidd-api:latest' }, postgres: { image: 'postgres:16' } } },
+  variables: [],
+  services: [{ name: 'api', ports: [], dependsOn: [], envFiles: [] }],
+  config: {
+    imageName: 'aidd-{service}',
+    smoke: [],
+    migrate: { service: 'api', command: ['migrate'], needs: ['postgres'] },
+    backup: { service: 'postgres', command: 'pg_dump', extension: 'dump' },
+  },
+} as unknown as ComposeApp;
+
+const request: DeployRequest = { app, refs: { api: 'reg/me/aidd-api:v2' }, registry: 'reg', envRequired: true, revision: 'abc123', reason: 'test', keep: 5, healthTimeoutMs: 300 };
+
+function session(server: FakeServer): Session {
+  return {
+    runner: server,
+    logger: createLogger({ prefix: 'test', quiet: true }),
+    ssh: { host: 'server', port: 22, user: 'deploy', keyFile: '/k', knownHostsFile: '/kh', controlPath: '/c' },
+    layout: { deployPath: '/opt/aidd', project: 'aidd' },
+  };
+}
+
+async function failure(run: Promise<unknown>): Promise<ToolError> {
+  try {
+    await run;
+  } catch (error) {
+    return error as ToolError;
+  }
+  throw new Error('the run did not fail');
+}
+
+const twoLive: [string, Release][] = [
+  ['r1', { previous: null, live: true }],
+  ['r2', { previous: 'r1', live: true }],
+];
+
+describe('deploy engine, against a scripted server', () => {
+  it('deploys: upload, backup of the live release, migrate, switch, finish; the record points at the release it replaced', async () => {
+    const server = new FakeServer(twoLive, 'r2');
+    const report = await deploy(session(server), request);
+    expect(report).toMatchObject({ ok: true, result: 'deployed', previous: 'r2', backup: `${report.release}.dump` });
+    expect(server.steps).toEqual(['preflight', 'pull', 'lock', 'upload', 'backup', 'migrate', 'up', 'finish', 'unlock']);
+    expect(server.current).toBe(report.release);
+    expect(server.releases.get(report.release!)).toEqual({ previous: 'r2', live: true });
+    // Pruning keeps the release a rollback from the new one goes to.
+    expect(server.scripts.finish).toMatch(/^protected=\(\S+ r2\)$/m);
+  });
+
+  it('decides from the state read under the lock: another deploy that finished meanwhile is backed up, recorded and restored', async () => {
+    const server = new FakeServer(twoLive, 'r2');
+    server.during.set('lock', () => server.otherDeploy('r3'));
+    server.during.set('up', () => {
+      const id = idOf(server.scripts.up!);
+      if (id !== 'r3') server.unhealthy.add(id);
+    });
+    const report = await deploy(session(server), request);
+    expect(report).toMatchObject({ result: 'rolled-back', previous: 'r3' });
+    expect(server.scripts.backup).toMatch(/^current=r3$/m);
+    expect(server.audit.at(-1)).toMatchObject({ result: 'rolled-back', restored: 'r3', previous: 'r3' });
+    expect(server.running).toBe('r3');
+    expect(server.current).toBe('r3');
+  });
+
+  it('a failure before the switch discards the new release; the report keeps the failed step and the backup', async () => {
+    const server = new FakeServer(twoLive, 'r2');
+    server.failing.set('migrate', [REMOTE_EXIT.migrateFailed, 'migration failed']);
+    const report = newReport('deploy');
+    const error = await failure(deploy(session(server), request, report));
+    expect(error.message).toMatch(/migration failed/);
+    expect(report).toMatchObject({ ok: false, failedStep: 'migrate', backup: `${report.release}.dump` });
+    expect(server.steps.slice(-2)).toEqual(['discard', 'unlock']);
+    expect(server.releases.has(report.release!)).toBe(false);
+    expect(server.audit.at(-1)).toMatchObject({ result: 'failed', step: 'migrate' });
+    expect(server.current).toBe('r2');
+    expect(server.locked).toBe(false);
+  });
+
+  it('an unhealthy release rolls back to the one live before it, and is removed', async () => {
+    const server = new FakeServer(twoLive, 'r2');
+    server.during.set('up', () => {
+      const id = idOf(server.scripts.up!);
+      if (id !== 'r2') server.unhealthy.add(id);
+    });
+    const report = await deploy(session(server), request);
+    expect(report).toMatchObject({ ok: false, result: 'rolled-back', failedStep: 'verify' });
+    expect(server.running).toBe('r2');
+    expect(server.releases.has(report.release!)).toBe(false);
+  });
+
+  it('refuses to migrate without a backup when the database cannot be dumped, and migrates with --no-backup (audited)', async () => {
+    const server = new FakeServer(twoLive, 'r2');
+    server.failing.set('backup', [REMOTE_EXIT.backupFailed, 'no running postgres container to back up']);
+    const error = await failure(deploy(session(server), request));
+    expect(error.message).toMatch(/no running postgres container to back up; nothing was migrated\. Pass --no-backup/);
+    expect(server.steps).not.toContain('migrate');
+    expect(server.current).toBe('r2');
+
+    const again = new FakeServer(twoLive, 'r2');
+    const report = await deploy(session(again), { ...request, noBackup: true });
+    expect(report.ok).toBe(true);
+    expect(again.steps).not.toContain('backup');
+    expect(again.audit.at(-1)).toMatchObject({ result: 'deployed', backup: 'skipped: --no-backup' });
+  });
+
+  it('refuses a migration when aidd.yml has no backup, unless --no-backup', async () => {
+    const noBackup = { ...app, config: { ...app.config, backup: undefined } } as ComposeApp;
+    const server = new FakeServer(twoLive, 'r2');
+    const error = await failure(deploy(session(server), { ...request, app: noBackup }));
+    expect(error.exitCode).toBe(EXIT.usage);
+    expect(server.steps).not.toContain('upload');
+    expect((await deploy(session(new FakeServer(twoLive, 'r2')), { ...request, app: noBackup, noBackup: true })).ok).toBe(true);
+  });
+
+  it.each(['upload', 'backup', 'migrate'] as const)('a signal during %s stops before the switch and removes the release', async (step) => {
+    const server = new FakeServer(twoLive, 'r2');
+    const run = session(server);
+    server.during.set(step, () => (run.interrupted = 'SIGINT'));
+    const report = newReport('deploy');
+    const error = await failure(deploy(run, request, report));
+    expect(error).toBeInstanceOf(InterruptedError);
+    expect(error.exitCode).toBe(130);
+    expect(server.steps).not.toContain('up');
+    expect(server.releases.has(report.release!)).toBe(false);
+    expect(server.audit.at(-1)).toMatchObject({ action: 'interrupted' });
+    expect(server.locked).toBe(false);
+  });
+
+  it('a signal during the switch leaves current alone and the release never counts as live', async () => {
+    const server = new FakeServer(twoLive, 'r2');
+    const run = session(server);
+    server.during.set('up', () => (run.interrupted = 'SIGTERM'));
+    const report = newReport('deploy');
+    const error = await failure(deploy(run, request, report));
+    expect(error.exitCode).toBe(143);
+    expect(server.current).toBe('r2');
+    expect(server.releases.get(report.release!)).toEqual({ previous: 'r2', live: false });
+    expect(server.audit.at(-1)).toMatchObject({ action: 'interrupted', step: 'switch' });
+    expect(server.locked).toBe(false);
+  });
+
+  it('refuses while another run holds the lock, before pulling', async () => {
+    const server = new FakeServer(twoLive, 'r2');
+    server.locked = true;
+    const preflight = server.attempt.bind(server);
+    server.attempt = async (command) => {
+      const result = await preflight(command);
+      return stepOf(String(command.input ?? '')) === 'preflight' ? { ...result, stdout: `${result.stdout}lock={"who":"ana"}\n` } : result;
+    };
+    const error = await failure(deploy(session(server), request));
+    expect(error.exitCode).toBe(EXIT.refused);
+    expect(server.steps).toEqual(['preflight']);
+  });
+});
+
+describe('rollback target', () => {
+  it('follows the chain of releases that went live, skipping one interrupted at the switch', async () => {
+    // r3 was switched to but interrupted before it was verified: it never went live.
+    const server = new FakeServer(
+      [
+        ['r1', { previous: null, live: true }],
+        ['r2', { previous: 'r1', live: true }],
+        ['r3', { previous: 'r2', live: false }],
+        ['r4', { previous: 'r2', live: true }],
+      ],
+      'r4',
+    );
+    const report = await rollback(session(server), { app, reason: 'test', healthTimeoutMs: 300 });
+    expect(report).toMatchObject({ ok: true, release: 'r2', previous: 'r4' });
+    expect(server.current).toBe('r2');
+    // A second rollback keeps going back along the chain.
+    expect((await rollback(session(server), { app, reason: 'test', healthTimeoutMs: 300 })).release).toBe('r1');
+  });
+
+  it('is the first release on the chain still kept and live', () => {
+    const state: ServerState = {
+      current: 'r5',
+      releases: ['r1', 'r3', 'r4', 'r5'],
+      records: { r5: { previous: 'r4' }, r4: { previous: 'r2' }, r3: { previous: 'r1' } },
+      live: ['r1', 'r5'],
+    };
+    // r4 never went live, r2 was pruned; r3 is not on the chain at all.
+    expect(rollbackTarget(state)).toBeUndefined();
+    expect(rollbackTarget({ ...state, live: ['r1', 'r3', 'r4', 'r5'] })).toBe('r4');
+    expect(rollbackTarget({ ...state, records: { ...state.records, r4: { previous: 'r4' } }, live: [] })).toBeUndefined();
+  });
+
+  it('says when there is nothing to roll back to', async () => {
+    const server = new FakeServer([['r1', { previous: null, live: true }]], 'r1');
+    const error = await failure(rollback(session(server), { app, reason: 'test', healthTimeoutMs: 300 }));
+    expect(error.message).toBe('no release that went live before r1 is kept on the server; see --history');
+    expect(server.locked).toBe(false);
+  });
+});
