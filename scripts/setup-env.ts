@@ -58,7 +58,8 @@ const spec: ScriptSpec = {
   examples: [
     'npx tsx scripts/setup-env.ts',
     'npx tsx scripts/setup-env.ts --target production --check --json',
-    'POSTGRES_PASSWORD=... BOT_TOKEN=... npx tsx scripts/setup-env.ts --target production --set IMAGE_OWNER=acme',
+    'DB_PASSWORD=... npx tsx scripts/setup-env.ts --compose ../shop/docker-compose.yml --target production --set SHOP_NAME=acme',
+    'npx tsx scripts/setup-env.ts --compose ../shop/docker-compose.yml --write-templates',
     'npx tsx scripts/setup-env.ts --target production --from-env --generate   # in CI, from the job secrets',
   ],
 };

@@ -382,8 +382,9 @@ id=${id}
 log=$(mktemp)
 if ! compose "$id" up -d --remove-orphans >"$log" 2>&1; then
   tail -n 20 "$log" >&2
-  said=$(grep -v '^[[:space:]]*$' "$log" | tail -n 1 || true); rm -f "$log"
-  # The one-line error quotes compose's own last line and names the services that are not healthy.
+  # compose v1 ends with a generic "Encountered errors"; its "ERROR: for SERVICE" line says what broke.
+  said=$( { grep -E '^ERROR: for |[Ee]rror' "$log" | grep -v 'Encountered errors' || grep -v '^[[:space:]]*$' "$log"; } | tail -n 1 || true); rm -f "$log"
+  # The one-line error quotes compose's own words and names the services that are not healthy.
   not_healthy=$(docker ps --all --filter "label=com.docker.compose.project=$project" --format '{{.Label "com.docker.compose.service"}} ({{.Status}})' | grep -v '(healthy)' | paste -sd, - || true)
   echo "compose up failed: \${said:-no output}; not healthy: \${not_healthy:-none}" >&2
   exit 1

@@ -35,7 +35,7 @@ export interface VariableSpec {
   format: Format;
   /** The value the app uses when the variable is unset. */
   default?: string;
-  /** Written into a target's template instead of the default, e.g. BOT_MODE=offline for local. */
+  /** Written into a target's template instead of the default, e.g. an offline mode for local development. */
   templateValue?: Partial<Record<Target, string>>;
   /** An optional override: commented out in templates, where it shows this example. */
   override?: { example: string };

@@ -4,6 +4,7 @@
 // a no-op redeploy, --rollback, --status, --history. A fixture whose compose file needs variables but
 // whose aidd.yml declares none is checked by setup-env and deployed. Bad input changes nothing.
 import { cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
@@ -319,13 +320,16 @@ describe('any compose app: Hello Compose and a fixture with variables, built, de
       expect(result.problems.map((problem) => problem.name).sort()).toEqual(['API_KEY', 'GREETING']);
     });
 
+    const project = `${owner}-vars`;
+    let port: number;
+    let images: string;
+
     it('deploys with a complete .env, whose values reach the container and never the output', async () => {
       expect(v1, 'the Hello Compose images of the first build-push').toBeDefined();
-      const port = await freePort();
+      port = await freePort();
       const envFile = writeScratch('needs-vars-complete.env', `GREETING=Hello from a fixture\nAPI_KEY=${apiKey}\nPORT=${port}\n`, 0o600);
       const web = v1.images.find((image) => image.service === 'web')!;
-      const images = imagesFile('needs-vars', { images: [{ ...web, service: 'greeter' }] });
-      const project = `${owner}-vars`;
+      images = imagesFile('needs-vars', { images: [{ ...web, service: 'greeter' }] });
       const run = await deploy(FIXTURE, ['--images-from', images, '--server-env', envFile], project);
       expect(run.code, run.stderr).toBe(0);
       expect((JSON.parse(run.stdout) as { result: string }).result).toBe('deployed');
@@ -334,6 +338,24 @@ describe('any compose app: Hello Compose and a fixture with variables, built, de
       const env = (await runner.run({ argv: ['docker', 'inspect', '--format', '{{json .Config.Env}}', id], readOnly: true })).stdout;
       expect(JSON.parse(env)).toEqual(expect.arrayContaining(['GREETING=Hello from a fixture', `API_KEY=${apiKey}`]));
       expect(transcript.some((text) => text.includes(apiKey))).toBe(false);
+    });
+
+    it("a release compose cannot start: the error quotes compose and names the service, and the previous release serves", async () => {
+      // A port something else holds on the server: compose up fails for this one service.
+      const blocker = net.createServer();
+      await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+      try {
+        const busy = (blocker.address() as net.AddressInfo).port;
+        const envFile = writeScratch('needs-vars-busy.env', `GREETING=Hello again\nAPI_KEY=${apiKey}\nPORT=${busy}\n`, 0o600);
+        const run = await deploy(FIXTURE, ['--images-from', images, '--server-env', envFile], project);
+        expect(run.code, run.stderr).toBe(4);
+        const report = JSON.parse(run.stdout) as { result: string; error: string };
+        expect(report.result).toBe('rolled-back');
+        expect(report.error).toMatch(/compose up failed: .*greeter.*(address already in use|port is already allocated)/);
+        expect(await page(`http://127.0.0.1:${port}/health.json`)).toContain('ok');
+      } finally {
+        blocker.close();
+      }
     });
   });
 
