@@ -113,3 +113,16 @@ committed_stack() {
   [[ "$output" != *latest* ]]
   [[ "$stderr" == *"uncommitted changes: tagging :${sha}-dirty only, never :latest"* ]]
 }
+
+@test "build-push and ssh-deploy refuse a compose file that compose itself rejects, in one line, before anything runs" {
+  local bad="${ROOT}/test/fixtures/compose/bad/service-not-mapping.yml"
+  REGISTRY_TOKEN=t0ken-for-nothing run --separate-stderr script build-push --compose "${bad}" --owner acme --username me
+  assert_failure 2
+  assert_regex "$stderr" '^build-push: error: compose file .*/service-not-mapping\.yml: services\.app must be a mapping$'
+  assert_equal "$(grep -c . <<<"$stderr")" 1
+  assert_equal "$output" ''
+  run --separate-stderr script ssh-deploy --compose "${bad}" --host 127.0.0.1 --user deploy --owner acme
+  assert_failure 2
+  assert_regex "$stderr" '^ssh-deploy: error: compose file .*/service-not-mapping\.yml: services\.app must be a mapping$'
+  assert_equal "$(grep -c . <<<"$stderr")" 1
+}

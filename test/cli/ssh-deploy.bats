@@ -87,3 +87,20 @@ teardown() {
   assert_failure 2
   assert_equal "$stderr" "ssh-deploy: error: --server-env $scratch/none does not exist; create it with: npx tsx scripts/setup-env.ts --target production --file $scratch/none"
 }
+
+@test "ssh-deploy on an app outside git says so, and its --dry-run plan shows no value of the uploaded .env" {
+  cp -r "${ROOT}/examples/hello-compose" "$scratch/app"
+  printf 'OPENAI_API_KEY=sk-live-%s\nSHOP_TITLE=title-%s\n' "$RANDOM$RANDOM$RANDOM" "$RANDOM$RANDOM" > "$scratch/app.env"
+  chmod 600 "$scratch/app.env"
+  run --separate-stderr script ssh-deploy --dry-run --compose "$scratch/app/docker-compose.yml" --host 192.0.2.1 --user deploy \
+    --key "$scratch/key" --known-hosts "$scratch/known_hosts" --owner me --registry 127.0.0.1:5000 --server-env "$scratch/app.env"
+  assert_success
+  [[ "$stderr" == *"ssh-deploy: warning: $scratch/app is not in a git repository with a commit; the release records revision \"unknown\""* ]]
+  [[ "$stderr" == *'"revision": "unknown"'* ]]
+  [[ "$stderr" == *"image: 127.0.0.1:5000/me/hello-web:latest"* ]]
+  # The release keeps the x-app extension field as written; no service keeps its build:.
+  [[ "$stderr" != *"|     build:"* ]]
+  for value in $(cut -d= -f2 "$scratch/app.env"); do
+    [[ "$stderr" != *"$value"* ]]
+  done
+}
