@@ -147,7 +147,7 @@ await runScript(spec, async (values) => {
         await runner.run(ssh(`docker login ${registry.address} --username ${registry.user} --password-stdin`, registry.password.reveal()));
         // Only the app images: the database image is local on this offline machine.
         await runner.run(ssh(`cd ${dir} && docker-compose pull --quiet ${builtServices(registryApp, { registry: registry.address, owner }).map((service) => service.name).join(' ')}`));
-        await runner.run(ssh(`cd ${dir} && docker-compose up -d`));
+        await runner.run(ssh(`cd ${dir} && docker-compose run --rm -T api migrate && docker-compose up -d`));
         await runner.run(ssh(`cd ${dir} && for i in $(seq 1 180); do [ -z "$(docker-compose ps | grep -E 'starting|unhealthy')" ] && exit 0; sleep 1; done; exit 1`));
       },
     };

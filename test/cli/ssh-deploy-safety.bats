@@ -23,6 +23,11 @@ teardown() {
   rm -rf "$scratch"
 }
 
+# What the scripts left in TMPDIR, besides tsx's own cache.
+leftovers() {
+  ls -A "$TMPDIR" | grep -v '^tsx-' || true
+}
+
 # A TCP port that accepts connections and never answers: ssh waits there until its timeout.
 silent_server() {
   node -e 'const s = require("net").createServer(() => {}).listen(0, "127.0.0.1", () => require("fs").writeFileSync(process.argv[1], String(s.address().port)))' "$scratch/port" &
@@ -66,14 +71,14 @@ silent_server() {
   run --separate-stderr script ssh-deploy --host 192.0.2.1 --user deploy --known-hosts "$scratch/none" --images-from "$images"
   assert_failure 2
   [[ "$stderr" == *"known_hosts file $scratch/none does not exist"* ]]
-  assert_equal "$(ls -A "$TMPDIR")" ""
+  assert_equal "$(leftovers)" ""
 }
 
 @test "the private SSH directory is gone after a failed connection, and --json still prints one JSON object" {
   export SSH_KEY="$(cat "$scratch/key")"
   run --separate-stderr script ssh-deploy --host 127.0.0.1 --port "$(silent_server)" --user deploy --known-hosts "$scratch/known_hosts" --images-from "$images" --json
   assert_failure 2
-  assert_equal "$(ls -A "$TMPDIR")" ""
+  assert_equal "$(leftovers)" ""
   assert_equal "$(jq -r '[.ok, .action, .result, .failedStep] | join(" ")' <<<"$output")" "false deploy failed connect"
   [[ "$(jq -r .error <<<"$output")" == "cannot reach 127.0.0.1:"* ]]
 }
@@ -90,8 +95,8 @@ silent_server() {
   "$TSX" "$ROOT/scripts/ssh-deploy.ts" --host 127.0.0.1 --port "$(silent_server)" --user deploy --known-hosts "$scratch/known_hosts" --images-from "$images" --json \
     </dev/null >"$scratch/out" 2>"$scratch/err" &
   local pid=$!
-  for _ in $(seq 100); do [ -n "$(ls -A "$TMPDIR")" ] && break; sleep 0.1; done
-  [ -n "$(ls -A "$TMPDIR")" ]
+  for _ in $(seq 100); do [ -n "$(leftovers)" ] && break; sleep 0.1; done
+  [ -n "$(leftovers)" ]
   sleep 0.5
   kill -INT "$pid"
   sleep 0.5
@@ -99,7 +104,7 @@ silent_server() {
   local code=0
   wait "$pid" || code=$?
   assert_equal "$code" 130
-  assert_equal "$(ls -A "$TMPDIR")" ""
+  assert_equal "$(leftovers)" ""
   assert_equal "$(jq -r '[.ok, .result] | join(" ")' "$scratch/out")" "false failed"
 }
 

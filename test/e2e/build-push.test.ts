@@ -209,6 +209,8 @@ describe('build-push on a real engine and registry', () => {
       const pulled = await runner.run({ argv: ['docker', 'image', 'ls', '--digests', '--format', '{{.Repository}}@{{.Digest}}', `${registry.address}/${owner}/*`], readOnly: true });
       expect(pulled.stdout.split('\n').filter(Boolean).sort()).toEqual(published.map((image) => image.ref).sort());
 
+      // As on a server: migrations are a one-off step before the stack starts (the api never migrates there).
+      await runner.run(compose(['run', '--rm', '-T', 'api', 'migrate']));
       await runner.run(compose(['up', '--detach']));
       const outcomes = await runSmoke(localAccess(runner, target.projectName), {
         services: app.services.map((service) => service.name),

@@ -1,6 +1,10 @@
 #!/bin/sh
 # api entrypoint: "migrate" | "serve" (default) | any other command.
-# Migrations always run before serving, so the api never serves a half-migrated database.
+# Expand/contract: on a server, migrations run only as the deploy's one-off `migrate` step, before the new
+# release goes live, and every migration keeps the previous release working. So `serve` never migrates
+# there: an older release brought back by a rollback starts against a schema one step newer than its own
+# (its alembic would fail with "Can't locate revision"). MIGRATE_ON_START=1, set only by the local compose
+# file, migrates first for `docker compose up` on a laptop.
 set -eu
 cd /app
 
@@ -19,7 +23,7 @@ case "$cmd" in
         migrate
         ;;
     serve)
-        migrate
+        if [ "${MIGRATE_ON_START:-0}" = 1 ]; then migrate; fi
         # exec: uvicorn becomes PID 1 and receives SIGTERM directly.
         exec python3 -m uvicorn app.main:app --host 0.0.0.0 --port 8000
         ;;
