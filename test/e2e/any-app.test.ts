@@ -3,7 +3,7 @@
 // database) goes through build-push and ssh-deploy: first deploy without any .env, a second release,
 // a no-op redeploy, --rollback, --status, --history. A fixture whose compose file needs variables but
 // whose aidd.yml declares none is checked by setup-env and deployed. Bad input changes nothing.
-import { cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -14,7 +14,7 @@ import type { Command } from '../../lib/core/exec.ts';
 import { freePort } from '../../lib/core/net.ts';
 import { startRegistry, startSshServer, type Registry, type SshServer } from '../../lib/sandbox/sandbox.ts';
 import { REPO_ROOT, scriptArgv } from '../../lib/app/target.ts';
-import { buildPushEnv, requireDocker, SANDBOX_DIR, tempDir, testRunner, uniqueName } from './harness.ts';
+import { buildPushEnv, handshakes, requireDocker, SANDBOX_DIR, snapshot, tempDir, testRunner, uniqueName } from './harness.ts';
 
 const runner = testRunner();
 const owner = uniqueName('any-app');
@@ -132,26 +132,6 @@ function releaseRecord(id: string): { revision: string; images: Record<string, s
 
 function readAudit(): Record<string, unknown>[] {
   return readFileSync(path.join(deployDir, 'deploys.log'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
-}
-
-/** Names, sizes and times of everything under the deploy dir: proof that a refused run changed nothing. */
-function snapshot(dir = deployDir): string[] {
-  const entries: string[] = [];
-  if (!existsSync(dir)) return entries;
-  const walk = (current: string) => {
-    for (const name of readdirSync(current)) {
-      const full = path.join(current, name);
-      const stat = lstatSync(full);
-      entries.push(`${path.relative(dir, full)} ${stat.size} ${stat.mtimeMs}`);
-      if (stat.isDirectory()) walk(full);
-    }
-  };
-  walk(dir);
-  return entries.sort();
-}
-
-function handshakes(): number {
-  return (readFileSync(server.logFile, 'utf8').match(/Accepted publickey/g) ?? []).length;
 }
 
 /** Requests that write to this run's repositories (blob uploads, manifest puts), from the registry's access log. */
@@ -367,14 +347,14 @@ describe('any compose app: Hello Compose and a fixture with variables, built, de
 
     it.each(cases)('%s', async (_name, edit, message) => {
       const bad = await committedCopy(HELLO_SOURCE, 'hello-compose', edit);
-      const [images, writes, files, connections] = [await localImages(`${registry.address}/${owner}/*`), registryWrites(), snapshot(), handshakes()];
+      const [images, writes, files, connections] = [await localImages(`${registry.address}/${owner}/*`), registryWrites(), snapshot(deployDir), handshakes(server.logFile)];
       expectOneLineRefusal(await buildPush(bad), 'build-push', message);
       const deployed = await deploy(bad.compose, ['--owner', owner]);
       expectOneLineRefusal(deployed, 'ssh-deploy', message);
       expect(await localImages(`${registry.address}/${owner}/*`)).toEqual(images);
       expect(registryWrites()).toBe(writes);
-      expect(snapshot()).toEqual(files);
-      expect(handshakes()).toBe(connections);
+      expect(snapshot(deployDir)).toEqual(files);
+      expect(handshakes(server.logFile)).toBe(connections);
     });
 
     it('an image: without a registry host while pushing', async () => {

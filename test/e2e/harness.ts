@@ -1,6 +1,6 @@
 // Shared set-up for tests that drive the real Docker engine, registry and sshd on loopback.
 import { randomBytes } from 'node:crypto';
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { resolveBaseImages } from '../../lib/build/base-images.ts';
@@ -126,4 +126,25 @@ export function buildPushEnv(registry: Registry, owner: string, dockerConfig: st
     GITHUB_SERVER_URL: undefined,
     GITHUB_REPOSITORY: undefined,
   };
+}
+
+/** Names, sizes and times of everything under a deploy dir: proof that a refused run changed nothing. */
+export function snapshot(dir: string): string[] {
+  const entries: string[] = [];
+  if (!existsSync(dir)) return entries;
+  const walk = (current: string) => {
+    for (const name of readdirSync(current)) {
+      const full = path.join(current, name);
+      const stat = lstatSync(full);
+      entries.push(`${path.relative(dir, full)} ${stat.size} ${stat.mtimeMs}`);
+      if (stat.isDirectory()) walk(full);
+    }
+  };
+  walk(dir);
+  return entries.sort();
+}
+
+/** SSH authentications the sandbox sshd logged: each is one handshake. */
+export function handshakes(sshdLog: string): number {
+  return (readFileSync(sshdLog, 'utf8').match(/Accepted publickey/g) ?? []).length;
 }

@@ -13,19 +13,11 @@ import { mergeDocuments, readComposeFiles, releaseCompose, withOverrideFile } fr
 import { EXIT, UsageError } from '../../lib/core/cli.ts';
 import type { Command, Result, Runner } from '../../lib/core/exec.ts';
 import { REPO_ROOT } from '../../lib/app/target.ts';
+import { thrown } from './thrown.ts';
 
 const FIXTURES = path.join(REPO_ROOT, 'test', 'fixtures', 'compose');
 const fixture = (...parts: string[]) => path.join(FIXTURES, ...parts);
 const read = (files: string[], vars: Record<string, string> = {}) => readComposeFiles(files.map((file) => fixture(file)), { vars, onMissing: 'error' });
-
-function thrown(run: () => unknown): UsageError {
-  try {
-    run();
-  } catch (error) {
-    return error as UsageError;
-  }
-  throw new Error('expected an error');
-}
 
 function tempDir(files: Record<string, string>): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'aidd-compose-'));

@@ -7,21 +7,13 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { readFileSync } from 'node:fs';
-import { EXIT, UsageError } from '../../lib/core/cli.ts';
+import { EXIT } from '../../lib/core/cli.ts';
 import { interpolate, interpolateDocument, interpolationDefaults, variableReferences } from '../../lib/app/interpolate.ts';
 import { REPO_ROOT } from '../../lib/app/target.ts';
+import { thrown } from './thrown.ts';
 
 const FIXTURES = path.join(REPO_ROOT, 'test', 'fixtures', 'compose', 'interpolation');
 const fixture = (name: string) => parseYaml(readFileSync(path.join(FIXTURES, name), 'utf8')) as Record<string, unknown>;
-
-function thrown(run: () => unknown): UsageError {
-  try {
-    run();
-  } catch (error) {
-    return error as UsageError;
-  }
-  throw new Error('expected an error');
-}
 
 describe('interpolation of one string', () => {
   const vars = { SET: 'value', EMPTY: '', OWNER: 'acme' };
