@@ -1,5 +1,6 @@
 // Deploy the registry images to a server over SSH: health-checked, locked, audited, reversible.
 import { readFileSync } from 'node:fs';
+import * as prompts from '@clack/prompts';
 import { EXIT, isInteractive, parseSeconds, runScript, stringValue, ToolError, UsageError, type ScriptSpec, type Values } from '../lib/core/cli.ts';
 import { defaultProjectName, loadComposeApp, type ComposeApp } from '../lib/app/compose.ts';
 import {
@@ -11,6 +12,7 @@ import {
   describeActor,
   history,
   newReport,
+  restoreBackup,
   rollback,
   status,
   type DeployReport,
@@ -23,6 +25,7 @@ import { appEnvSchema } from '../lib/env/app-env.ts';
 import { findVariable, validate } from '../lib/env/env-schema.ts';
 import { deployWalkthrough, type WalkthroughResult } from '../lib/deploy/walkthrough.ts';
 import { Runner } from '../lib/core/exec.ts';
+import { answered, cancelled } from '../lib/core/prompts.ts';
 import { notifyTargetsFromEnv, NOTIFY_VARIABLES, sendNotifications } from '../lib/deploy/notify.ts';
 import { createLogger, printJson, type Logger } from '../lib/core/log.ts';
 import { registerSecret, Secret } from '../lib/core/secrets.ts';
@@ -58,6 +61,12 @@ const spec: ScriptSpec = {
     keep: { type: 'string', value: 'N', env: 'AIDD_KEEP_RELEASES', help: 'Releases and backups to keep on the server (default 5).' },
     timeout: { type: 'string', value: 'SECONDS', help: 'Deadline for the new release to become healthy (default 180).' },
     'no-backup': { type: 'boolean', help: 'Migrate without backing up the database first (recorded in the audit log).' },
+    'restore-backup': {
+      type: 'string',
+      value: 'FILE',
+      help: 'Replace the live database with a backup (backups/FILE, as reports name it); stops the other services meanwhile; audited.',
+    },
+    yes: { type: 'boolean', help: 'Confirm --restore-backup without a prompt (required without a terminal).' },
     unpinned: {
       type: 'string',
       multiple: true,
@@ -190,10 +199,14 @@ async function appRevision(runner: Runner, app: ComposeApp, logger: Logger): Pro
 /** One line on how it ended: printed, and sent to the notification targets. */
 function outcomeLine(report: DeployReport): string {
   const where = report.release ? ` ${report.release}` : '';
+  // Going back to an older release leaves the database as the newer one migrated it; say where the data from before is.
+  const left = report.action === 'rollback' ? report.previous : report.release;
+  const data = report.backup ? `; the database from before ${left} was deployed is in backups/${report.backup} on the server (--restore-backup ${report.backup})` : '';
   const lines: Record<DeployReport['result'], string> = {
-    deployed: `${report.action === 'rollback' ? 'rolled back to' : 'deployed'}${where}`,
+    deployed: report.action === 'rollback' ? `rolled back to${where}${data}` : `deployed${where}`,
     unchanged: `no change: release${where} already runs these images, and it is healthy`,
-    'rolled-back': `FAILED: ${report.error}; rolled back to ${report.previous}, which is serving`,
+    'rolled-back': `FAILED: ${report.error}; rolled back to ${report.previous}, which is serving${data}`,
+    restored: `restored backups/${report.backup} into the database of${where}`,
     failed: `FAILED: ${report.error ?? 'see the checks'}`,
   };
   return lines[report.result];
@@ -209,10 +222,10 @@ await runScript(spec, async (flags) => {
   const json = flags.json === true;
   const logger = createLogger({ prefix: spec.name, quiet: json });
   const runner = new Runner({ logger, dryRun: flags['dry-run'] === true, verbose: flags.verbose === true });
-  const modes = ['rollback', 'status', 'history', 'break-lock', 'report-failure'].filter((mode) => flags[mode] === true || (mode === 'report-failure' && stringValue(flags, mode)));
+  const modes = ['rollback', 'restore-backup', 'status', 'history', 'break-lock', 'report-failure'].filter((name) => flags[name] === true || stringValue(flags, name));
   const mode = modes[0] ?? 'deploy';
-  // A deploy and a rollback keep their report from the start, so a failure can still show how far they got.
-  const report = mode === 'deploy' || mode === 'rollback' ? newReport(mode) : undefined;
+  // A deploy, a rollback and a restore keep their report from the start, so a failure can still show how far they got.
+  const report = mode === 'deploy' || mode === 'rollback' || mode === 'restore-backup' ? newReport(mode) : undefined;
   // Where the notifications say it happened, from the flags alone: a run may fail before the target is resolved.
   const where = `${stringValue(flags, 'user') ?? '?'}@${stringValue(flags, 'host') ?? '?'}:${stringValue(flags, 'path') ?? '/opt/aidd'}`;
   let project = stringValue(flags, 'project') ?? '';
@@ -253,6 +266,16 @@ await runScript(spec, async (flags) => {
     // Inputs are all read and checked here, before the first connection.
     const deployment = deploying ? await deployRequestFrom(values, app, runner, logger, { reason, keep, healthTimeoutMs }, walkthrough) : undefined;
     const deployRequest = deployment?.request;
+    const restoring = stringValue(values, 'restore-backup');
+    if (restoring && values.yes !== true) {
+      // Everything written since the backup is lost: a person confirms on a terminal, CI says so with a flag.
+      if (!isInteractive() || json) throw new UsageError('--restore-backup replaces the database of the live release with the backup; confirm with --yes (on a terminal you are asked)');
+      const sure = answered(
+        await prompts.confirm({ message: `Replace the database of the live release on ${stringValue(values, 'host')} with backups/${restoring}? Everything written since that backup is lost.`, initialValue: false }),
+        'nothing was restored',
+      );
+      if (!sure) cancelled('nothing was restored');
+    }
     checkDeployInputs({ values, project, config: app.config, services: deployment?.services ?? [], request: deployRequest });
     const { target, deployPath, cleanup } = resolveSshTarget(values);
     // process.exit (a second signal) skips finally blocks; the private SSH directory goes anyway.
@@ -260,8 +283,14 @@ await runScript(spec, async (flags) => {
     const session: Session = { runner, logger, ssh: target, layout: { deployPath, project } };
     const onSignal = (signal: NodeJS.Signals) => {
       if (session.interrupted) {
-        logger.warn(`${signal} again: releasing the deploy lock and exiting now`);
-        if (json && !printed) output(failureJson(mode, report, new Error(`interrupted twice by ${signal}`)));
+        // A step running on the server goes on without this run, so its lock stays until it is over.
+        const step = session.runningStep;
+        logger.warn(
+          step
+            ? `${signal} again: exiting now. The server goes on running ${step} and the deploy lock stays; see it with --status (same flags), and once no step is listed as running, remove the lock with --break-lock`
+            : `${signal} again: releasing the deploy lock and exiting now`,
+        );
+        if (json && !printed) output(failureJson(mode, report, new Error(`interrupted twice by ${signal}${step ? `; ${step} still runs on the server, the lock stays` : ''}`)));
         void abandon(session).finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
         return;
       }
@@ -278,6 +307,8 @@ await runScript(spec, async (flags) => {
           process.stdout.write(`current release: ${state.current ?? 'none'}\n`);
           for (const service of state.services) process.stdout.write(`  ${service.service.padEnd(12)} ${service.state}, ${service.health}\n`);
           if (state.lock) process.stdout.write(`lock held by ${String(state.lock.who)} since ${String(state.lock.at)}\n`);
+          for (const step of state.runningSteps) process.stdout.write(`still running on the server: ${step}\n`);
+          if (state.backups.length) process.stdout.write(`backups: ${state.backups.join(', ')}\n`);
         }
         return state.services.every((service) => service.state === 'running' && service.health !== 'unhealthy') ? EXIT.ok : EXIT.failed;
       }
@@ -294,9 +325,12 @@ await runScript(spec, async (flags) => {
         return EXIT.ok;
       }
 
+      const restoring = stringValue(values, 'restore-backup');
       const done = deployRequest
         ? await deploy(session, deployRequest, report)
-        : await rollback(session, { app, to: stringValue(values, 'to'), reason: `rollback: ${reason}`, healthTimeoutMs }, report);
+        : restoring
+          ? await restoreBackup(session, { app, backup: restoring, reason: `restore-backup: ${reason}`, healthTimeoutMs }, report)
+          : await rollback(session, { app, to: stringValue(values, 'to'), reason: `rollback: ${reason}`, healthTimeoutMs }, report);
       if (json) output(done);
       else if (!runner.dryRun) {
         if (done.checks.length) process.stdout.write(`${formatOutcomes(done.checks)}\n`);

@@ -18,6 +18,11 @@ export interface Command {
   stream?: boolean;
   /** Hands the terminal to the command (a walkthrough calling another walkthrough); nothing is captured. */
   interactive?: boolean;
+  /**
+   * Runs in a process group of its own, so a Ctrl-C on the terminal does not reach it: the script's
+   * signal handler decides when it stops (a remote step is never cut by the first Ctrl-C).
+   */
+  shielded?: boolean;
 }
 
 export interface Result {
@@ -105,6 +110,7 @@ export class Runner {
       quiet: true,
       verbose: false,
       nothrow: true,
+      detached: command.shielded === true && !command.interactive,
       ...(command.interactive ? { stdio: 'inherit' as const } : {}),
     })`${program} ${args}`;
     if (command.stream) {

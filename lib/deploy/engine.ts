@@ -5,6 +5,7 @@
 // server's state as read under the lock, never from what it saw before.
 import { createHash, randomBytes } from 'node:crypto';
 import os from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { EXIT, ToolError, UsageError } from '../core/cli.ts';
 import type { ComposeApp } from '../app/compose.ts';
 import { releaseCompose } from '../app/compose-file.ts';
@@ -27,6 +28,8 @@ export interface Session {
   interrupted?: NodeJS.Signals;
   /** The deploy lock while this run holds it. */
   lock?: Lock;
+  /** RELEASE/STEP of a step running on the server apart from the connection, while this run waits for it. */
+  runningStep?: string;
 }
 
 export interface StepTiming {
@@ -49,20 +52,23 @@ export const DEADLINES_MS = {
   up: 900_000,
   finish: 300_000,
   audit: 30_000,
+  /** How long a step's outcome may stay unknown (the connection lost) before the run gives up waiting. */
+  reconnect: 300_000,
 } as const;
 
 export const DEFAULT_HEALTH_TIMEOUT_MS = 180_000;
 
 /**
  * The longest a deploy can run: every step to its deadline, the new release's checks, then a
- * rollback with its own checks. Opening and closing the connection: openCommand and closeCommand.
+ * rollback with its own checks. Opening and closing the connection: openCommand and closeCommand;
+ * the four steps run apart from the connection (backup, migrate, switch, rollback) each take a start.
  */
 export function longestRunMs(healthTimeoutMs: number): number {
   const d = DEADLINES_MS;
   const connection = 30_000 + 10_000;
   const beforeSwitch = d.preflight + d.pull + d.lock + d.upload + d.backup + healthTimeoutMs + d.migrate;
   const switchAndRollback = 2 * (d.up + healthTimeoutMs) + d.audit;
-  return connection + beforeSwitch + switchAndRollback + d.audit /* unlock */;
+  return connection + beforeSwitch + switchAndRollback + 4 * d.audit + d.audit /* unlock */;
 }
 
 /** Runs a remote script; ssh trouble and known remote exits become one-line errors. */
@@ -72,6 +78,44 @@ export async function runRemote(session: Session, script: string, timeoutMs: num
   throw remoteError(session, result);
 }
 
+/** A step's outcome is unknown: the server could not be asked. Its lock stays, so nothing runs over the step. */
+export class StepOutcomeUnknownError extends ToolError {
+  constructor(readonly step: string) {
+    super(`lost the connection while the server runs ${step}, which goes on without this run; the deploy lock stays. See it with --status, and once no step runs, --break-lock`);
+  }
+}
+
+/**
+ * Runs a step that must not stop halfway (backup, migrate, switch) on the server apart from the
+ * connection, then waits until the server says it is over. Neither a first signal nor a dropped
+ * connection stops it: the wait is asked again (over a new connection if need be); when the server
+ * cannot be asked for DEADLINES_MS.reconnect past the step's deadline, StepOutcomeUnknownError.
+ */
+export async function runDetached(session: Session, release: string, step: string, script: string, deadlineMs: number): Promise<Result> {
+  const { runner, layout, logger } = session;
+  await runRemote(session, scripts.startStepScript(layout, release, step, script, Math.ceil(deadlineMs / 1000)), DEADLINES_MS.audit);
+  if (runner.dryRun) return { exitCode: 0, stdout: '', stderr: '', skipped: true, durationMs: 0 };
+  session.runningStep = `${release}/${step}`;
+  const giveUpAt = Date.now() + deadlineMs + DEADLINES_MS.reconnect;
+  for (;;) {
+    const waited = await runner.attempt(remoteScriptCommand(session.ssh, scripts.waitStepScript(layout, release, step, 30), 60_000));
+    if (waited.exitCode === REMOTE_EXIT.stepRunning) continue;
+    const status = /^step-status=(\S+)$/m.exec(waited.stdout)?.[1];
+    if (waited.exitCode !== 0 || status === undefined) {
+      if (Date.now() > giveUpAt) throw new StepOutcomeUnknownError(session.runningStep);
+      logger.warn(`cannot ask the server about ${step} (${lastLine(waited.stderr) || `exit ${waited.exitCode}`}); asking again, the step goes on`);
+      await sleep(1_000);
+      // The shared connection may be gone: open a new one (a failure here is retried the same way).
+      await runner.attempt(openCommand(session.ssh));
+      continue;
+    }
+    session.runningStep = undefined;
+    const result: Result = { ...waited, stdout: waited.stdout.replace(/^step-status=.*\n?/m, ''), exitCode: status === 'lost' ? 1 : Number(status) };
+    if (result.exitCode === 0) return result;
+    throw remoteError(session, result);
+  }
+}
+
 function remoteError(session: Session, result: Result): ToolError {
   const sshProblem = explainSshFailure(session.ssh, result);
   if (sshProblem) return sshProblem;
@@ -79,6 +123,10 @@ function remoteError(session: Session, result: Result): ToolError {
   if (result.exitCode === REMOTE_EXIT.loginRefused) return new ToolError(`${detail}; check REGISTRY_USER and REGISTRY_TOKEN`, EXIT.usage);
   if (result.exitCode === REMOTE_EXIT.noEnv) return new ToolError(`${detail}; pass --server-env .env.production on the first deploy`, EXIT.usage);
   if (result.exitCode === REMOTE_EXIT.backupFailed) return new ToolError(`${detail}; nothing was migrated. Pass --no-backup to deploy without a backup (audited)`);
+  if (result.exitCode === REMOTE_EXIT.noBackup) return new ToolError(`${detail}; see the backups with --status`, EXIT.usage);
+  if (result.exitCode === REMOTE_EXIT.stepStillRunning) {
+    return new ToolError(`the server still runs ${detail} for a deploy; the lock stays until it ends (see --status), then --break-lock`, EXIT.refused);
+  }
   if (result.exitCode === 124 || result.exitCode === 143) return new ToolError(`remote step timed out: ${detail}`);
   return new ToolError(`on ${session.ssh.host}: ${detail}`);
 }
@@ -114,6 +162,8 @@ export interface ServerState {
   live: string[];
   currentComposeSha?: string;
   currentEnvSha?: string;
+  /** Files under backups/: RELEASE.EXT, the data from before RELEASE was deployed. */
+  backups: string[];
 }
 
 export interface ServerFacts extends ServerState {
@@ -121,6 +171,8 @@ export interface ServerFacts extends ServerState {
   compose: string;
   diskFreeKb: number;
   lock?: string;
+  /** RELEASE/STEP of steps a deploy started on the server that still run. */
+  runningSteps: string[];
 }
 
 /** NAME=VALUE lines; a name may repeat (one `release=` line per release). */
@@ -137,24 +189,32 @@ export function parseState(stdout: string): ServerState {
   const lines = parseLines(stdout);
   const one = (name: string) => lines.get(name)?.at(-1) || undefined;
   const records: Record<string, ReleaseRecord> = {};
-  const releases = lines.get('release') ?? [];
-  for (const [index, text] of (lines.get('record') ?? []).entries()) {
-    try {
-      const record = JSON.parse(text) as ReleaseRecord;
-      const id = record.id ?? releases[index];
-      if (id) records[id] = record;
-    } catch {
-      // A release whose record cannot be read is never a rollback target.
+  // A record line belongs to the release line before it.
+  let release: string | undefined;
+  for (const line of stdout.split('\n')) {
+    if (line.startsWith('release=')) release = line.slice('release='.length).trim();
+    else if (line.startsWith('record=') && release) {
+      try {
+        records[release] = JSON.parse(line.slice('record='.length)) as ReleaseRecord;
+      } catch {
+        // A release whose record cannot be read is never a rollback target.
+      }
     }
   }
   return {
     current: one('current'),
-    releases,
+    releases: lines.get('release') ?? [],
     records,
     live: lines.get('live') ?? [],
     currentComposeSha: one('current_compose_sha'),
     currentEnvSha: one('current_env_sha'),
+    backups: lines.get('backup') ?? [],
   };
+}
+
+/** The backup taken before `release` was deployed: the data as it was before its migration. */
+export function backupBefore(state: ServerState, release: string | undefined): string | undefined {
+  return release ? state.backups.find((file) => file.slice(0, file.lastIndexOf('.')) === release) : undefined;
 }
 
 export function parseFacts(stdout: string): ServerFacts {
@@ -166,6 +226,7 @@ export function parseFacts(stdout: string): ServerFacts {
     compose: one('compose') ?? '',
     diskFreeKb: Number(one('disk_free_kb') ?? 0),
     lock: one('lock'),
+    runningSteps: lines.get('running_step') ?? [],
   };
 }
 
@@ -190,7 +251,7 @@ const MIN_FREE_KB = 1024 * 1024;
 export async function preflight(session: Session): Promise<ServerFacts> {
   if (session.runner.dryRun) {
     await runRemote(session, scripts.preflightScript(session.layout), DEADLINES_MS.preflight);
-    return { docker: '(dry-run)', compose: '(dry-run)', diskFreeKb: MIN_FREE_KB, releases: [], records: {}, live: [] };
+    return { docker: '(dry-run)', compose: '(dry-run)', diskFreeKb: MIN_FREE_KB, releases: [], records: {}, live: [], backups: [], runningSteps: [] };
   }
   const facts = parseFacts((await runRemote(session, scripts.preflightScript(session.layout), DEADLINES_MS.preflight)).stdout);
   if (facts.diskFreeKb < MIN_FREE_KB) {
@@ -229,7 +290,7 @@ export async function takeLock(session: Session, reason: string): Promise<Server
   const result = await runRemote(session, scripts.lockScript(session.layout, JSON.stringify(lock.owner)), DEADLINES_MS.lock);
   if (session.runner.dryRun) {
     session.lock = lock;
-    return { releases: [], records: {}, live: [] };
+    return { releases: [], records: {}, live: [], backups: [] };
   }
   if (!result.stdout.startsWith('locked')) throw lockHeldError(result.stdout.replace(/^held/, '').trim());
   session.lock = lock;
@@ -254,19 +315,26 @@ export function checkpoint(session: Session): void {
   if (session.interrupted) throw new InterruptedError(session.interrupted);
 }
 
-/** After a second signal: frees this run's lock, if it holds one, and closes the connection. */
+/**
+ * After a second signal: closes the connection, and frees this run's lock unless a step it started
+ * still runs on the server (then the lock stays until --break-lock, which waits for the step).
+ */
 export async function abandon(session: Session): Promise<void> {
-  await releaseLock(session).catch(() => undefined);
+  if (!session.runningStep) await releaseLock(session).catch(() => undefined);
   await closeSession(session).catch(() => undefined);
 }
 
 /** Holds the lock while `work` runs, given the state read under it; released however `work` ends. */
+/**
+ * Holds the lock while `work` runs, given the state read under it. It is released however `work` ends,
+ * except while a step on the server may still run (its outcome unknown): then it stays.
+ */
 export async function withLock<T>(session: Session, reason: string, report: DeployReport, work: (state: ServerState) => Promise<T>): Promise<T> {
   const state = await timed(session, report, 'lock', "Locking the deploy path and reading the server's state", () => takeLock(session, reason));
   try {
     return await work(state);
   } finally {
-    await releaseLock(session);
+    if (!session.runningStep) await releaseLock(session);
   }
 }
 
@@ -353,8 +421,8 @@ export interface DeployRequest {
 
 export interface DeployReport {
   ok: boolean;
-  action: 'deploy' | 'rollback';
-  result: 'deployed' | 'unchanged' | 'rolled-back' | 'failed';
+  action: 'deploy' | 'rollback' | 'restore-backup';
+  result: 'deployed' | 'unchanged' | 'rolled-back' | 'restored' | 'failed';
   release?: string;
   previous?: string;
   images: Record<string, string>;
@@ -363,7 +431,10 @@ export interface DeployReport {
   /** The step that failed or was interrupted. */
   failedStep?: string;
   error?: string;
-  /** The database backup taken during this run, under backups/ on the server. */
+  /**
+   * Under backups/ on the server: the one a deploy took before migrating, or, for a rollback, the one
+   * taken before the release it leaves was deployed. Either holds the data from before that migration.
+   */
   backup?: string;
 }
 
@@ -450,7 +521,7 @@ export async function deploy(session: Session, request: DeployRequest, report = 
       );
       if (backingUp) {
         const saved = await timed(session, report, 'backup', `Backing up the database of ${live}`, () =>
-          runRemote(session, scripts.backupScript(layout, live!, id, backup!), DEADLINES_MS.backup),
+          runDetached(session, id, 'backup', scripts.backupScript(layout, live!, id, backup!), DEADLINES_MS.backup),
         );
         report.backup = scripts.backupFileName(id, backup!);
         logger.info(saved.stdout.trim());
@@ -459,11 +530,13 @@ export async function deploy(session: Session, request: DeployRequest, report = 
       }
       if (migrate) {
         await timed(session, report, 'migrate', `Migrating (${migrate.service} ${migrate.command.join(' ')})`, () =>
-          runRemote(session, scripts.migrateScript(layout, id, migrate, Math.round(request.healthTimeoutMs / 1000)), request.healthTimeoutMs + DEADLINES_MS.migrate),
+          runDetached(session, id, 'migrate', scripts.migrateScript(layout, id, migrate, Math.round(request.healthTimeoutMs / 1000)), request.healthTimeoutMs + DEADLINES_MS.migrate),
         );
       }
       checkpoint(session);
     } catch (error) {
+      // A step that may still run keeps its release (and the lock): nothing is removed under it.
+      if (error instanceof StepOutcomeUnknownError) throw error;
       const interrupted = error instanceof InterruptedError;
       const detail = error instanceof Error ? error.message : String(error);
       const line = auditLine({ action: interrupted ? 'interrupted' : 'deploy', release: id, previous: live ?? null, result: interrupted ? 'interrupted' : 'failed', step: report.failedStep ?? 'switch', detail, backup: backupNote });
@@ -474,7 +547,7 @@ export async function deploy(session: Session, request: DeployRequest, report = 
     // From here a failure (compose refusing to start, or a failed check) means rolling back.
     let failure: string | undefined;
     try {
-      await timed(session, report, 'switch', `Switching to ${id}`, () => runRemote(session, scripts.upScript(layout, id), DEADLINES_MS.up));
+      await timed(session, report, 'switch', `Switching to ${id}`, () => runDetached(session, id, 'up', scripts.upScript(layout, id), DEADLINES_MS.up));
       report.checks = await timed(session, report, 'verify', 'Waiting for health and smoke-testing', () => verify(session, request.app, request.healthTimeoutMs));
       const failed = report.checks.filter((check) => !check.ok);
       if (failed.length > 0) {
@@ -482,6 +555,7 @@ export async function deploy(session: Session, request: DeployRequest, report = 
         report.failedStep = 'verify';
       }
     } catch (error) {
+      if (error instanceof StepOutcomeUnknownError) throw error;
       if (error instanceof InterruptedError) {
         // Switched but not verified: `current` still names the old release, and this one never
         // counts as live, so no rollback goes to it; a re-run converges.
@@ -513,7 +587,7 @@ export async function deploy(session: Session, request: DeployRequest, report = 
       await audit({ result: 'failed', step: 'verify', detail: report.error });
       return report;
     }
-    await timed(session, report, 'rollback', `Rolling back to ${live}`, () => runRemote(session, scripts.upScript(layout, live), DEADLINES_MS.up), false);
+    await timed(session, report, 'rollback', `Rolling back to ${live}`, () => runDetached(session, live, 'up', scripts.upScript(layout, live), DEADLINES_MS.up), false);
     const recovered = await verify(session, request.app, request.healthTimeoutMs);
     const rollbackOk = recovered.every((check) => check.ok);
     report.result = rollbackOk ? 'rolled-back' : 'failed';
@@ -538,6 +612,7 @@ export async function rollback(session: Session, request: RollbackRequest, repor
   await begin(session, report);
   return withLock(session, request.reason, report, async (state) => {
     report.previous = state.current;
+    report.backup = backupBefore(state, state.current);
     const target = request.to ?? rollbackTarget(state);
     if (!session.runner.dryRun) {
       if (!target) throw new ToolError(`no release that went live before ${state.current ?? 'the current one'} is kept on the server; see --history`);
@@ -545,14 +620,53 @@ export async function rollback(session: Session, request: RollbackRequest, repor
     }
     const release = target ?? '(previous)';
     report.release = release;
-    await timed(session, report, 'switch', `Starting release ${release}`, () => runRemote(session, scripts.upScript(layout, release), DEADLINES_MS.up));
+    await timed(session, report, 'switch', `Starting release ${release}`, () => runDetached(session, release, 'up', scripts.upScript(layout, release), DEADLINES_MS.up));
     report.checks = await timed(session, report, 'verify', 'Waiting for health and smoke-testing', () => verify(session, request.app, request.healthTimeoutMs));
     report.ok = report.checks.every((check) => check.ok);
     report.result = report.ok ? 'deployed' : 'failed';
     if (!report.ok) report.failedStep = 'verify';
-    const line = auditLine({ action: 'rollback', release, previous: state.current ?? null, result: report.ok ? 'ok' : 'failed' });
+    const line = auditLine({ action: 'rollback', release, previous: state.current ?? null, result: report.ok ? 'ok' : 'failed', backup: report.backup });
     if (report.ok) await runRemote(session, scripts.finishScript(layout, release, line, { keep: Number.MAX_SAFE_INTEGER, protect: [] }), DEADLINES_MS.finish);
     else await runRemote(session, scripts.auditScript(layout, line), DEADLINES_MS.audit);
+    return report;
+  });
+}
+
+export interface RestoreRequest {
+  app: ComposeApp;
+  /** A file under backups/ on the server, RELEASE.EXT, as deploy and rollback reports name it. */
+  backup: string;
+  reason: string;
+  healthTimeoutMs: number;
+}
+
+/**
+ * Replaces the live release's database with a backup: never part of a deploy or a rollback, always
+ * asked for by name, locked, run apart from the connection like a migration, checked and audited.
+ */
+export async function restoreBackup(session: Session, request: RestoreRequest, report = newReport('restore-backup')): Promise<DeployReport> {
+  const { layout } = session;
+  const spec = request.app.config.backup;
+  if (!spec?.restore) throw new UsageError('aidd.yml backup: has no restore: command (run in the service container, reading a dump on stdin); add one to restore backups');
+  const restore = spec.restore;
+  report.backup = request.backup;
+  await begin(session, report);
+  return withLock(session, request.reason, report, async (state) => {
+    const live = state.current ?? '(current)';
+    if (!session.runner.dryRun) {
+      if (!state.current) throw new ToolError('no release is live on the server; there is no database to restore into');
+      if (!state.backups.includes(request.backup)) throw new UsageError(`there is no backup ${request.backup} on the server; it keeps: ${state.backups.join(', ') || 'none'}`);
+    }
+    report.release = live;
+    report.previous = state.current;
+    await timed(session, report, 'restore', `Restoring backups/${request.backup} into the database of ${live}`, () =>
+      runDetached(session, live, 'restore', scripts.restoreScript(layout, live, request.backup, restore, spec.service), DEADLINES_MS.backup),
+    );
+    report.checks = await timed(session, report, 'verify', 'Waiting for health and smoke-testing', () => verify(session, request.app, request.healthTimeoutMs));
+    report.ok = report.checks.every((check) => check.ok);
+    report.result = report.ok ? 'restored' : 'failed';
+    if (!report.ok) report.failedStep = 'verify';
+    await runRemote(session, scripts.auditScript(layout, auditLine({ action: 'restore-backup', release: live, backup: request.backup, result: report.ok ? 'ok' : 'failed' })), DEADLINES_MS.audit);
     return report;
   });
 }
@@ -562,12 +676,16 @@ export interface StatusReport {
   release?: Record<string, unknown>;
   services: { service: string; state: string; health: string }[];
   lock?: Record<string, unknown>;
+  /** RELEASE/STEP of steps a deploy started on the server that still run (migrate, backup, switch). */
+  runningSteps: string[];
+  /** Backups kept on the server, for --restore-backup. */
+  backups: string[];
 }
 
 export async function status(session: Session): Promise<StatusReport> {
   await openSession(session);
   const facts = await preflight(session);
-  const report: StatusReport = { current: facts.current, services: [], lock: facts.lock ? (JSON.parse(facts.lock) as Record<string, unknown>) : undefined };
+  const report: StatusReport = { current: facts.current, services: [], lock: facts.lock ? (JSON.parse(facts.lock) as Record<string, unknown>) : undefined, runningSteps: facts.runningSteps, backups: facts.backups };
   if (facts.current && !session.runner.dryRun) {
     report.release = JSON.parse((await runRemote(session, scripts.releaseRecordScript(session.layout, facts.current), DEADLINES_MS.audit)).stdout) as Record<string, unknown>;
     report.services = await remoteAccess(session).containers();

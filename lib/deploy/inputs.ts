@@ -31,6 +31,7 @@ export function checkDeployInputs({ values, project, config, services, request }
   check('--path', stringValue(values, 'path'), formats.remotePath);
   check('--project', project, formats.composeProject);
   check('--to', stringValue(values, 'to'), formats.releaseId);
+  check('--restore-backup', stringValue(values, 'restore-backup'), formats.backupFile);
   check('--registry', stringValue(values, 'registry'), formats.registryHost);
   check('--owner', stringValue(values, 'owner')?.toLowerCase(), formats.lowercaseOwner);
   check('--tag', stringValue(values, 'tag'), formats.imageTag);

@@ -27,14 +27,17 @@ export const REMOTE_EXIT = {
   noRelease: 47,
   backupFailed: 48,
   releaseExists: 49,
+  /** A step started apart from the connection has not finished yet. */
+  stepRunning: 50,
+  /** --break-lock refused: a step still runs on the server. */
+  stepStillRunning: 51,
+  noBackup: 52,
+  restoreFailed: 53,
 } as const;
 
 /** Script text that is spliced as is: only text the toolkit wrote, or a `sh` result. */
 export class ShellText {
   constructor(readonly text: string) {}
-  toString(): string {
-    return this.text;
-  }
 }
 
 /** The opt-out of quoting: `text` is trusted script text, never a value from outside. */
@@ -176,8 +179,8 @@ ${doc.body}`;
 
 /**
  * What the deploy decides from: the current release, the kept releases with their records, which of
- * them went live (a deploy or rollback line in the audit log says so), and the checksums of the
- * current compose file and .env. Printed as NAME=VALUE lines, records as one JSON line each.
+ * them went live (a deploy or rollback line in the audit log says so), the checksums of the current
+ * compose file and .env, and the backups. Printed as NAME=VALUE lines, records as one JSON line each.
  */
 const stateReport = sh`
 if [ -L "$deploy/current" ]; then echo "current=$(basename "$(readlink "$deploy/current")")"; fi
@@ -192,6 +195,18 @@ if [ -d "$deploy/releases" ]; then
     if [ -f "$deploy/deploys.log" ] && grep -F "\\"release\\":\\"$id\\"" "$deploy/deploys.log" | grep -qE '"result":"(deployed|ok)"'; then echo "live=$id"; fi
   done
 fi
+for file in "$deploy"/backups/*; do [ ! -f "$file" ] || echo "backup=$(basename "$file")"; done
+`;
+
+/** `running_step=RELEASE/STEP` for each step started apart from a connection whose process still runs. */
+const runningSteps = sh`
+for pidfile in "$deploy"/releases/*/steps/*.pid; do
+  [ -f "$pidfile" ] || continue
+  base=\${pidfile%.pid}
+  if [ ! -f "$base.status" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    echo "running_step=$(basename "$(dirname "$(dirname "$base")")")/$(basename "$base")"
+  fi
+done
 `;
 
 /** Facts the deploy needs before touching anything; changes nothing on the server. */
@@ -206,7 +221,7 @@ while [ ! -e "$probe" ]; do probe=$(dirname "$probe"); done
 [ -w "$probe" ] || { echo "$deploy is not writable by $(id -un)" >&2; exit ${REMOTE_EXIT.notWritable}; }
 echo "disk_free_kb=$(df -Pk "$probe" | awk 'NR==2 {print $4}')"
 if [ -d "$deploy/lock" ]; then echo "lock=$(tr -d '\\n' < "$deploy/lock/owner.json" 2>/dev/null || echo '{}')"; fi
-${stateReport}`);
+${runningSteps}${stateReport}`);
 }
 
 export interface PullRequest {
@@ -261,8 +276,14 @@ if grep -qF ${lockId} "$deploy/lock/owner.json" 2>/dev/null; then rm -rf "$deplo
 `);
 }
 
+/** Removes the lock and audits it; refuses (prints the steps) while a step started by a deploy still runs. */
 export function breakLockScript(layout: RemoteLayout, auditLine: string): string {
   return remoteScript(layout, 'break-lock', sh`
+running=$(${runningSteps})
+if [ -n "$running" ]; then
+  echo "$running" | sed 's/^running_step=//' >&2
+  exit ${REMOTE_EXIT.stepStillRunning}
+fi
 if [ -d "$deploy/lock" ]; then
   echo "broke $(tr -d '\\n' < "$deploy/lock/owner.json" 2>/dev/null || echo '{}')"
   rm -rf "$deploy/lock"
@@ -308,6 +329,8 @@ export interface BackupSpec {
   /** Run inside the service container with sh -c; writes the dump to stdout. */
   command: string;
   extension: string;
+  /** Run inside the service container with sh -c; reads a dump on stdin and replaces the database with it. */
+  restore?: string;
 }
 
 /** The file a backup taken before deploying release `id` is saved as, under backups/. */
@@ -331,6 +354,35 @@ if ! compose "$current" exec -T "$service" sh -c ${backup.command} > "$out.parti
 fi
 mv "$out.partial" "$out"
 echo "saved $out $(stat -c %s "$out") bytes"
+`);
+}
+
+/**
+ * Replaces the database of the live release with a backup. The other services stop meanwhile, so
+ * nothing writes during the restore, and the whole stack is started again whatever happened.
+ */
+export function restoreScript(layout: RemoteLayout, current: string, file: string, restore: string, service: string): string {
+  return remoteScript(layout, 'restore', sh`
+current=${current}
+service=${service}
+file="$deploy/backups/"${file}
+[ -f "$file" ] || { echo "there is no backup $(basename "$file") on the server" >&2; exit ${REMOTE_EXIT.noBackup}; }
+container=$(compose "$current" ps -q "$service" 2>/dev/null || true)
+if [ -z "$container" ] || [ "$(docker inspect --format '{{.State.Running}}' "$container" 2>/dev/null)" != true ]; then
+  echo "no running $service container to restore into" >&2; exit ${REMOTE_EXIT.restoreFailed}
+fi
+log=$(mktemp)
+mapfile -t others < <(compose "$current" config --services | grep -vxF "$service" || true)
+[ "\${#others[@]}" -eq 0 ] || compose "$current" stop "\${others[@]}" >"$log" 2>&1
+restored=0
+compose "$current" exec -T "$service" sh -c ${restore} < "$file" >>"$log" 2>&1 || restored=$?
+compose "$current" up -d >>"$log" 2>&1 || true
+if [ "$restored" -ne 0 ]; then
+  tail -n 20 "$log" >&2; rm -f "$log"
+  echo "restoring $(basename "$file") failed" >&2; exit ${REMOTE_EXIT.restoreFailed}
+fi
+rm -f "$log"
+echo "restored $(basename "$file") into the database of $current"
 `);
 }
 
@@ -391,6 +443,54 @@ if ! compose "$id" up -d --remove-orphans >"$log" 2>&1; then
 fi
 rm -f "$log"
 echo started
+`);
+}
+
+/**
+ * Starts a step that must not stop halfway (backup, migrate, switch) apart from the connection: in a
+ * session of its own (setsid), stdin from /dev/null, bounded by `timeout`, its script, output, pid and
+ * exit status kept in the release's steps/ directory. A dropped connection, a killed ssh or a Ctrl-C
+ * cannot cut it; waitStepScript says when it is over.
+ */
+export function startStepScript(layout: RemoteLayout, release: string, step: string, script: string, timeoutSeconds: number): string {
+  const doc = heredoc(script);
+  return remoteScript(layout, `start ${step}`, sh`
+id=${release}
+step=${step}
+base="$deploy/releases/$id/steps/$step"
+mkdir -p "$deploy/releases/$id/steps"
+rm -f "$base".*
+cat > "$base.sh" ${doc.start}
+${doc.body}
+setsid bash -c 'echo $$ > "$1.pid"; timeout --kill-after=30 "$2" bash "$1.sh" > "$1.out" 2> "$1.err" < /dev/null; echo $? > "$1.status.new"; mv "$1.status.new" "$1.status"' step "$base" ${timeoutSeconds} < /dev/null > /dev/null 2>&1 &
+for _ in $(seq 50); do [ ! -f "$base.pid" ] || break; sleep 0.1; done
+echo "started $id/$step"
+`);
+}
+
+/**
+ * Waits up to `seconds` for a started step. When it is over: its output, then `step-status=N` (or
+ * `lost` when its process died without one), exit 0; while it runs: exit stepRunning. Any other exit
+ * is the connection's, never the step's.
+ */
+export function waitStepScript(layout: RemoteLayout, release: string, step: string, seconds: number): string {
+  return remoteScript(layout, `wait ${step}`, sh`
+id=${release}
+step=${step}
+base="$deploy/releases/$id/steps/$step"
+end=$(( $(date +%s) + ${seconds} ))
+until [ -f "$base.status" ]; do
+  if [ -f "$base.pid" ] && ! kill -0 "$(cat "$base.pid")" 2>/dev/null && [ ! -f "$base.status" ]; then
+    echo "the $step step of release $id stopped without an exit status (was the server restarted?)" >&2
+    echo "step-status=lost"
+    exit 0
+  fi
+  [ "$(date +%s)" -lt "$end" ] || exit ${REMOTE_EXIT.stepRunning}
+  sleep 0.5
+done
+cat "$base.out"
+cat "$base.err" >&2
+echo "step-status=$(cat "$base.status")"
 `);
 }
 

@@ -46,9 +46,9 @@ export function openCommand(target: SshTarget): Command {
   return { argv: ['ssh', ...sshOptions(target, 'yes'), '-N', '-f', ...destination(target)], timeoutMs: 30_000 };
 }
 
-/** Runs a bash script on the server; the script travels on stdin. */
+/** Runs a bash script on the server; the script travels on stdin. A terminal's Ctrl-C does not cut it. */
 export function remoteScriptCommand(target: SshTarget, script: string, timeoutMs = 120_000): Command {
-  return { argv: ['ssh', ...sshOptions(target), ...destination(target), 'bash -s'], input: script, timeoutMs };
+  return { argv: ['ssh', ...sshOptions(target), ...destination(target), 'bash -s'], input: script, timeoutMs, shielded: true };
 }
 
 /** Runs argv on the server (quoted for the remote shell); for read-only docker queries. */

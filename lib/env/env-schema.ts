@@ -126,6 +126,7 @@ export const formats = {
   serviceName: pattern('a compose service name (letters, digits, _ . -)', /^[A-Za-z0-9][A-Za-z0-9_.-]*$/),
   revision: pattern('a revision: a commit SHA or a name of letters, digits, _ . - (up to 128)', /^[A-Za-z0-9][\w.-]{0,127}$/),
   releaseId: pattern('a release id, as --history lists them (letters, digits, _ . -)', /^[A-Za-z0-9][\w.-]{0,127}$/),
+  backupFile: pattern('a backup file name, RELEASE.EXT as deploy reports and --status show it', /^[A-Za-z0-9][\w.-]{0,127}\.[a-z0-9]+$/),
   token: pattern('a token of 8 or more characters without spaces', /^\S{8,}$/),
   privateKey: pattern('a private key, from -----BEGIN ... PRIVATE KEY----- to its END line', /^-----BEGIN [A-Z ]*PRIVATE KEY-----\n[\s\S]+\n-----END [A-Z ]*PRIVATE KEY-----\s*$/),
   knownHosts: {

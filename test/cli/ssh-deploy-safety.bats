@@ -28,12 +28,12 @@ leftovers() {
   ls -A "$TMPDIR" | grep -v '^tsx-' || true
 }
 
-# A TCP port that accepts connections and never answers: ssh waits there until its timeout.
+# A TCP port that accepts connections and never answers: ssh waits there until its timeout. Sets $port.
 silent_server() {
-  node -e 'const s = require("net").createServer(() => {}).listen(0, "127.0.0.1", () => require("fs").writeFileSync(process.argv[1], String(s.address().port)))' "$scratch/port" &
+  node -e 'const s = require("net").createServer(() => {}).listen(0, "127.0.0.1", () => require("fs").writeFileSync(process.argv[1], String(s.address().port)))' "$scratch/port" </dev/null >/dev/null 2>&1 3>&- &
   server_pid=$!
   for _ in $(seq 50); do [ -s "$scratch/port" ] && break; sleep 0.1; done
-  cat "$scratch/port"
+  port=$(cat "$scratch/port")
 }
 
 @test "a hostile --tag is refused before anything connects, naming the flag; nothing runs" {
@@ -59,10 +59,10 @@ silent_server() {
 
 @test "an images file that leaves services out is refused unless they are named with --unpinned" {
   printf '{"revision":"abc123","images":[{"service":"api","repository":"ghcr.io/me/aidd-api","ref":"ghcr.io/me/aidd-api:1"}]}\n' > "$scratch/partial.json"
-  run --separate-stderr script ssh-deploy "${dry[@]}" --images-from "$scratch/partial.json"
+  run --separate-stderr script ssh-deploy "${dry[@]}" --owner me --images-from "$scratch/partial.json"
   assert_failure 2
   assert_equal "$stderr" "ssh-deploy: error: --images-from $scratch/partial.json has no image for bot, frontend; build them too, or pass --unpinned bot --unpinned frontend to run the image their compose line names, unpinned"
-  run --separate-stderr script ssh-deploy "${dry[@]}" --images-from "$scratch/partial.json" --unpinned bot --unpinned frontend
+  run --separate-stderr script ssh-deploy "${dry[@]}" --owner me --images-from "$scratch/partial.json" --unpinned bot --unpinned frontend
   assert_success
 }
 
@@ -76,7 +76,8 @@ silent_server() {
 
 @test "the private SSH directory is gone after a failed connection, and --json still prints one JSON object" {
   export SSH_KEY="$(cat "$scratch/key")"
-  run --separate-stderr script ssh-deploy --host 127.0.0.1 --port "$(silent_server)" --user deploy --known-hosts "$scratch/known_hosts" --images-from "$images" --json
+  silent_server
+  run --separate-stderr script ssh-deploy --host 127.0.0.1 --port "$port" --user deploy --known-hosts "$scratch/known_hosts" --images-from "$images" --json
   assert_failure 2
   assert_equal "$(leftovers)" ""
   assert_equal "$(jq -r '[.ok, .action, .result, .failedStep] | join(" ")' <<<"$output")" "false deploy failed connect"
@@ -92,8 +93,9 @@ silent_server() {
 
 @test "a second SIGINT exits at once, still removing the private SSH directory and printing the JSON" {
   export SSH_KEY="$(cat "$scratch/key")"
-  "$TSX" "$ROOT/scripts/ssh-deploy.ts" --host 127.0.0.1 --port "$(silent_server)" --user deploy --known-hosts "$scratch/known_hosts" --images-from "$images" --json \
-    </dev/null >"$scratch/out" 2>"$scratch/err" &
+  silent_server
+  "$TSX" "$ROOT/scripts/ssh-deploy.ts" --host 127.0.0.1 --port "$port" --user deploy --known-hosts "$scratch/known_hosts" --images-from "$images" --json \
+    </dev/null >"$scratch/out" 2>"$scratch/err" 3>&- &
   local pid=$!
   for _ in $(seq 100); do [ -n "$(leftovers)" ] && break; sleep 0.1; done
   [ -n "$(leftovers)" ]
@@ -112,4 +114,16 @@ silent_server() {
   run --separate-stderr script ssh-deploy --report-failure 'writing .env.production failed' --json
   assert_failure 1
   assert_equal "$(jq -r '[.ok, .result, .error] | join("|")' <<<"$output")" "false|failed|failed before the deploy started: writing .env.production failed"
+}
+
+@test "--restore-backup needs --yes without a terminal, and a backup file name" {
+  run --separate-stderr script ssh-deploy "${dry[@]}" --restore-backup 20261127T145001Z-abc.dump
+  assert_failure 2
+  assert_equal "$stderr" "ssh-deploy: error: --restore-backup replaces the database of the live release with the backup; confirm with --yes (on a terminal you are asked)"
+  run --separate-stderr script ssh-deploy "${dry[@]}" --restore-backup '../../etc/passwd' --yes
+  assert_failure 2
+  [[ "$stderr" == 'ssh-deploy: error: --restore-backup "../../etc/passwd" is not a backup file name'* ]]
+  run --separate-stderr script ssh-deploy "${dry[@]}" --restore-backup 20261127T145001Z-abc.dump --rollback
+  assert_failure 2
+  assert_equal "$stderr" "ssh-deploy: error: --rollback and --restore-backup cannot be combined; pick one"
 }

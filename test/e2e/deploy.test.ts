@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,6 +20,8 @@ const runner = testRunner();
 const owner = uniqueName('deploy');
 const scratch = tempDir('aidd-deploy-e2e');
 const dockerConfig = path.join(scratch, 'docker-config');
+/** TMPDIR of every run: where the scripts make their private SSH directories, which must not outlive a run. */
+const runTmp = path.join(scratch, 'tmp');
 const postgresPassword = `Pg-${randomBytes(12).toString('base64url')}`;
 /** Every byte the scripts printed, searched for secrets at the end. */
 const transcript: string[] = [];
@@ -53,7 +55,7 @@ function sshArgs(overrides: Record<string, string | null> = {}): string[] {
 }
 
 function scriptEnv(extra: Record<string, string> = {}): Record<string, string> {
-  return { REGISTRY_USER: registry.user, REGISTRY_TOKEN: registry.password.reveal(), DOCKER_CONFIG: dockerConfig, CI: 'true', ...extra };
+  return { REGISTRY_USER: registry.user, REGISTRY_TOKEN: registry.password.reveal(), DOCKER_CONFIG: dockerConfig, CI: 'true', TMPDIR: runTmp, ...extra };
 }
 
 async function runTool(script: string, args: string[], env: Record<string, string> = scriptEnv()): Promise<Run> {
@@ -62,9 +64,10 @@ async function runTool(script: string, args: string[], env: Record<string, strin
   return { code: result.exitCode, stdout: result.stdout, stderr: result.stderr };
 }
 
-function startTool(script: string, args: string[], env = scriptEnv()): { child: ChildProcess; done: Promise<Run>; stderr: () => string } {
+/** `detached`: a process group of its own, like a terminal's foreground job, so a Ctrl-C can be sent to all of it. */
+function startTool(script: string, args: string[], env = scriptEnv(), detached = false): { child: ChildProcess; done: Promise<Run>; stderr: () => string } {
   const [program, ...argv] = scriptArgv(script, args);
-  const child = spawn(program!, argv, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(program!, argv, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -78,13 +81,21 @@ function startTool(script: string, args: string[], env = scriptEnv()): { child: 
   return { child, done, stderr: () => stderr };
 }
 
-/** A refusal is exactly one error line (after any progress lines) and nothing on stdout. */
+/**
+ * A refusal is exactly one error line (after any progress lines); stdout is empty, or with --json one
+ * JSON object saying the same.
+ */
 function expectOneLineError(run: Run, message: RegExp): void {
   const errors = run.stderr.split('\n').filter((line) => line.startsWith('ssh-deploy: error:'));
   expect(errors, run.stderr).toHaveLength(1);
   expect(run.stderr.trim().split('\n').at(-1)).toBe(errors[0]);
   expect(errors[0]).toMatch(message);
-  expect(run.stdout).toBe('');
+  if (run.stdout !== '') expect(JSON.parse(run.stdout)).toMatchObject({ ok: false, result: 'failed', error: errors[0]!.replace('ssh-deploy: error: ', '') });
+}
+
+/** Private SSH directories left in the runs' TMPDIR. */
+function sshLeftovers(): string[] {
+  return readdirSync(runTmp).filter((name) => name.startsWith('aidd-ssh-'));
 }
 
 /** Writes a build-push style images file choosing one ref per service. */
@@ -168,6 +179,7 @@ describe('ssh-deploy against a real sshd, registry and Docker engine', () => {
     server = await startSshServer(runner, path.join(SANDBOX_DIR, 'sshd'));
     deployDir = path.join(server.home, 'apps', owner);
     mkdirSync(dockerConfig, { recursive: true });
+    mkdirSync(runTmp);
 
     const baseImages = await resolveBaseImages(await loadComposeApp(DEFAULT_COMPOSE_FILE), runner, createLogger({ prefix: 'e2e', quiet: true }));
     const built = await runTool('build-push', ['--registry', registry.address, '--owner', owner, '--json']);
@@ -307,6 +319,10 @@ describe('ssh-deploy against a real sshd, registry and Docker engine', () => {
     const run = await deploy('broken-migration', { ...images, api: broken });
     expect(run.code, run.stderr).toBe(1);
     expect(run.stderr).toMatch(/migration failed/);
+    // --json ends with one object that says where it failed and which backup was taken before.
+    const report = JSON.parse(run.stdout) as { backup: string };
+    expect(report).toMatchObject({ ok: false, action: 'deploy', result: 'failed', failedStep: 'migrate', previous: serving, error: expect.stringMatching(/migration failed/) });
+    expect(existsSync(path.join(deployDir, 'backups', report.backup))).toBe(true);
     expect(currentRelease()).toBe(serving);
     expect(releases()).toEqual(before);
     expect(await psql('SELECT version_num FROM alembic_version')).toBe('0002');
@@ -316,17 +332,48 @@ describe('ssh-deploy against a real sshd, registry and Docker engine', () => {
     expect(readAudit().at(-1)).toMatchObject({ result: 'failed', step: 'migrate' });
   });
 
-  it('--rollback returns to the previous release with the data in place, and --history shows it all', async () => {
+  it('--rollback returns to the release live before, skipping one that never went live, with the data in place; --history shows it all', async () => {
     const [first] = releases();
+    // A release switched to but interrupted before its checks: it sorts between the two live ones, and
+    // its compose file cannot start. Only the audit log and release.json say it never went live.
+    const interrupted = `${first}-interrupted`;
+    const { uid, gid } = statSync(deployDir);
+    mkdirSync(path.join(deployDir, 'releases', interrupted));
+    writeFileSync(path.join(deployDir, 'releases', interrupted, 'docker-compose.yml'), 'services:\n  api:\n    image: no-such-image:never\n');
+    writeFileSync(path.join(deployDir, 'releases', interrupted, 'release.json'), JSON.stringify({ id: interrupted, previous: first }));
+    writeFileSync(path.join(deployDir, 'releases', interrupted, '.env'), '');
+    for (const item of ['', 'docker-compose.yml', 'release.json', '.env']) chownSync(path.join(deployDir, 'releases', interrupted, item), uid, gid);
     const run = await runTool('ssh-deploy', [...sshArgs(), '--rollback', '--json']);
     expect(run.code, run.stderr).toBe(0);
     expect(currentRelease()).toBe(first);
+    rmSync(path.join(deployDir, 'releases', interrupted), { recursive: true });
     expect(await psql("SELECT count(*) FROM messages WHERE text = 'kept'")).toBe('1');
     const history = await runTool('ssh-deploy', [...sshArgs(), '--history', '--json']);
     const actions = (JSON.parse(history.stdout) as { action: string; result: string }[]).map((entry) => `${entry.action}:${entry.result}`);
     expect(actions).toEqual(['deploy:deployed', 'deploy:deployed', 'deploy:unchanged', 'deploy:rolled-back', 'deploy:failed', 'rollback:ok']);
     const status = await runTool('ssh-deploy', [...sshArgs(), '--status', '--json']);
     expect(JSON.parse(status.stdout)).toMatchObject({ current: first });
+  });
+
+  it('never migrates without a backup: with the database down the deploy stops at the backup, changing nothing', async () => {
+    const serving = currentRelease();
+    const before = releases();
+    const postgres = (await runner.run({ argv: ['docker', 'ps', '-q', '--filter', `label=com.docker.compose.project=${owner}`, '--filter', 'label=com.docker.compose.service=postgres'] })).stdout.trim();
+    await runner.run({ argv: ['docker', 'stop', postgres], timeoutMs: 60_000 });
+    try {
+      const run = await deploy('database-down', images);
+      expect(run.code, run.stderr).toBe(1);
+      expect(run.stderr).toMatch(/no running postgres container to back up; nothing was migrated\. Pass --no-backup/);
+      expect(JSON.parse(run.stdout)).toMatchObject({ ok: false, failedStep: 'backup' });
+      expect(currentRelease()).toBe(serving);
+      expect(releases()).toEqual(before);
+      expect(readAudit().at(-1)).toMatchObject({ result: 'failed', step: 'backup' });
+    } finally {
+      await runner.run({ argv: ['docker', 'start', postgres], timeoutMs: 60_000 });
+    }
+    const database = async () => (await apiHealth().catch(() => ({ body: {} as Record<string, unknown> }))).body.database;
+    for (let tries = 0; tries < 120 && (await database()) !== 'ok'; tries += 1) await sleep(500);
+    expect(await apiHealth()).toMatchObject({ status: 200, body: { database: 'ok' } });
   });
 
   it('refuses a second deploy while one runs, naming the holder', async () => {
@@ -351,6 +398,7 @@ describe('ssh-deploy against a real sshd, registry and Docker engine', () => {
     const interrupted = await run.done;
     expect(interrupted.code).toBe(130);
     expect(existsSync(path.join(deployDir, 'lock'))).toBe(false);
+    expect(sshLeftovers()).toEqual([]);
     expect(readAudit().at(-1)).toMatchObject({ action: 'interrupted' });
     const again = await deploy('converge', target.images);
     expect(again.code, again.stderr).toBe(0);
@@ -456,6 +504,21 @@ describe('ssh-deploy against a real sshd, registry and Docker engine', () => {
       expect(snapshot()).toEqual(before);
     });
 
+    it('a hostile value, or an images file that leaves services out, before any connection', async () => {
+      const before = snapshot();
+      const handshakesBefore = handshakes();
+      const marker = path.join(scratch, 'PWNED');
+      const hostile = await runTool('ssh-deploy', [...sshArgs(), '--registry', registry.address, '--images-from', imagesFile('hostile', images), '--revision', `x$(touch ${marker})`]);
+      expect(hostile.code).toBe(2);
+      expectOneLineError(hostile, /^ssh-deploy: error: --revision "x\$\(touch .*PWNED\)" is not a revision/);
+      const partial = await runTool('ssh-deploy', [...sshArgs(), '--registry', registry.address, '--owner', owner, '--images-from', imagesFile('partial', { api: images.api! })]);
+      expect(partial.code).toBe(2);
+      expectOneLineError(partial, /^ssh-deploy: error: --images-from .* has no image for bot, frontend; .* --unpinned bot --unpinned frontend/);
+      expect(existsSync(marker)).toBe(false);
+      expect(handshakes()).toBe(handshakesBefore);
+      expect(snapshot()).toEqual(before);
+    });
+
     it('a bad registry token', async () => {
       const before = snapshot();
       const v3 = await pushVariant(`FROM ${images.api}\nLABEL build=v3\n`, `${images.api!.split('@')[0]}:v3`);
@@ -501,5 +564,60 @@ describe('ssh-deploy against a real sshd, registry and Docker engine', () => {
       expect(processLists.some((list) => list.includes(secret))).toBe(false);
       expect(transcript.some((text) => text.includes(secret))).toBe(false);
     }
+  });
+
+  /** An expand-only migration file (it adds, never drops), written to the scratch dir for an image build. */
+  function expandMigration(revision: string, previous: string, statements: string[]): string {
+    const file = `${revision}_expand.py`;
+    const body = [`revision = "${revision}"`, `down_revision = "${previous}"`, 'from alembic import op', 'def upgrade():', ...statements.map((sql) => `    op.execute("${sql}")`), 'def downgrade():', '    pass'];
+    writeFileSync(path.join(scratch, file), `${body.join('\n')}\n`);
+    return `COPY ${file} /app/migrations/versions/${file}\n`;
+  }
+
+  // The last two deploys: they leave the database migrations ahead of every other image.
+  it('a migrated release that fails its checks rolls back to one that runs healthy on the newer schema, naming the backup from before', async () => {
+    const serving = currentRelease();
+    const steps = expandMigration('0003', '0002', ['ALTER TABLE messages ADD COLUMN source text']);
+    // Healthy to docker (its /health answers 200), but its checks fail: the database is not there for it.
+    const broken = await pushVariant(
+      `FROM ${images.api}\n${steps}RUN mkdir -p /tmp/www && printf '%s' '{"status": "ok", "database": "down"}' > /tmp/www/health\nCMD ["python3", "-m", "http.server", "8000", "--directory", "/tmp/www"]\n`,
+      `${images.api!.split('@')[0]}:migrated-broken`,
+    );
+    const run = await runTool('ssh-deploy', [...sshArgs(), '--registry', registry.address, '--images-from', imagesFile('migrated-broken', { ...images, api: broken }), '--timeout', '30', '--json']);
+    expect(run.code, run.stderr).toBe(4);
+    const report = JSON.parse(run.stdout) as { release: string; backup: string };
+    expect(report).toMatchObject({ result: 'rolled-back', previous: serving, failedStep: 'verify', backup: `${report.release}.dump` });
+    expect(existsSync(path.join(deployDir, 'backups', report.backup))).toBe(true);
+    expect(await psql('SELECT version_num FROM alembic_version')).toBe('0003');
+    expect(currentRelease()).toBe(serving);
+    expect(await apiHealth()).toMatchObject({ status: 200, body: { database: 'ok' } });
+    expect(await psql("SELECT count(*) FROM messages WHERE text = 'kept'")).toBe('1');
+    expect(readAudit().at(-1)).toMatchObject({ result: 'rolled-back', restored: serving, backup: report.backup });
+  });
+
+  it("a terminal's Ctrl-C during a migration lets it finish on the server; the lock goes only once it is over", async () => {
+    const serving = currentRelease();
+    const steps = expandMigration('0003', '0002', ['ALTER TABLE messages ADD COLUMN source text']) + expandMigration('0004', '0003', ['SELECT pg_sleep(8)', 'ALTER TABLE messages ADD COLUMN note text']);
+    const slow = await pushVariant(`FROM ${images.api}\n${steps}`, `${images.api!.split('@')[0]}:slow-migration`);
+    const run = startTool('ssh-deploy', [...sshArgs(), '--registry', registry.address, '--images-from', imagesFile('slow-migration', { ...images, api: slow })], scriptEnv(), true);
+    for (let waited = 0; waited < 600 && !/Migrating/.test(run.stderr()); waited += 1) await sleep(100);
+    await sleep(2_000);
+    // What a Ctrl-C on a terminal does: SIGINT to every process of the foreground group, ssh included.
+    process.kill(-run.child.pid!, 'SIGINT');
+    const interrupted = await run.done;
+    expect(interrupted.code, interrupted.stderr).toBe(130);
+    // The migration ran to its end on the server before the run let go of the lock.
+    expect(await psql('SELECT version_num FROM alembic_version')).toBe('0004');
+    expect(await psql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'messages' AND column_name = 'note'")).toBe('1');
+    expect(existsSync(path.join(deployDir, 'lock'))).toBe(false);
+    expect(readAudit().at(-1)).toMatchObject({ action: 'interrupted', step: 'switch' });
+    // Nothing was switched, and the release still serving runs on the schema one step ahead (expand/contract).
+    expect(currentRelease()).toBe(serving);
+    expect(await apiHealth()).toMatchObject({ status: 200, body: { database: 'ok' } });
+    expect(await psql("SELECT count(*) FROM messages WHERE text = 'kept'")).toBe('1');
+  });
+
+  it('no run left its private SSH directory behind: deploys, refusals, signals, smoke tests', () => {
+    expect(sshLeftovers()).toEqual([]);
   });
 });

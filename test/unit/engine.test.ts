@@ -1,12 +1,24 @@
 // The deploy engine's branches without Docker or SSH: a scripted runner plays the server, answering
 // each remote script the way the real one would from a small model of the deploy path (releases,
 // their records, which went live, current, the lock, the audit log, what is running and healthy).
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { ComposeApp } from '../../lib/app/compose.ts';
 import { EXIT, ToolError } from '../../lib/core/cli.ts';
 import { Runner, type Command, type Result } from '../../lib/core/exec.ts';
 import { createLogger } from '../../lib/core/log.ts';
-import { deploy, InterruptedError, newReport, rollback, rollbackTarget, type DeployRequest, type ServerState, type Session } from '../../lib/deploy/engine.ts';
+import {
+  abandon,
+  deploy,
+  InterruptedError,
+  newReport,
+  restoreBackup,
+  rollback,
+  rollbackTarget,
+  StepOutcomeUnknownError,
+  type DeployRequest,
+  type ServerState,
+  type Session,
+} from '../../lib/deploy/engine.ts';
 import { REMOTE_EXIT } from '../../lib/deploy/remote-scripts.ts';
 
 interface Release {
@@ -14,7 +26,7 @@ interface Release {
   live: boolean;
 }
 
-type Step = 'preflight' | 'pull' | 'lock' | 'unlock' | 'upload' | 'backup' | 'migrate' | 'up' | 'finish' | 'discard' | 'audit';
+type Step = 'preflight' | 'pull' | 'lock' | 'unlock' | 'upload' | 'backup' | 'restore' | 'migrate' | 'up' | 'finish' | 'discard' | 'audit';
 
 /** Which remote script a command carries, from text every version of it has. */
 function stepOf(script: string): Step {
@@ -24,6 +36,7 @@ function stepOf(script: string): Step {
     ['unlock', 'echo unlocked'],
     ['lock', 'mkdir "$deploy/lock"'],
     ['upload', 'echo uploaded'],
+    ['restore', 'config --services'],
     ['backup', 'exec -T'],
     ['migrate', 'echo migrated'],
     ['up', 'echo started'],
@@ -49,6 +62,7 @@ class FakeServer extends Runner {
   locked = false;
   running: string | undefined;
   audit: Record<string, unknown>[] = [];
+  backups: string[] = [];
   steps: Step[] = [];
   scripts: Partial<Record<Step, string>> = {};
   /** Releases whose containers never become healthy. */
@@ -57,6 +71,12 @@ class FakeServer extends Runner {
   failing = new Map<Step, [number, string]>();
   /** Runs as a step starts: another deploy finishing meanwhile, a signal arriving. */
   during = new Map<Step, () => void>();
+  /** Steps started apart from the connection (RELEASE/STEP) and how they ended. */
+  detached = new Map<string, Result>();
+  /** Answers a wait for a step instead of the server: a dropped connection. */
+  waitFails?: (key: string) => Result | undefined;
+  /** Every ssh command, in order. */
+  commands: Command[] = [];
 
   constructor(releases: [string, Release][], current?: string) {
     super({ logger: createLogger({ prefix: 'test', quiet: true }) });
@@ -73,11 +93,13 @@ class FakeServer extends Runner {
       lines.push(`release=${id}`, `record=${JSON.stringify({ id, previous: release.previous })}`);
       if (release.live) lines.push(`live=${id}`);
     }
+    for (const file of this.backups) lines.push(`backup=${file}`);
     return `${lines.join('\n')}\n`;
   }
 
   override async attempt(command: Command): Promise<Result> {
     const ok = (stdout = ''): Result => ({ exitCode: 0, stdout, stderr: '', skipped: false, durationMs: 0 });
+    this.commands.push(command);
     const remote = command.argv.at(-1) ?? '';
     if (typeof command.input !== 'string') {
       // Container status for the checks: one container per service of the release that runs.
@@ -86,6 +108,20 @@ class FakeServer extends Runner {
       return ok();
     }
     const script = command.input;
+    // A step started apart from the connection runs at once here; a later wait reports how it ended.
+    const startedStep = /^step=(\S+)$/m.exec(script)?.[1];
+    if (startedStep && script.includes('setsid bash -c')) {
+      const inner = /cat > "\$base\.sh" <<'(AIDD_\w+)'\n([\s\S]*?)\n\1/.exec(script)![2]!;
+      this.detached.set(`${idOf(script)}/${startedStep}`, await this.attempt({ ...command, input: inner }));
+      return ok(`started ${idOf(script)}/${startedStep}\n`);
+    }
+    if (startedStep && script.startsWith('# aidd-devops: wait')) {
+      const key = `${idOf(script)}/${startedStep}`;
+      const dropped = this.waitFails?.(key);
+      if (dropped) return dropped;
+      const ended = this.detached.get(key)!;
+      return { ...ended, exitCode: 0, stdout: `${ended.stdout}step-status=${ended.exitCode}\n` };
+    }
     const step = stepOf(script);
     this.steps.push(step);
     this.scripts[step] = script;
@@ -108,6 +144,9 @@ class FakeServer extends Runner {
         this.releases.set(idOf(script), { previous: record.previous, live: false });
         return ok('uploaded\n');
       }
+      case 'backup':
+        this.backups.push(`${/backups\/"'?([\w.-]+)\.dump/.exec(script)![1]}.dump`);
+        return ok('saved\n');
       case 'up':
         this.running = idOf(script);
         return ok('started\n');
@@ -179,6 +218,8 @@ describe('deploy engine, against a scripted server', () => {
     const report = await deploy(session(server), request);
     expect(report).toMatchObject({ ok: true, result: 'deployed', previous: 'r2', backup: `${report.release}.dump` });
     expect(server.steps).toEqual(['preflight', 'pull', 'lock', 'upload', 'backup', 'migrate', 'up', 'finish', 'unlock']);
+    // Backup, migrate and switch ran apart from the connection, each waited for until the server said it was over.
+    expect([...server.detached.keys()]).toEqual(['backup', 'migrate', 'up'].map((step) => `${report.release}/${step}`));
     expect(server.current).toBe(report.release);
     expect(server.releases.get(report.release!)).toEqual({ previous: 'r2', live: true });
     // Pruning keeps the release a rollback from the new one goes to.
@@ -221,7 +262,9 @@ describe('deploy engine, against a scripted server', () => {
       if (id !== 'r2') server.unhealthy.add(id);
     });
     const report = await deploy(session(server), request);
-    expect(report).toMatchObject({ ok: false, result: 'rolled-back', failedStep: 'verify' });
+    // The backup taken before its migration holds the data the restored release knew.
+    expect(report).toMatchObject({ ok: false, result: 'rolled-back', failedStep: 'verify', backup: `${report.release}.dump` });
+    expect(server.audit.at(-1)).toMatchObject({ result: 'rolled-back', backup: `${report.release}.dump` });
     expect(server.running).toBe('r2');
     expect(server.releases.has(report.release!)).toBe(false);
   });
@@ -289,6 +332,85 @@ describe('deploy engine, against a scripted server', () => {
     expect(error.exitCode).toBe(EXIT.refused);
     expect(server.steps).toEqual(['preflight']);
   });
+
+  it('a dropped connection while a step runs is reopened and asked again; the step itself is never cut', async () => {
+    const server = new FakeServer(twoLive, 'r2');
+    let drops = 2;
+    server.waitFails = (key) => (key.endsWith('/migrate') && drops-- > 0 ? { exitCode: 255, stdout: '', stderr: 'Connection reset\n', skipped: false, durationMs: 0 } : undefined);
+    const report = await deploy(session(server), request);
+    expect(report.ok).toBe(true);
+    expect(server.steps.filter((step) => step === 'migrate')).toHaveLength(1);
+    // The run's connection, then one new connection after each drop.
+    expect(server.commands.filter((command) => command.argv.includes('-N'))).toHaveLength(3);
+  });
+
+  it('when the server cannot be asked past the deadline, the lock and the release stay: the step may still run', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const server = new FakeServer(twoLive, 'r2');
+      server.waitFails = (key) => {
+        if (!key.endsWith('/migrate')) return undefined;
+        vi.setSystemTime(Date.now() + 3_600_000);
+        return { exitCode: 255, stdout: '', stderr: 'Connection timed out\n', skipped: false, durationMs: 0 };
+      };
+      const run = session(server);
+      const report = newReport('deploy');
+      const error = await failure(deploy(run, request, report));
+      expect(error).toBeInstanceOf(StepOutcomeUnknownError);
+      expect(error.message).toMatch(/server runs \S+\/migrate, which goes on without this run; the deploy lock stays/);
+      expect(report.failedStep).toBe('migrate');
+      expect(server.locked).toBe(true);
+      expect(server.steps).not.toContain('discard');
+      expect(server.releases.has(report.release!)).toBe(true);
+      // A second signal then leaves the lock too.
+      await abandon(run);
+      expect(server.locked).toBe(true);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('a second signal between steps frees the lock', async () => {
+    const server = new FakeServer(twoLive, 'r2');
+    const run = session(server);
+    server.during.set('upload', () => void abandon(run));
+    await deploy(run, request).catch(() => undefined);
+    expect(server.steps).toContain('unlock');
+  });
+});
+
+describe('across a migration', () => {
+  it('--rollback names the backup taken before the release it leaves was deployed', async () => {
+    const server = new FakeServer(twoLive, 'r2');
+    const deployed = await deploy(session(server), request);
+    const report = await rollback(session(server), { app, reason: 'test', healthTimeoutMs: 300 });
+    expect(report).toMatchObject({ ok: true, release: 'r2', previous: deployed.release, backup: `${deployed.release}.dump` });
+    expect(server.audit.at(-1)).toMatchObject({ action: 'rollback', result: 'ok', backup: `${deployed.release}.dump` });
+  });
+
+  const restorable = { ...app, config: { ...app.config, backup: { ...app.config.backup!, restore: 'pg_restore' } } } as ComposeApp;
+
+  it('--restore-backup restores a named backup into the live release, locked, checked and audited', async () => {
+    const server = new FakeServer(twoLive, 'r2');
+    server.backups.push('r2.dump');
+    const report = await restoreBackup(session(server), { app: restorable, backup: 'r2.dump', reason: 'test', healthTimeoutMs: 300 });
+    expect(report).toMatchObject({ ok: true, action: 'restore-backup', result: 'restored', release: 'r2', backup: 'r2.dump' });
+    expect(server.steps).toEqual(['preflight', 'lock', 'restore', 'audit', 'unlock']);
+    expect(server.scripts.restore).toMatch(/^file="\$deploy\/backups\/"r2\.dump$/m);
+    expect(server.audit.at(-1)).toMatchObject({ action: 'restore-backup', release: 'r2', backup: 'r2.dump', result: 'ok' });
+  });
+
+  it('--restore-backup refuses a backup the server does not keep, and an app without a restore command', async () => {
+    const server = new FakeServer(twoLive, 'r2');
+    const missing = await failure(restoreBackup(session(server), { app: restorable, backup: 'r9.dump', reason: 'test', healthTimeoutMs: 300 }));
+    expect(missing.exitCode).toBe(EXIT.usage);
+    expect(missing.message).toBe('there is no backup r9.dump on the server; it keeps: none');
+    expect(server.steps).not.toContain('restore');
+    expect(server.locked).toBe(false);
+    const untold = await failure(restoreBackup(session(server), { app, backup: 'r2.dump', reason: 'test', healthTimeoutMs: 300 }));
+    expect(untold.exitCode).toBe(EXIT.usage);
+    expect(untold.message).toMatch(/^aidd\.yml backup: has no restore: command/);
+  });
 });
 
 describe('rollback target', () => {
@@ -316,6 +438,7 @@ describe('rollback target', () => {
       releases: ['r1', 'r3', 'r4', 'r5'],
       records: { r5: { previous: 'r4' }, r4: { previous: 'r2' }, r3: { previous: 'r1' } },
       live: ['r1', 'r5'],
+      backups: [],
     };
     // r4 never went live, r2 was pruned; r3 is not on the chain at all.
     expect(rollbackTarget(state)).toBeUndefined();

@@ -66,6 +66,9 @@ function builders(value: string): [string, string][] {
     ['audit', scripts.auditScript(layout, value)],
     ['history', scripts.historyScript(layout, 5)],
     ['release record', scripts.releaseRecordScript(layout, value)],
+    ['restore', scripts.restoreScript(layout, value, value, value, value)],
+    ['start a step', scripts.startStepScript(layout, value, value, scripts.upScript(layout, value), 5)],
+    ['wait for a step', scripts.waitStepScript(layout, value, value, 0)],
   ];
 }
 

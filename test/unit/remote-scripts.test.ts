@@ -12,7 +12,21 @@ import * as scripts from '../../lib/deploy/remote-scripts.ts';
 const bin = mkdtempSync(path.join(os.tmpdir(), 'aidd-stubs-'));
 // `ps -q` answers with the container id in AIDD_CONTAINER, empty when the database is not running.
 writeFileSync(path.join(bin, 'docker'), '#!/bin/sh\ncase "$*" in "compose version"*) exit 1 ;; *inspect*) echo true ;; esac\nexit 0\n', { mode: 0o755 });
-writeFileSync(path.join(bin, 'docker-compose'), '#!/bin/sh\ncase "$*" in *" ps -q "*) echo "$AIDD_CONTAINER" ;; *" exec "*) echo dump ;; esac\nexit 0\n', { mode: 0o755 });
+// Every other call is recorded in AIDD_CALLS; exec with `sh -c restore` keeps the stdin it got in AIDD_STDIN.
+writeFileSync(
+  path.join(bin, 'docker-compose'),
+  `#!/bin/bash
+echo "\${*: -3}" >> "\${AIDD_CALLS:-/dev/null}"
+case "$*" in
+  *" ps -q "*) echo "$AIDD_CONTAINER" ;;
+  *" config --services"*) printf 'postgres\\napi\\nbot\\n' ;;
+  *" exec "*restore*) cat > "$AIDD_STDIN" ;;
+  *" exec "*) echo dump ;;
+esac
+exit 0
+`,
+  { mode: 0o755 },
+);
 
 function run(script: string, env: Record<string, string> = {}): { code: number; stdout: string; stderr: string } {
   const result = spawnSync('bash', ['-s'], { input: script, env: { PATH: `${bin}:/usr/bin:/bin`, ...env }, encoding: 'utf8' });
@@ -73,5 +87,44 @@ describe('remote scripts on a server', () => {
     expect(run(scripts.lockScript(layout, '{"id":"y"}')).stdout).toBe('held {"id":"x"}\n');
     execFileSync('bash', ['-s'], { input: scripts.unlockScript(layout, 'x') });
     expect(run(scripts.lockScript(layout, '{"id":"y"}')).stdout.startsWith('locked\n')).toBe(true);
+  });
+
+  it('a step started apart from the connection outlives it, keeps its output and exit status, and holds off --break-lock', async () => {
+    const dir = deployDir();
+    const layout = { deployPath: dir, project: 'p' };
+    const marker = path.join(dir, 'finished');
+    const step = scripts.remoteScript(layout, 'slow', scripts.sh`sleep 2; echo done; echo warning >&2; touch ${marker}; exit 3
+`);
+    // The connection that started it ends at once; its whole process group is killed, as a Ctrl-C would.
+    const started = spawnSync('setsid', ['--wait', 'bash', '-c', 'bash -s; kill -INT 0'], { input: scripts.startStepScript(layout, 'r1', 'slow', step, 60), encoding: 'utf8' });
+    expect(started.stdout).toBe('started r1/slow\n');
+    const running = run(scripts.waitStepScript(layout, 'r1', 'slow', 0));
+    expect(running.code).toBe(scripts.REMOTE_EXIT.stepRunning);
+    const lockDir = path.join(dir, 'lock');
+    mkdirSync(lockDir);
+    const refused = run(scripts.breakLockScript(layout, '{}'));
+    expect(refused.code).toBe(scripts.REMOTE_EXIT.stepStillRunning);
+    expect(refused.stderr.trim()).toBe('r1/slow');
+    const ended = run(scripts.waitStepScript(layout, 'r1', 'slow', 30));
+    expect(ended).toEqual({ code: 0, stdout: 'done\nstep-status=3\n', stderr: 'warning\n' });
+    expect(readFileSync(marker, 'utf8')).toBe('');
+    expect(run(scripts.breakLockScript(layout, '{}')).stdout).toMatch(/^broke /);
+  });
+
+  it('a restore stops the other services, feeds the backup to the restore command, and starts the stack again', () => {
+    const dir = deployDir();
+    const layout = { deployPath: dir, project: 'p' };
+    mkdirSync(path.join(dir, 'backups'));
+    writeFileSync(path.join(dir, 'backups', 'r1.dump'), 'the dump\n');
+    const calls = path.join(dir, 'calls');
+    const stdin = path.join(dir, 'stdin');
+    const missing = run(scripts.restoreScript(layout, 'r1', 'r0.dump', 'restore', 'postgres'), { AIDD_CONTAINER: 'c1' });
+    expect(missing).toMatchObject({ code: scripts.REMOTE_EXIT.noBackup, stderr: 'there is no backup r0.dump on the server\n' });
+    const restored = run(scripts.restoreScript(layout, 'r1', 'r1.dump', 'restore', 'postgres'), { AIDD_CONTAINER: 'c1', AIDD_CALLS: calls, AIDD_STDIN: stdin });
+    expect(restored).toMatchObject({ code: 0, stdout: 'restored r1.dump into the database of r1\n' });
+    expect(readFileSync(stdin, 'utf8')).toBe('the dump\n');
+    const env = path.join(dir, 'releases', 'r1', '.env');
+    // The last three arguments of each docker-compose call, in order.
+    expect(readFileSync(calls, 'utf8').split('\n').filter(Boolean)).toEqual(['ps -q postgres', `${env} config --services`, 'stop api bot', 'sh -c restore', `${env} up -d`]);
   });
 });
