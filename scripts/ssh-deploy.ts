@@ -266,6 +266,7 @@ await runScript(spec, async (flags) => {
     // Inputs are all read and checked here, before the first connection.
     const deployment = deploying ? await deployRequestFrom(values, app, runner, logger, { reason, keep, healthTimeoutMs }, walkthrough) : undefined;
     const deployRequest = deployment?.request;
+    checkDeployInputs({ values, project, config: app.config, services: deployment?.services ?? [], request: deployRequest });
     const restoring = stringValue(values, 'restore-backup');
     if (restoring && values.yes !== true) {
       // Everything written since the backup is lost: a person confirms on a terminal, CI says so with a flag.
@@ -276,12 +277,15 @@ await runScript(spec, async (flags) => {
       );
       if (!sure) cancelled('nothing was restored');
     }
-    checkDeployInputs({ values, project, config: app.config, services: deployment?.services ?? [], request: deployRequest });
     const { target, deployPath, cleanup } = resolveSshTarget(values);
     // process.exit (a second signal) skips finally blocks; the private SSH directory goes anyway.
     process.on('exit', cleanup);
     const session: Session = { runner, logger, ssh: target, layout: { deployPath, project } };
+    let firstSignalAt = 0;
     const onSignal = (signal: NodeJS.Signals) => {
+      // tsx passes on a terminal's Ctrl-C that this process got already when it does not hear back
+      // within 30 ms: one key press can arrive twice. A second signal counts from a second on.
+      if (session.interrupted && Date.now() - firstSignalAt < 1_000) return;
       if (session.interrupted) {
         // A step running on the server goes on without this run, so its lock stays until it is over.
         const step = session.runningStep;
@@ -295,6 +299,7 @@ await runScript(spec, async (flags) => {
         return;
       }
       session.interrupted = signal;
+      firstSignalAt = Date.now();
       logger.warn(`${signal}: stopping after the current step (send it again to stop at once)`);
     };
     process.on('SIGINT', onSignal);
@@ -325,7 +330,6 @@ await runScript(spec, async (flags) => {
         return EXIT.ok;
       }
 
-      const restoring = stringValue(values, 'restore-backup');
       const done = deployRequest
         ? await deploy(session, deployRequest, report)
         : restoring

@@ -101,7 +101,7 @@ silent_server() {
   [ -n "$(leftovers)" ]
   sleep 0.5
   kill -INT "$pid"
-  sleep 0.5
+  sleep 1.5
   kill -INT "$pid"
   local code=0
   wait "$pid" || code=$?
