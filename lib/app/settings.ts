@@ -87,6 +87,7 @@ export const settingsSchema = z
         service: serviceName,
         command: z.string().min(1).describe('Run inside the service container with sh -c; writes the dump to stdout.'),
         extension: z.string().regex(/^[a-z0-9]+$/).optional(),
+        restore: z.string().min(1).optional().describe('Run inside the service container with sh -c; reads a dump on stdin and replaces the database (ssh-deploy --restore-backup).'),
       })
       .optional()
       .describe('Taken from the running release before migrating.'),
@@ -206,7 +207,7 @@ export function loadSettings(dir: string, serviceNames: string[], dependsOf: (se
     },
     smoke: settings.smoke ?? [],
     migrate: migrate && { service: migrate.service, command: migrate.command, needs: dependsOf(migrate.service) },
-    backup: backup && { service: backup.service, command: backup.command, extension: backup.extension ?? 'dump' },
+    backup: backup && { service: backup.service, command: backup.command, extension: backup.extension ?? 'dump', ...(backup.restore ? { restore: backup.restore } : {}) },
     env: settings.env,
   };
 }

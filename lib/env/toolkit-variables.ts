@@ -102,7 +102,7 @@ export const TOOLKIT_CI_VARIABLES: VariableSpec[] = [
       secret: false,
       scopes: ['ci'],
       requiredIn: [],
-      format: formats.absolutePath,
+      format: formats.remotePath,
       default: '/opt/aidd',
     },
 ];

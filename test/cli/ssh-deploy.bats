@@ -65,7 +65,7 @@ teardown() {
   run --separate-stderr script ssh-deploy --dry-run --host 192.0.2.1 --user deploy --known-hosts "$scratch/known_hosts" --owner me --path /srv/app
   assert_success
   [[ "$stderr" == *"[dry-run] \$ ssh "*"'bash -s' <<< (script on stdin)"* ]]
-  [[ "$stderr" == *"docker login ghcr.io"*"--password-stdin"* ]]
+  [[ "$stderr" == *"registry=ghcr.io"*"docker login \"\$registry\""*"--password-stdin"* ]]
   [[ "$stderr" == *"[REDACTED]"* ]]
   [[ "$stderr" != *"$REGISTRY_TOKEN"* ]]
   [[ "$stderr" != *"PRIVATE KEY"* ]]

@@ -46,14 +46,14 @@ image-name: shop-{service}
 offline-base: {debian-packages: [python3], images: {BASE_IMAGE: base}}
 smoke: [{name: home, service: web, port: 8080, path: /, expect: {status: 200, contains: Hello}}]
 migrate: {service: web, command: [migrate, --yes]}
-backup: {service: db, command: pg_dump}
+backup: {service: db, command: pg_dump, restore: pg_restore}
 env: [{name: GREETING, description: What the page says., required: [production], format: {one-of: [hi, hello]}}]
 `);
     expect(settings.imageName).toBe('shop-{service}');
     expect(settings.offlineBase).toEqual({ debianPackages: ['python3'], images: { BASE_IMAGE: 'base' } });
     expect(settings.smoke).toEqual([{ name: 'home', service: 'web', port: 8080, path: '/', expect: { status: 200, contains: 'Hello' } }]);
     expect(settings.migrate).toEqual({ service: 'web', command: ['migrate', '--yes'], needs: ['db'] });
-    expect(settings.backup).toEqual({ service: 'db', command: 'pg_dump', extension: 'dump' });
+    expect(settings.backup).toEqual({ service: 'db', command: 'pg_dump', extension: 'dump', restore: 'pg_restore' });
     expect(settings.env).toHaveLength(1);
   });
 
