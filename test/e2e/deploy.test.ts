@@ -574,7 +574,9 @@ describe('ssh-deploy against a real sshd, registry and Docker engine', () => {
     return `COPY ${file} /app/migrations/versions/${file}\n`;
   }
 
-  // The last two deploys: they leave the database migrations ahead of every other image.
+  let backupBeforeMigration: string;
+
+  // The last deploys: they leave the database migrations ahead of every other image.
   it('a migrated release that fails its checks rolls back to one that runs healthy on the newer schema, naming the backup from before', async () => {
     const serving = currentRelease();
     const steps = expandMigration('0003', '0002', ['ALTER TABLE messages ADD COLUMN source text']);
@@ -593,6 +595,26 @@ describe('ssh-deploy against a real sshd, registry and Docker engine', () => {
     expect(await apiHealth()).toMatchObject({ status: 200, body: { database: 'ok' } });
     expect(await psql("SELECT count(*) FROM messages WHERE text = 'kept'")).toBe('1');
     expect(readAudit().at(-1)).toMatchObject({ result: 'rolled-back', restored: serving, backup: report.backup });
+    backupBeforeMigration = report.backup;
+  });
+
+  it('--restore-backup brings back the data from before the migration, only when confirmed, and audits it', async () => {
+    await psql("INSERT INTO messages (user_id, text) VALUES (777, 'after-the-backup')");
+    const restore = ['--restore-backup', backupBeforeMigration, '--timeout', '120', '--json'];
+    const unconfirmed = await runTool('ssh-deploy', [...sshArgs(), ...restore]);
+    expect(unconfirmed.code, unconfirmed.stderr).toBe(2);
+    expect(unconfirmed.stderr).toMatch(/confirm with --yes/);
+    expect(await psql("SELECT count(*) FROM messages WHERE text = 'after-the-backup'")).toBe('1');
+
+    const run = await runTool('ssh-deploy', [...sshArgs(), ...restore, '--yes']);
+    expect(run.code, run.stderr).toBe(0);
+    expect(JSON.parse(run.stdout)).toMatchObject({ ok: true });
+    // The rows and the schema are the backup's: the row written after it is gone, the one before is back.
+    expect(await psql("SELECT count(*) FROM messages WHERE text = 'after-the-backup'")).toBe('0');
+    expect(await psql("SELECT count(*) FROM messages WHERE text = 'kept'")).toBe('1');
+    expect(await psql('SELECT version_num FROM alembic_version')).toBe('0002');
+    expect(await apiHealth()).toMatchObject({ status: 200, body: { database: 'ok', migration: '0002' } });
+    expect(readAudit().at(-1)).toMatchObject({ action: 'restore-backup' });
   });
 
   it("a terminal's Ctrl-C during a migration lets it finish on the server; the lock goes only once it is over", async () => {
