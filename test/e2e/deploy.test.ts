@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,7 +14,7 @@ import { createLogger } from '../../lib/core/log.ts';
 import { freePort } from '../../lib/core/net.ts';
 import { startRegistry, startSshServer, type Registry, type SshServer } from '../../lib/sandbox/sandbox.ts';
 import { DEFAULT_COMPOSE_FILE, scriptArgv } from '../../lib/app/target.ts';
-import { getJson, requireDocker, SANDBOX_DIR, tempDir, testRunner, uniqueName } from './harness.ts';
+import { getJson, handshakes, requireDocker, SANDBOX_DIR, snapshot, tempDir, testRunner, uniqueName } from './harness.ts';
 
 const runner = testRunner();
 const owner = uniqueName('deploy');
@@ -144,28 +144,9 @@ function otherImages(): Record<string, string> {
   return other!;
 }
 
-/** Names, sizes and times of everything under the deploy dir: proof that a refused run changed nothing. */
-function snapshot(dir = deployDir): string[] {
-  const entries: string[] = [];
-  const walk = (current: string) => {
-    for (const name of readdirSync(current)) {
-      const full = path.join(current, name);
-      const stat = lstatSync(full);
-      entries.push(`${path.relative(dir, full)} ${stat.size} ${stat.mtimeMs}`);
-      if (stat.isDirectory()) walk(full);
-    }
-  };
-  walk(dir);
-  return entries.sort();
-}
-
 async function psql(query: string): Promise<string> {
   const id = (await runner.run({ argv: ['docker', 'ps', '-q', '--filter', `label=com.docker.compose.project=${owner}`, '--filter', 'label=com.docker.compose.service=postgres'] })).stdout.trim();
   return (await runner.run({ argv: ['docker', 'exec', id, 'psql', '-U', 'aidd', '-d', 'aidd', '-tAc', query], timeoutMs: 30_000 })).stdout.trim();
-}
-
-function handshakes(): number {
-  return (readFileSync(server.logFile, 'utf8').match(/Accepted publickey/g) ?? []).length;
 }
 
 async function apiHealth(): Promise<{ status: number; body: Record<string, unknown> }> {
@@ -207,10 +188,10 @@ describe('ssh-deploy against a real sshd, registry and Docker engine', () => {
   });
 
   it('first deploy to an empty server path: one handshake, pinned digests, .env 0600, audited', async () => {
-    const before = handshakes();
+    const before = handshakes(server.logFile);
     const run = await deploy('v1', images, ['--server-env', envFile]);
     expect(run.code, run.stderr).toBe(0);
-    expect(handshakes() - before).toBe(1);
+    expect(handshakes(server.logFile) - before).toBe(1);
     const report = JSON.parse(run.stdout) as { result: string; release: string; images: Record<string, string> };
     expect(report.result).toBe('deployed');
     expect(currentRelease()).toBe(report.release);
@@ -497,16 +478,16 @@ describe('ssh-deploy against a real sshd, registry and Docker engine', () => {
     }
 
     it.each(cases)('%s', async (_name, overrides, code, message) => {
-      const before = snapshot();
+      const before = snapshot(deployDir);
       const run = await runTool('ssh-deploy', [...sshArgs(await overrides()), '--registry', registry.address, '--images-from', imagesFile('bad-input', images)]);
       expect(run.code).toBe(code);
       expectOneLineError(run, message);
-      expect(snapshot()).toEqual(before);
+      expect(snapshot(deployDir)).toEqual(before);
     });
 
     it('a hostile value, or an images file that leaves services out, before any connection', async () => {
-      const before = snapshot();
-      const handshakesBefore = handshakes();
+      const before = snapshot(deployDir);
+      const handshakesBefore = handshakes(server.logFile);
       const marker = path.join(scratch, 'PWNED');
       const hostile = await runTool('ssh-deploy', [...sshArgs(), '--registry', registry.address, '--images-from', imagesFile('hostile', images), '--revision', `x$(touch ${marker})`]);
       expect(hostile.code).toBe(2);
@@ -515,12 +496,12 @@ describe('ssh-deploy against a real sshd, registry and Docker engine', () => {
       expect(partial.code).toBe(2);
       expectOneLineError(partial, /^ssh-deploy: error: --images-from .* has no image for bot, frontend; .* --unpinned bot --unpinned frontend/);
       expect(existsSync(marker)).toBe(false);
-      expect(handshakes()).toBe(handshakesBefore);
-      expect(snapshot()).toEqual(before);
+      expect(handshakes(server.logFile)).toBe(handshakesBefore);
+      expect(snapshot(deployDir)).toEqual(before);
     });
 
     it('a bad registry token', async () => {
-      const before = snapshot();
+      const before = snapshot(deployDir);
       const v3 = await pushVariant(`FROM ${images.api}\nLABEL build=v3\n`, `${images.api!.split('@')[0]}:v3`);
       const run = await runTool(
         'ssh-deploy',
@@ -529,7 +510,7 @@ describe('ssh-deploy against a real sshd, registry and Docker engine', () => {
       );
       expect(run.code).toBe(2);
       expectOneLineError(run, /docker login to 127\.0\.0\.1:\d+ refused.*check REGISTRY_USER and REGISTRY_TOKEN/);
-      expect(snapshot()).toEqual(before);
+      expect(snapshot(deployDir)).toEqual(before);
     });
   });
 
