@@ -5,6 +5,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { resolveBaseImages } from '../lib/build/base-images.ts';
+import { resolveProxyImage } from '../lib/build/proxy-image.ts';
 import { readEnvFile } from '../lib/env/env-file.ts';
 import { EXIT, parseSeconds, runScript, stringValue, ToolError, type ScriptSpec } from '../lib/core/cli.ts';
 import { composeCommand, loadComposeApp, type ComposeTarget } from '../lib/app/compose.ts';
@@ -103,6 +104,8 @@ await runScript(spec, async (values) => {
 
   // D2: what a deploy to a fresh server does.
   const server = await startSshServer(runner, path.join(SANDBOX_DIR, 'sshd'));
+  // The server is this machine's engine: the proxy image comes from here (built from Debian's caddy where Docker Hub is out of reach).
+  const proxyImage = await resolveProxyImage(runner, logger);
   const serverEnv = path.join(WORK, '.env.production');
   // A second rehearsal keeps the server's ports, so it deploys nothing new and changes nothing.
   const previous = readEnvFile(serverEnv)?.values;
@@ -113,7 +116,7 @@ await runScript(spec, async (values) => {
     const setArgs = Object.entries(settings).filter(([name]) => name !== 'PYTHON_BASE_IMAGE' && name !== 'NODE_BASE_IMAGE').flatMap(([name, value]) => ['--set', `${name}=${value}`]);
     await runner.run(toolCommand('setup-env', ['--target', 'production', '--file', serverEnv, '--generate', ...setArgs]));
     const sshArgs = ['--host', server.host, '--port', String(server.port), '--user', server.user, '--key', server.keyFile, '--known-hosts', server.knownHostsFile, '--path', '~/apps/rehearsal', '--project', SERVER_PROJECT];
-    await runner.run(toolCommand('ssh-deploy', [...sshArgs, '--registry', registry.address, '--images-from', imagesFile, '--server-env', serverEnv, '--reason', 'rehearsal'], registryEnv));
+    await runner.run(toolCommand('ssh-deploy', [...sshArgs, '--registry', registry.address, '--images-from', imagesFile, '--server-env', serverEnv, '--proxy-image', proxyImage, '--reason', 'rehearsal'], registryEnv));
   }, () => `project ${SERVER_PROJECT} on the server: api http://127.0.0.1:${apiPort}/health, frontend http://127.0.0.1:${frontendPort}/`);
   return report(stages, json);
 });

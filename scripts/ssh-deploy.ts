@@ -1,4 +1,5 @@
 // Deploy the registry images to a server over SSH: health-checked, locked, audited, reversible.
+import { DEFAULT_PROXY_IMAGE } from '../lib/deploy/proxy.ts';
 import { readFileSync } from 'node:fs';
 import * as prompts from '@clack/prompts';
 import { EXIT, isInteractive, parseSeconds, runScript, stringValue, ToolError, UsageError, type ScriptSpec, type Values } from '../lib/core/cli.ts';
@@ -59,6 +60,12 @@ const spec: ScriptSpec = {
     revision: { type: 'string', value: 'SHA', env: 'GITHUB_SHA', help: "Git revision recorded with the release (default: the commit of the app's repository)." },
     reason: { type: 'string', value: 'TEXT', help: 'Why: recorded in the lock and the audit log.' },
     keep: { type: 'string', value: 'N', env: 'AIDD_KEEP_RELEASES', help: 'Releases and backups to keep on the server (default 5).' },
+    'proxy-image': {
+      type: 'string',
+      value: 'IMAGE',
+      env: 'AIDD_PROXY_IMAGE',
+      help: `Image the server starts the reverse proxy from where it does not run yet (default ${DEFAULT_PROXY_IMAGE}).`,
+    },
     timeout: { type: 'string', value: 'SECONDS', help: 'Deadline for the new release to become healthy (default 180).' },
     'no-backup': { type: 'boolean', help: 'Migrate without backing up the database first (recorded in the audit log).' },
     'restore-backup': {
@@ -175,6 +182,7 @@ async function deployRequestFrom(
   const tokenValue = process.env.REGISTRY_TOKEN ?? process.env.GHCR_TOKEN;
   const request: DeployRequest = {
     app,
+    proxyImage: stringValue(values, 'proxy-image') ?? DEFAULT_PROXY_IMAGE,
     refs,
     registry,
     registryUser: typed.registryUser ?? process.env.REGISTRY_USER,
@@ -334,7 +342,7 @@ await runScript(spec, async (flags) => {
         ? await deploy(session, deployRequest, report)
         : restoring
           ? await restoreBackup(session, { app, backup: restoring, reason: `restore-backup: ${reason}`, healthTimeoutMs }, report)
-          : await rollback(session, { app, to: stringValue(values, 'to'), reason: `rollback: ${reason}`, healthTimeoutMs }, report);
+          : await rollback(session, { app, proxyImage: stringValue(values, 'proxy-image') ?? DEFAULT_PROXY_IMAGE, to: stringValue(values, 'to'), reason: `rollback: ${reason}`, healthTimeoutMs }, report);
       if (json) output(done);
       else if (!runner.dryRun) {
         if (done.checks.length) process.stdout.write(`${formatOutcomes(done.checks)}\n`);

@@ -387,12 +387,13 @@ function stripMarkers(value: unknown): unknown {
  * path that does not exist). Everything else stays as written; the server interpolates it with its .env.
  * Written as YAML 1.1 so that compose v1 (PyYAML) reads every string back as a string (`"on"`, `"22:22"`).
  */
-export function releaseCompose(raw: ComposeDocument, pinned: Record<string, string>): string {
+export function releaseCompose(raw: ComposeDocument, pinned: Record<string, string>, ports: Record<string, unknown[]> = {}): string {
   const services = Object.fromEntries(
     Object.entries(raw.services).map(([name, service]) => {
       const ref = pinned[name];
-      if (ref === undefined) return [name, service];
-      const { build: _build, ...rest } = service;
+      const published = ports[name] === undefined ? service : { ...service, ports: ports[name] };
+      if (ref === undefined) return [name, published];
+      const { build: _build, ...rest } = published;
       return [name, { ...rest, image: ref }];
     }),
   );

@@ -91,6 +91,38 @@ export const settingsSchema = z
       })
       .optional()
       .describe('Taken from the running release before migrating.'),
+    proxy: z
+      .strictObject({
+        enabled: z.boolean().optional().describe('false: publish ports as the compose file says and replace containers in place (default true).'),
+        http: z
+          .array(
+            z.strictObject({
+              service: serviceName,
+              port: z.number().int().min(1).max(65535).describe('The container port.'),
+              health: z.string().startsWith('/').optional().describe('Path the proxy checks before sending requests to a container (default /; a 2xx answer is healthy).'),
+            }),
+          )
+          .optional()
+          .describe('HTTP ports routed through the proxy besides those the smoke checks name.'),
+        sites: z
+          .array(
+            z.strictObject({
+              domain: z.string().regex(/^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/).describe('The host name served over HTTPS.'),
+              service: serviceName,
+              port: z.number().int().min(1).max(65535).describe('The container port.'),
+              tls: z.enum(['auto', 'internal']).optional().describe("auto: a certificate from Let's Encrypt or ZeroSSL (the domain must point at the server, ports 80 and 443 open); internal: the proxy's own CA (default auto)."),
+              listen: z
+                .string()
+                .regex(/^(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:]+\])?:\d{1,5}$/)
+                .optional()
+                .describe('ADDRESS:PORT to serve it on (default :443, every address).'),
+            }),
+          )
+          .optional()
+          .describe('Domains the proxy serves over HTTPS.'),
+      })
+      .optional()
+      .describe('The reverse proxy (Caddy) in front of HTTP services: zero-downtime switches and HTTPS.'),
     env: z
       .array(variable)
       .optional()
@@ -116,6 +148,23 @@ export interface AiddConfig {
   backup?: BackupSpec;
   /** The app's declared variables; undefined when they come from the compose files. */
   env?: RawVariable[];
+  proxy: ProxySettings;
+}
+
+export interface ProxySite {
+  domain: string;
+  service: string;
+  port: number;
+  tls: 'auto' | 'internal';
+  /** ADDRESS:PORT; undefined: :443 on every address. */
+  listen?: string;
+}
+
+export interface ProxySettings {
+  enabled: boolean;
+  /** Container ports served over HTTP, per service: smoke-checked ones, proxy.http and the sites', each with the path the proxy health-checks. */
+  http: { service: string; port: number; health: string }[];
+  sites: ProxySite[];
 }
 
 /** The JSON Schema published for editors (schema/aidd.schema.json). */
@@ -176,6 +225,8 @@ export function loadSettings(dir: string, serviceNames: string[], dependsOf: (se
     ...(settings.smoke ?? []).map((check, index) => [`smoke[${index}].service`, check.service] as const),
     ...(settings.migrate ? [['migrate.service', settings.migrate.service] as const] : []),
     ...(settings.backup ? [['backup.service', settings.backup.service] as const] : []),
+    ...(settings.proxy?.http ?? []).map((route, index) => [`proxy.http[${index}].service`, route.service] as const),
+    ...(settings.proxy?.sites ?? []).map((site, index) => [`proxy.sites[${index}].service`, site.service] as const),
   ];
   for (const [key, service] of services) {
     if (!serviceNames.includes(service)) throw new UsageError(`${file}: ${key}: "${service}" is not a service of the compose file; services: ${serviceNames.join(', ')}`);
@@ -209,5 +260,18 @@ export function loadSettings(dir: string, serviceNames: string[], dependsOf: (se
     migrate: migrate && { service: migrate.service, command: migrate.command, needs: dependsOf(migrate.service) },
     backup: backup && { service: backup.service, command: backup.command, extension: backup.extension ?? 'dump', ...(backup.restore ? { restore: backup.restore } : {}) },
     env: settings.env,
+    proxy: proxySettings(settings),
   };
+}
+
+function proxySettings(settings: RawSettings): ProxySettings {
+  const sites = (settings.proxy?.sites ?? []).map((site) => ({ domain: site.domain, service: site.service, port: site.port, tls: site.tls ?? 'auto', ...(site.listen ? { listen: site.listen } : {}) }));
+  // The proxy checks a path the app answers when ready: the one given, else a smoke-checked path with
+  // "health" in it, else the first smoke-checked one, else /.
+  const smoke = [...(settings.smoke ?? [])].sort((a, b) => Number(b.path.includes('health')) - Number(a.path.includes('health')));
+  const healthOf = (service: string, port: number) =>
+    settings.proxy?.http?.find((route) => route.service === service && route.port === port)?.health ?? smoke.find((check) => check.service === service && check.port === port)?.path ?? '/';
+  const http = [...(settings.smoke ?? []), ...(settings.proxy?.http ?? []), ...sites].map(({ service, port }) => ({ service, port, health: healthOf(service, port) }));
+  const unique = http.filter((route, index) => http.findIndex((other) => other.service === route.service && other.port === route.port) === index);
+  return { enabled: settings.proxy?.enabled ?? true, http: unique, sites };
 }

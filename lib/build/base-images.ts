@@ -139,7 +139,8 @@ export async function resolveBaseImages(app: ComposeApp, runner: Runner, logger:
   return resolved;
 }
 
-async function buildBaseImage(packages: string[], tag: string, runner: Runner, logger: Logger): Promise<void> {
+/** Builds an image holding a minimal Debian with `packages`, tagged `tag` (debootstrap, then docker import). */
+export async function buildBaseImage(packages: string[], tag: string, runner: Runner, logger: Logger): Promise<void> {
   const work = path.join(cacheDir(), tag.replace(/[:/]/g, '-'));
   const rootfs = path.join(work, 'rootfs');
   const tarball = path.join(work, 'rootfs.tar');

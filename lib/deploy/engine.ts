@@ -3,12 +3,14 @@
 // turns remote failures into one-line errors, and rolls back when a new release is not healthy.
 // What a deploy decides (the no-op check, the backup source, the rollback target) it decides from the
 // server's state as read under the lock, never from what it saw before.
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { parse as parseEnv } from 'dotenv';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EXIT, ToolError, UsageError } from '../core/cli.ts';
 import type { ComposeApp } from '../app/compose.ts';
-import { releaseCompose } from '../app/compose-file.ts';
+import { planRelease, sha256, type ReleaseRecord } from './release-plan.ts';
+import { listenVariables, proxyMainConfig } from './proxy.ts';
 import { lastLine, type Command, type Result, type Runner } from '../core/exec.ts';
 import { parsePublishedPort, projectStatus, publishedPortCommand, serviceContainerCommand } from '../app/local-stack.ts';
 import type { Logger } from '../core/log.ts';
@@ -142,15 +144,6 @@ export async function closeSession(session: Session): Promise<void> {
   if (!session.runner.dryRun) await session.runner.attempt(closeCommand(session.ssh));
 }
 
-/** What release.json records about a release. */
-export interface ReleaseRecord {
-  id?: string;
-  revision?: string;
-  images?: Record<string, string>;
-  /** The release that was live when this one was deployed. */
-  previous?: string | null;
-}
-
 /** The server's deploy state, as the preflight and lock scripts print it. */
 export interface ServerState {
   current?: string;
@@ -164,6 +157,8 @@ export interface ServerState {
   currentEnvSha?: string;
   /** Files under backups/: RELEASE.EXT, the data from before RELEASE was deployed. */
   backups: string[];
+  /** Values in the live .env of the variables the lock was asked for (the proxy's listen addresses). */
+  vars: Record<string, string>;
 }
 
 export interface ServerFacts extends ServerState {
@@ -209,6 +204,7 @@ export function parseState(stdout: string): ServerState {
     currentComposeSha: one('current_compose_sha'),
     currentEnvSha: one('current_env_sha'),
     backups: lines.get('backup') ?? [],
+    vars: parseEnv((lines.get('var') ?? []).join('\n')),
   };
 }
 
@@ -251,7 +247,7 @@ const MIN_FREE_KB = 1024 * 1024;
 export async function preflight(session: Session): Promise<ServerFacts> {
   if (session.runner.dryRun) {
     await runRemote(session, scripts.preflightScript(session.layout), DEADLINES_MS.preflight);
-    return { docker: '(dry-run)', compose: '(dry-run)', diskFreeKb: MIN_FREE_KB, releases: [], records: {}, live: [], backups: [], runningSteps: [] };
+    return { docker: '(dry-run)', compose: '(dry-run)', diskFreeKb: MIN_FREE_KB, releases: [], records: {}, live: [], backups: [], vars: {}, runningSteps: [] };
   }
   const facts = parseFacts((await runRemote(session, scripts.preflightScript(session.layout), DEADLINES_MS.preflight)).stdout);
   if (facts.diskFreeKb < MIN_FREE_KB) {
@@ -281,16 +277,16 @@ export function describeActor(): string {
 }
 
 /** Takes the deploy lock and returns the server's state as read under it. */
-export async function takeLock(session: Session, reason: string): Promise<ServerState> {
+export async function takeLock(session: Session, reason: string, variables: string[] = []): Promise<ServerState> {
   const lock: Lock = {
     id: randomBytes(8).toString('hex'),
     owner: { who: describeActor(), at: new Date().toISOString(), reason, pid: process.pid },
   };
   lock.owner.id = lock.id;
-  const result = await runRemote(session, scripts.lockScript(session.layout, JSON.stringify(lock.owner)), DEADLINES_MS.lock);
+  const result = await runRemote(session, scripts.lockScript(session.layout, JSON.stringify(lock.owner), variables), DEADLINES_MS.lock);
   if (session.runner.dryRun) {
     session.lock = lock;
-    return { releases: [], records: {}, live: [], backups: [] };
+    return { releases: [], records: {}, live: [], backups: [], vars: {} };
   }
   if (!result.stdout.startsWith('locked')) throw lockHeldError(result.stdout.replace(/^held/, '').trim());
   session.lock = lock;
@@ -329,8 +325,8 @@ export async function abandon(session: Session): Promise<void> {
  * Holds the lock while `work` runs, given the state read under it. It is released however `work` ends,
  * except while a step on the server may still run (its outcome unknown): then it stays.
  */
-export async function withLock<T>(session: Session, reason: string, report: DeployReport, work: (state: ServerState) => Promise<T>): Promise<T> {
-  const state = await timed(session, report, 'lock', "Locking the deploy path and reading the server's state", () => takeLock(session, reason));
+export async function withLock<T>(session: Session, reason: string, report: DeployReport, work: (state: ServerState) => Promise<T>, variables: string[] = []): Promise<T> {
+  const state = await timed(session, report, 'lock', "Locking the deploy path and reading the server's state", () => takeLock(session, reason, variables));
   try {
     return await work(state);
   } finally {
@@ -352,6 +348,17 @@ export function newReleaseId(revision: string, now = new Date(), existing: strin
 }
 
 /** `digest REF REPO@sha256:..` lines from the pull script -> service refs pinned by digest. */
+/** `content REF KEY` lines from the pull script -> each service's image content key. */
+export function contentKeys(stdout: string, refs: Record<string, string>): Record<string, string> {
+  const keys: Record<string, string> = {};
+  const lines = stdout.split('\n').filter((line) => line.startsWith('content '));
+  for (const [service, ref] of Object.entries(refs)) {
+    const key = lines.find((line) => line.split(' ')[1] === ref)?.split(' ')[2];
+    if (key) keys[service] = key;
+  }
+  return keys;
+}
+
 export function pinnedRefs(stdout: string, refs: Record<string, string>): Record<string, string> {
   const pinned: Record<string, string> = {};
   const lines = stdout.split('\n').filter((line) => line.startsWith('digest '));
@@ -362,10 +369,6 @@ export function pinnedRefs(stdout: string, refs: Record<string, string>): Record
     pinned[service] = digestRef ?? ref;
   }
   return pinned;
-}
-
-export function sha256(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
 }
 
 /** Reaches the stack on the server: docker queries over SSH, HTTP through forwarded ports. */
@@ -402,6 +405,8 @@ export async function verify(session: Session, app: ComposeApp, deadlineMs: numb
 
 export interface DeployRequest {
   app: ComposeApp;
+  /** The proxy's image where the server does not run the proxy yet. */
+  proxyImage: string;
   /** Image to deploy per app service: a tag or a digest ref. */
   refs: Record<string, string>;
   registry: string;
@@ -426,6 +431,8 @@ export interface DeployReport {
   release?: string;
   previous?: string;
   images: Record<string, string>;
+  /** Services whose image content did not change: they kept the live release's image and container. */
+  kept?: string[];
   steps: StepTiming[];
   checks: CheckOutcome[];
   /** The step that failed or was interrupted. */
@@ -481,13 +488,35 @@ export async function deploy(session: Session, request: DeployRequest, report = 
       DEADLINES_MS.pull,
     ),
   );
-  report.images = session.runner.dryRun ? request.refs : pinnedRefs(pulled.stdout, request.refs);
-  const compose = releaseCompose(request.app.raw, report.images);
+  const pulledImages = session.runner.dryRun ? request.refs : pinnedRefs(pulled.stdout, request.refs);
+  const contents = contentKeys(pulled.stdout, request.refs);
+  report.images = pulledImages;
+  const envVars = request.env === undefined ? undefined : parseEnv(request.env);
 
   return withLock(session, request.reason, report, async (state) => {
     const live = state.current;
     report.previous = live;
-    const unchanged = live && state.currentComposeSha === sha256(compose) && (request.env === undefined || state.currentEnvSha === sha256(request.env));
+    const id = newReleaseId(request.revision, new Date(), state.releases);
+    const plan = planRelease({
+      app: request.app,
+      project: layout.project,
+      id,
+      pulled: pulledImages,
+      contents,
+      live: live ? state.records[live] : undefined,
+      vars: envVars ?? state.vars,
+      envChanged: request.env !== undefined && sha256(request.env) !== state.currentEnvSha,
+    });
+    const compose = plan.compose;
+    report.images = plan.images;
+    report.kept = plan.kept;
+    if (plan.kept.length) logger.info(`unchanged content, kept running: ${plan.kept.join(', ')}`);
+    const liveRecord = live ? state.records[live] : undefined;
+    const unchanged =
+      live &&
+      state.currentComposeSha === sha256(compose) &&
+      (request.env === undefined || state.currentEnvSha === sha256(request.env)) &&
+      (liveRecord?.proxySha ?? '') === (plan.record.proxySha ?? '');
     if (unchanged) {
       report.release = live;
       report.checks = await timed(session, report, 'verify', `Release ${live} already runs these images; checking its health`, () => verify(session, request.app, request.healthTimeoutMs));
@@ -503,21 +532,28 @@ export async function deploy(session: Session, request: DeployRequest, report = 
     if (live && migrate && !backup && !request.noBackup) {
       throw new UsageError(`aidd.yml migrates (${migrate.service}) but has no backup: section; add one, or pass --no-backup to migrate without a backup (audited)`);
     }
-    const id = newReleaseId(request.revision, new Date(), state.releases);
     report.release = id;
     const backupNote = backingUp ? scripts.backupFileName(id, backup!) : live && backup ? 'skipped: --no-backup' : undefined;
     const audit = (entry: Record<string, unknown>) =>
       runRemote(session, scripts.auditScript(layout, auditLine({ action: 'deploy', release: id, previous: live ?? null, backup: backupNote, ...entry })), DEADLINES_MS.audit);
     const releaseJson = JSON.stringify(
-      { id, revision: request.revision, images: report.images, who: describeActor(), at: new Date().toISOString(), reason: request.reason, previous: live ?? null },
+      { id, revision: request.revision, ...plan.record, who: describeActor(), at: new Date().toISOString(), reason: request.reason, previous: live ?? null },
       null,
       2,
     );
+    const switchTo = (release: string, routed: ReleaseRecord['routed']) =>
+      scripts.switchScript(layout, release, {
+        routed: routed ?? [],
+        direct: request.app.services.map((service) => service.name).filter((name) => !(routed ?? []).some((route) => route.service === name)),
+        proxyImage: request.proxyImage,
+        proxyMainConfig: proxyMainConfig(),
+        healthTimeoutSeconds: Math.ceil(request.healthTimeoutMs / 1000),
+      });
 
     // Until the switch, a failure or interruption removes the new release: nothing changed for users.
     try {
       await timed(session, report, 'upload', `Uploading release ${id}`, () =>
-        runRemote(session, scripts.uploadScript(layout, { id, compose, releaseJson, env: request.env, envRequired: request.envRequired }), DEADLINES_MS.upload),
+        runRemote(session, scripts.uploadScript(layout, { id, compose, releaseJson, env: request.env, envRequired: request.envRequired, proxyConfig: plan.proxyConfig }), DEADLINES_MS.upload),
       );
       if (backingUp) {
         const saved = await timed(session, report, 'backup', `Backing up the database of ${live}`, () =>
@@ -547,7 +583,7 @@ export async function deploy(session: Session, request: DeployRequest, report = 
     // From here a failure (compose refusing to start, or a failed check) means rolling back.
     let failure: string | undefined;
     try {
-      await timed(session, report, 'switch', `Switching to ${id}`, () => runDetached(session, id, 'up', scripts.upScript(layout, id), DEADLINES_MS.up));
+      await timed(session, report, 'switch', `Switching to ${id}`, () => runDetached(session, id, 'up', switchTo(id, plan.routed), DEADLINES_MS.up));
       report.checks = await timed(session, report, 'verify', 'Waiting for health and smoke-testing', () => verify(session, request.app, request.healthTimeoutMs));
       const failed = report.checks.filter((check) => !check.ok);
       if (failed.length > 0) {
@@ -587,7 +623,7 @@ export async function deploy(session: Session, request: DeployRequest, report = 
       await audit({ result: 'failed', step: 'verify', detail: report.error });
       return report;
     }
-    await timed(session, report, 'rollback', `Rolling back to ${live}`, () => runDetached(session, live, 'up', scripts.upScript(layout, live), DEADLINES_MS.up), false);
+    await timed(session, report, 'rollback', `Rolling back to ${live}`, () => runDetached(session, live, 'up', switchTo(live, liveRecord?.routed), DEADLINES_MS.up), false);
     const recovered = await verify(session, request.app, request.healthTimeoutMs);
     const rollbackOk = recovered.every((check) => check.ok);
     report.result = rollbackOk ? 'rolled-back' : 'failed';
@@ -596,11 +632,12 @@ export async function deploy(session: Session, request: DeployRequest, report = 
     const line = auditLine({ action: 'deploy', release: id, previous: live, result: report.result, restored: live, detail: report.error, backup: backupNote });
     await runRemote(session, scripts.discardReleaseScript(layout, id, line), DEADLINES_MS.audit);
     return report;
-  });
+  }, request.env === undefined ? listenVariables(request.app) : []);
 }
 
 export interface RollbackRequest {
   app: ComposeApp;
+  proxyImage: string;
   /** A release id (--to); without it, the release before the current one on the chain of live releases. */
   to?: string;
   reason: string;
@@ -620,7 +657,15 @@ export async function rollback(session: Session, request: RollbackRequest, repor
     }
     const release = target ?? '(previous)';
     report.release = release;
-    await timed(session, report, 'switch', `Starting release ${release}`, () => runDetached(session, release, 'up', scripts.upScript(layout, release), DEADLINES_MS.up));
+    const routed = state.records[release]?.routed ?? [];
+    const plan = {
+      routed,
+      direct: request.app.services.map((service) => service.name).filter((name) => !routed.some((route) => route.service === name)),
+      proxyImage: request.proxyImage,
+      proxyMainConfig: proxyMainConfig(),
+      healthTimeoutSeconds: Math.ceil(request.healthTimeoutMs / 1000),
+    };
+    await timed(session, report, 'switch', `Starting release ${release}`, () => runDetached(session, release, 'up', scripts.switchScript(layout, release, plan), DEADLINES_MS.up));
     report.checks = await timed(session, report, 'verify', 'Waiting for health and smoke-testing', () => verify(session, request.app, request.healthTimeoutMs));
     report.ok = report.checks.every((check) => check.ok);
     report.result = report.ok ? 'deployed' : 'failed';

@@ -35,6 +35,7 @@ export function checkDeployInputs({ values, project, config, services, request }
   check('--registry', stringValue(values, 'registry'), formats.registryHost);
   check('--owner', stringValue(values, 'owner')?.toLowerCase(), formats.lowercaseOwner);
   check('--tag', stringValue(values, 'tag'), formats.imageTag);
+  check('--proxy-image', stringValue(values, 'proxy-image'), formats.imageReference);
   check('aidd.yml backup.service', config.backup?.service, formats.serviceName);
   check('aidd.yml migrate.service', config.migrate?.service, formats.serviceName);
   for (const need of config.migrate?.needs ?? []) check(`a service migrate.service depends on`, need, formats.serviceName);

@@ -7,6 +7,7 @@
 // script text goes in through `raw()`, the only way around the quoting.
 import { randomBytes } from 'node:crypto';
 import { shellQuote } from '../core/exec.ts';
+import { PROXY_ADMIN_SOCKET, PROXY_CONFIG_DIR, PROXY_CONTAINER, PROXY_VOLUMES } from './proxy.ts';
 
 export interface RemoteLayout {
   /** Deploy path on the server; `~/x` means under the deploy user's home. */
@@ -232,7 +233,20 @@ export interface PullRequest {
   refs: string[];
 }
 
-/** Logs in (token never stored on the server) and pulls; prints `digest REF REPO@DIGEST` per image. */
+/**
+ * What an image does, leaving out what only describes it (labels, creation time): its layers and the
+ * config a container runs with. Two builds of unchanged sources have the same key even when their
+ * digests differ (each commit labels its images with its revision), so a deploy keeps the running
+ * container of a service whose key did not change.
+ */
+const CONTENT_KEY_FORMAT =
+  '{{json .RootFS.Layers}} {{json .Config.Cmd}} {{json .Config.Entrypoint}} {{json .Config.Env}} {{json .Config.WorkingDir}} {{json .Config.User}} ' +
+  '{{json .Config.ExposedPorts}} {{json .Config.Healthcheck}} {{json .Config.Volumes}} {{json .Config.StopSignal}} {{json .Config.Shell}}';
+
+/**
+ * Logs in (token never stored on the server) and pulls every image at once; a digest ref the server
+ * already has is not pulled again. Prints `digest REF REPO@DIGEST...` and `content REF KEY` per image.
+ */
 export function pullScript(layout: RemoteLayout, request: PullRequest): string {
   let login = sh``;
   if (request.token) {
@@ -246,9 +260,19 @@ DOCKER_CONFIG=$(mktemp -d)
 export DOCKER_CONFIG
 trap 'rm -rf "$DOCKER_CONFIG"' EXIT
 ${login}
-for ref in ${request.refs}; do
-  docker pull --quiet "$ref" >/dev/null 2>"$DOCKER_CONFIG/pull.err" || { echo "pulling $ref failed: $(tail -n1 "$DOCKER_CONFIG/pull.err")" >&2; exit ${REMOTE_EXIT.pullFailed}; }
+refs=(${request.refs})
+pids=()
+for index in "\${!refs[@]}"; do
+  ref=\${refs[$index]}
+  if [[ "$ref" == *@sha256:* ]] && docker image inspect "$ref" >/dev/null 2>&1; then pids+=(0); continue; fi
+  docker pull --quiet "$ref" >/dev/null 2>"$DOCKER_CONFIG/pull-$index.err" &
+  pids+=($!)
+done
+for index in "\${!refs[@]}"; do
+  ref=\${refs[$index]}
+  [ "\${pids[$index]}" = 0 ] || wait "\${pids[$index]}" || { echo "pulling $ref failed: $(tail -n1 "$DOCKER_CONFIG/pull-$index.err")" >&2; exit ${REMOTE_EXIT.pullFailed}; }
   echo "digest $ref $(docker image inspect --format '{{join .RepoDigests " "}}' "$ref")"
+  echo "content $ref $(docker image inspect --format ${CONTENT_KEY_FORMAT} "$ref" | sha256sum | cut -c1-64)"
 done
 `);
 }
@@ -257,7 +281,12 @@ done
  * Takes the lock atomically (mkdir); prints `held OWNER_JSON`, or `locked` followed by the server's
  * state read under the lock, which is what the deploy then decides from.
  */
-export function lockScript(layout: RemoteLayout, ownerJson: string): string {
+export function lockScript(layout: RemoteLayout, ownerJson: string, variables: string[] = []): string {
+  // The values compose gives the variables in the proxy's listen addresses, from the .env that carries over.
+  const values = variables.length
+    ? sh`for name in ${variables}; do [ ! -f "$deploy/current/.env" ] || sed -n "s/^$name=//p" "$deploy/current/.env" | tail -n 1 | sed "s/^/var $name=/"; done
+`
+    : sh``;
   return remoteScript(layout, 'lock', sh`
 mkdir -p "$deploy"
 if ! mkdir "$deploy/lock" 2>/dev/null; then
@@ -266,7 +295,7 @@ if ! mkdir "$deploy/lock" 2>/dev/null; then
 fi
 ${writeFile(raw('"$deploy/lock/owner.json"'), ownerJson)}
 echo locked
-${stateReport}`);
+${values}${stateReport}`);
 }
 
 /** Releases the lock only if this run holds it, so a run never frees another run's lock. */
@@ -302,6 +331,8 @@ export interface ReleaseFiles {
   env?: string;
   /** The app needs variables: without a .env to carry over, the first deploy stops. Otherwise it gets an empty one. */
   envRequired: boolean;
+  /** The app's routes in the proxy (apps/PROJECT.caddy) while this release is live; none when nothing is routed. */
+  proxyConfig?: string;
 }
 
 /** Writes a new release directory, never an existing one; the .env is born 0600 (umask) and never echoed. */
@@ -320,6 +351,7 @@ ${writeFile(raw('"$rel/docker-compose.yml"'), files.compose)}
 ${writeFile(raw('"$rel/release.json"'), files.releaseJson)}
 ${envStep}
 chmod 600 "$rel/.env"
+${files.proxyConfig === undefined ? sh`` : writeFile(raw('"$rel/proxy.caddy"'), files.proxyConfig)}
 echo uploaded
 `);
 }
@@ -426,23 +458,177 @@ audit ${auditLine}
 `);
 }
 
-/** Starts a release's services; containers whose config is unchanged are left running. */
-export function upScript(layout: RemoteLayout, id: string): string {
-  return remoteScript(layout, 'up', sh`
-id=${id}
-[ -d "$deploy/releases/$id" ] || { echo "release $id does not exist on the server" >&2; exit ${REMOTE_EXIT.noRelease}; }
-log=$(mktemp)
-if ! compose "$id" up -d --remove-orphans >"$log" 2>&1; then
+/** A service the proxy routes to, and the slot port its container publishes `port` on in a release. */
+export interface RoutedService {
+  service: string;
+  port: number;
+  hostPort: number;
+}
+
+export interface SwitchPlan {
+  /** Routed services in start order (dependencies first); each is switched beside its running container. */
+  routed: RoutedService[];
+  /** Every other service of the release: started, or replaced in place when changed. */
+  direct: string[];
+  /** The proxy's image, for starting the proxy where it does not run yet. */
+  proxyImage: string;
+  proxyMainConfig: string;
+  /** How long a new container may take to become healthy. */
+  healthTimeoutSeconds: number;
+}
+
+/** Prints why compose up failed in one line: compose's own words and the services that are not healthy. */
+const composeFailed = sh`compose_failed() {
   tail -n 20 "$log" >&2
   # compose v1 ends with a generic "Encountered errors"; its "ERROR: for SERVICE" line says what broke.
   said=$( { grep -E '^ERROR: for |[Ee]rror' "$log" | grep -v 'Encountered errors' || grep -v '^[[:space:]]*$' "$log"; } | tail -n 1 || true); rm -f "$log"
-  # The one-line error quotes compose's own words and names the services that are not healthy.
   not_healthy=$(docker ps --all --filter "label=com.docker.compose.project=$project" --format '{{.Label "com.docker.compose.service"}} ({{.Status}})' | grep -v '(healthy)' | paste -sd, - || true)
   echo "compose up failed: \${said:-no output}; not healthy: \${not_healthy:-none}" >&2
   exit 1
+}
+`;
+
+/** The app's routes leave the proxy (the release has none): their listen ports go back to compose. */
+const dropRoutes = sh`if [ "$(docker inspect --format '{{.State.Running}}' "$proxy" 2>/dev/null)" = true ] && docker exec "$proxy" test -f "$app_file"; then
+  docker exec "$proxy" rm -f "$app_file"
+  docker exec "$proxy" caddy reload --config "$proxy_config" --adapter caddyfile >/dev/null 2>&1 || true
 fi
+`;
+
+/**
+ * Makes a release the running one. Without routed services: compose up, as by hand. With them, no
+ * request fails: services nothing routes to are started or replaced in place; a routed service whose
+ * container publishes the other slot gets a new container beside it (compose scales it up by one);
+ * once every new container is healthy the old ones are stopped (SIGTERM: in-flight requests finish)
+ * and the proxy, which routes to whichever slot is healthy, sends everything to the new ones. A new
+ * container that never turns healthy is removed: the old ones keep serving. The proxy is reloaded
+ * only when the app's routes change (see proxy.ts for why). The same script rolls back, since it only
+ * converges the containers on a release's compose file and routes.
+ */
+export function switchScript(layout: RemoteLayout, id: string, plan: SwitchPlan): string {
+  const common = sh`id=${id}
+rel="$deploy/releases/$id"
+[ -d "$rel" ] || { echo "release $id does not exist on the server" >&2; exit ${REMOTE_EXIT.noRelease}; }
+proxy=${PROXY_CONTAINER}
+proxy_config=${`${PROXY_CONFIG_DIR}/Caddyfile`}
+app_file=${`${PROXY_CONFIG_DIR}/apps/${layout.project}.caddy`}
+log=$(mktemp)
+${composeFailed}`;
+  if (plan.routed.length === 0) {
+    return remoteScript(layout, 'switch', sh`
+${common}${dropRoutes}compose "$id" up -d --remove-orphans >"$log" 2>&1 || compose_failed
 rm -f "$log"
 echo started
+`);
+  }
+  const main = heredoc(plan.proxyMainConfig);
+  return remoteScript(layout, 'switch', sh`
+${common}timeout=${plan.healthTimeoutSeconds}
+proxy_image=${plan.proxyImage}
+containers_of() { docker ps --all --quiet --filter "label=com.docker.compose.project=$project" --filter "label=com.docker.compose.service=$1" --filter label=com.docker.compose.oneoff=False; }
+publishes() { docker port "$1" "$2/tcp" 2>/dev/null | grep -q ":$3\$"; }
+state_of() { docker inspect --format '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$1" 2>/dev/null || echo gone; }
+routed=(${plan.routed.map((route) => `${route.service}:${route.port}:${route.hostPort}`)})
+direct=(${plan.direct})
+
+# Whatever has no container yet starts in dependency order (a first deploy, a new service); nothing
+# running is replaced here. Then the services nothing routes to converge, replaced in place if changed.
+missing=0
+for entry in "\${routed[@]}"; do [ -n "$(containers_of "\${entry%%:*}")" ] || missing=1; done
+if [ "$missing" = 1 ]; then compose "$id" up -d --no-recreate --remove-orphans >"$log" 2>&1 || compose_failed; fi
+if [ "\${#direct[@]}" -gt 0 ]; then compose "$id" up -d --no-deps --remove-orphans "\${direct[@]}" >>"$log" 2>&1 || compose_failed; fi
+
+# A routed service whose containers publish another slot gets a new container beside them.
+old=()
+new=()
+remove_new() { local entry; for entry in "\${new[@]}"; do docker stop --time 30 "\${entry#*:}" >/dev/null 2>&1 || true; docker rm -f "\${entry#*:}" >/dev/null 2>&1 || true; done; }
+for entry in "\${routed[@]}"; do
+  IFS=: read -r service port host_port <<<"$entry"
+  current=()
+  stale=()
+  for container in $(containers_of "$service"); do
+    if publishes "$container" "$port" "$host_port"; then stale+=("$container"); else current+=("$container"); fi
+  done
+  [ "\${#current[@]}" -gt 0 ] || continue
+  # Left by a switch that stopped halfway: never made healthy, so removed before starting afresh.
+  [ "\${#stale[@]}" -eq 0 ] || docker rm -f "\${stale[@]}" >/dev/null
+  compose "$id" up -d --no-deps --no-recreate --scale "$service=$(( \${#current[@]} + 1 ))" "$service" >>"$log" 2>&1 || { remove_new; compose_failed; }
+  for container in $(containers_of "$service"); do ! publishes "$container" "$port" "$host_port" || new+=("$service:$container"); done
+  old+=("\${current[@]}")
+done
+
+# Fine-grained polling with one deadline: a healthy container is switched to within a fraction of a second.
+deadline=$(( $(date +%s) + timeout ))
+for entry in "\${new[@]}"; do
+  service=\${entry%%:*}
+  container=\${entry#*:}
+  while :; do
+    state=$(state_of "$container")
+    case "$state" in
+      "running healthy"|"running none") break ;;
+      *unhealthy|exited*|dead*|gone) ;;
+      *) if [ "$(date +%s)" -lt "$deadline" ]; then sleep 0.2; continue; fi ;;
+    esac
+    last=$(docker inspect --format '{{if .State.Health}}{{range .State.Health.Log}}{{.Output}}{{end}}{{end}}' "$container" 2>/dev/null | tr '\n' ' ' | tail -c 200 || true)
+    remove_new
+    rm -f "$log"
+    echo "the new $service container did not become healthy (\${state}\${last:+: $last}); it was removed, and the running one keeps serving" >&2
+    exit 1
+  done
+done
+
+# The proxy: started where it does not run (its config and certificates live in volumes); this app's
+# routes written and the proxy reloaded only when they changed. A reload that fails puts the previous
+# routes back.
+main_file="$log.main"
+cat > "$main_file" ${main.start}
+${main.body}
+if [ "$(docker inspect --format '{{.State.Running}}' "$proxy" 2>/dev/null)" != true ]; then
+  docker rm -f "$proxy" >/dev/null 2>&1 || true
+  docker image inspect "$proxy_image" >/dev/null 2>&1 || docker pull --quiet "$proxy_image" >/dev/null
+  docker run --rm -i --volume ${PROXY_VOLUMES.config}:${PROXY_CONFIG_DIR} --entrypoint sh "$proxy_image" -c 'mkdir -p "$1/apps" && cat > "$1/Caddyfile"' sh ${PROXY_CONFIG_DIR} < "$main_file"
+  docker run --detach --name "$proxy" --network host --restart unless-stopped --label aidd.proxy=caddy \\
+    --volume ${PROXY_VOLUMES.config}:${PROXY_CONFIG_DIR} --volume ${PROXY_VOLUMES.data}:/data --env XDG_DATA_HOME=/data --env XDG_CONFIG_HOME=/config \\
+    "$proxy_image" caddy run --config "$proxy_config" --adapter caddyfile >/dev/null
+  for _ in $(seq 100); do ! docker exec "$proxy" test -S ${PROXY_ADMIN_SOCKET} || break; sleep 0.1; done
+elif ! docker exec "$proxy" cat "$proxy_config" | cmp -s - "$main_file"; then
+  docker exec -i "$proxy" sh -c 'cat > "$1"' sh "$proxy_config" < "$main_file"
+  changed=1
+fi
+rm -f "$main_file"
+reload() { docker exec "$proxy" caddy reload --config "$proxy_config" --adapter caddyfile >"$log" 2>&1; }
+if ! docker exec "$proxy" cat "$app_file" 2>/dev/null | cmp -s - "$rel/proxy.caddy"; then
+  docker exec "$proxy" sh -c '[ ! -f "$1" ] || cp "$1" "$1.previous"' sh "$app_file"
+  docker exec -i "$proxy" sh -c 'cat > "$1"' sh "$app_file" < "$rel/proxy.caddy"
+  changed=1
+fi
+if [ "\${changed:-0}" = 1 ] && ! reload; then
+  if grep -q 'address already in use' "$log" && [ "\${#old[@]}" -gt 0 ]; then
+    # The first switch from a release without the proxy: its containers hold the listen ports, so they
+    # stop first (the one deploy with a short gap).
+    docker stop --time 30 "\${old[@]}" >/dev/null
+  fi
+  if ! reload; then
+    said=$(grep -v '^[[:space:]]*$' "$log" | tail -n 1 | tail -c 300)
+    docker exec "$proxy" sh -c 'if [ -f "$1.previous" ]; then mv "$1.previous" "$1"; else rm -f "$1"; fi' sh "$app_file"
+    reload || true
+    [ "\${#old[@]}" -eq 0 ] || docker start "\${old[@]}" >/dev/null 2>&1 || true
+    remove_new
+    rm -f "$log"
+    echo "the proxy refused the new routes: $said" >&2
+    exit 1
+  fi
+fi
+docker exec "$proxy" rm -f "$app_file.previous"
+
+# Drained: SIGTERM lets the old containers finish their in-flight requests; a request that reaches one
+# as it stops is retried on the new one, which the proxy has found healthy by then.
+if [ "\${#old[@]}" -gt 0 ]; then
+  docker stop --time 30 "\${old[@]}" >/dev/null
+  docker rm "\${old[@]}" >/dev/null
+fi
+rm -f "$log"
+echo "started"
 `);
 }
 

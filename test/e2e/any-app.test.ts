@@ -14,7 +14,7 @@ import type { Command } from '../../lib/core/exec.ts';
 import { freePort } from '../../lib/core/net.ts';
 import { startRegistry, startSshServer, type Registry, type SshServer } from '../../lib/sandbox/sandbox.ts';
 import { REPO_ROOT, scriptArgv } from '../../lib/app/target.ts';
-import { buildPushEnv, handshakes, requireDocker, SANDBOX_DIR, snapshot, tempDir, testRunner, uniqueName } from './harness.ts';
+import { buildPushEnv, handshakes, removeProxyRoutes, sandboxSshArgs, requireDocker, SANDBOX_DIR, snapshot, tempDir, testRunner, uniqueName, useProxyImage } from './harness.ts';
 
 const runner = testRunner();
 const owner = uniqueName('any-app');
@@ -86,19 +86,8 @@ function buildPush(app: AppCopy, extra: string[] = []): Promise<Run> {
   return runTool('build-push', ['--compose', app.compose, '--registry', registry.address, '--owner', owner, '--json', ...extra]);
 }
 
-/** The SSH flags of the sandbox server for one project; an override of null drops the flag. */
 function sshArgs(project = owner, overrides: Record<string, string | null> = {}): string[] {
-  const flags: Record<string, string | null> = {
-    host: server.host,
-    port: String(server.port),
-    user: server.user,
-    key: server.keyFile,
-    'known-hosts': server.knownHostsFile,
-    path: `~/apps/${project}`,
-    project,
-    ...overrides,
-  };
-  return Object.entries(flags).flatMap(([name, value]) => (value === null ? [] : [`--${name}`, value]));
+  return sandboxSshArgs(server, project, overrides);
 }
 
 function deploy(compose: string, args: string[], project = owner): Promise<Run> {
@@ -173,6 +162,7 @@ describe('any compose app: Hello Compose and a fixture with variables, built, de
 
   beforeAll(async () => {
     await requireDocker(runner);
+    await useProxyImage(runner);
     registry = await startRegistry(runner, path.join(SANDBOX_DIR, 'registry'));
     server = await startSshServer(runner, path.join(SANDBOX_DIR, 'sshd'));
     deployDir = path.join(server.home, 'apps', owner);
@@ -182,7 +172,10 @@ describe('any compose app: Hello Compose and a fixture with variables, built, de
 
   afterAll(async () => {
     if (!registry) return;
-    for (const project of [owner, `${owner}-vars`]) await removeProject(project);
+    for (const project of [owner, `${owner}-vars`]) {
+      await removeProject(project);
+      await removeProxyRoutes(runner, project);
+    }
     const images = await localImages(`${registry.address}/${owner}/*`);
     if (images.length > 0) await runner.attempt({ argv: ['docker', 'image', 'rm', '--force', ...images], timeoutMs: 120_000 });
   });

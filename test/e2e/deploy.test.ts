@@ -14,7 +14,7 @@ import { createLogger } from '../../lib/core/log.ts';
 import { freePort } from '../../lib/core/net.ts';
 import { startRegistry, startSshServer, type Registry, type SshServer } from '../../lib/sandbox/sandbox.ts';
 import { DEFAULT_COMPOSE_FILE, scriptArgv } from '../../lib/app/target.ts';
-import { getJson, handshakes, requireDocker, SANDBOX_DIR, snapshot, tempDir, testRunner, uniqueName } from './harness.ts';
+import { getJson, handshakes, pushVariant as pushImageVariant, removeProxyRoutes, sandboxSshArgs, requireDocker, SANDBOX_DIR, snapshot, tempDir, testRunner, uniqueName, useProxyImage } from './harness.ts';
 
 const runner = testRunner();
 const owner = uniqueName('deploy');
@@ -39,19 +39,8 @@ interface Run {
   stderr: string;
 }
 
-/** The SSH flags of the sandbox server; an override of null drops the flag. */
 function sshArgs(overrides: Record<string, string | null> = {}): string[] {
-  const flags: Record<string, string | null> = {
-    host: server.host,
-    port: String(server.port),
-    user: server.user,
-    key: server.keyFile,
-    'known-hosts': server.knownHostsFile,
-    path: `~/apps/${owner}`,
-    project: owner,
-    ...overrides,
-  };
-  return Object.entries(flags).flatMap(([name, value]) => (value === null ? [] : [`--${name}`, value]));
+  return sandboxSshArgs(server, owner, overrides);
 }
 
 function scriptEnv(extra: Record<string, string> = {}): Record<string, string> {
@@ -109,15 +98,8 @@ function deploy(imagesName: string, refs: Record<string, string>, extra: string[
   return runTool('ssh-deploy', [...sshArgs(), '--registry', registry.address, '--images-from', imagesFile(imagesName, refs), '--timeout', '120', '--json', ...extra]);
 }
 
-/** Builds an image from a Dockerfile on stdin and pushes it; returns its digest ref. */
-async function pushVariant(dockerfile: string, ref: string, context = scratch): Promise<string> {
-  const env = { DOCKER_CONFIG: dockerConfig };
-  await runner.run({ argv: ['docker', 'build', '--quiet', '--tag', ref, '--file', '-', context], input: dockerfile, env, timeoutMs: 300_000 });
-  await runner.run({ argv: ['docker', 'push', ref], env, timeoutMs: 300_000 });
-  const digest = (await runner.run({ argv: ['docker', 'image', 'inspect', '--format', '{{join .RepoDigests "\\n"}}', ref] })).stdout
-    .split('\n')
-    .find((line) => line.startsWith(ref.replace(/:[^:]+$/, '@')));
-  return digest!;
+function pushVariant(dockerfile: string, ref: string, context = scratch): Promise<string> {
+  return pushImageVariant(runner, dockerConfig, dockerfile, ref, context);
 }
 
 function readAudit(): Record<string, unknown>[] {
@@ -156,6 +138,7 @@ async function apiHealth(): Promise<{ status: number; body: Record<string, unkno
 describe('ssh-deploy against a real sshd, registry and Docker engine', () => {
   beforeAll(async () => {
     await requireDocker(runner);
+    await useProxyImage(runner);
     registry = await startRegistry(runner, path.join(SANDBOX_DIR, 'registry'));
     server = await startSshServer(runner, path.join(SANDBOX_DIR, 'sshd'));
     deployDir = path.join(server.home, 'apps', owner);
@@ -179,6 +162,7 @@ describe('ssh-deploy against a real sshd, registry and Docker engine', () => {
   });
 
   afterAll(async () => {
+    await removeProxyRoutes(runner, owner);
     if (!deployDir || !existsSync(path.join(deployDir, 'current'))) return;
     const dir = path.join(deployDir, 'current');
     await runner.attempt({
@@ -219,7 +203,7 @@ describe('ssh-deploy against a real sshd, registry and Docker engine', () => {
     await psql("INSERT INTO messages (user_id, text) VALUES (777, 'kept')");
     const v2: Record<string, string> = {};
     for (const [service, ref] of Object.entries(images)) {
-      v2[service] = await pushVariant(`FROM ${ref}\nLABEL build=v2\n`, `${ref.split('@')[0]}:v2`);
+      v2[service] = await pushVariant(`FROM ${ref}\nENV AIDD_BUILD=v2\n`, `${ref.split('@')[0]}:v2`);
     }
     const previous = currentRelease();
     const run = await deploy('v2', v2);
@@ -502,7 +486,7 @@ describe('ssh-deploy against a real sshd, registry and Docker engine', () => {
 
     it('a bad registry token', async () => {
       const before = snapshot(deployDir);
-      const v3 = await pushVariant(`FROM ${images.api}\nLABEL build=v3\n`, `${images.api!.split('@')[0]}:v3`);
+      const v3 = await pushVariant(`FROM ${images.api}\nENV AIDD_BUILD=v3\n`, `${images.api!.split('@')[0]}:v3`);
       const run = await runTool(
         'ssh-deploy',
         [...sshArgs(), '--registry', registry.address, '--images-from', imagesFile('bad-token', { ...images, api: v3 })],

@@ -4,11 +4,13 @@ import { cpSync, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, 
 import os from 'node:os';
 import path from 'node:path';
 import { resolveBaseImages } from '../../lib/build/base-images.ts';
+import { resolveProxyImage } from '../../lib/build/proxy-image.ts';
+import { PROXY_CONFIG_DIR, PROXY_CONTAINER } from '../../lib/deploy/proxy.ts';
 import { composeCommand, loadComposeApp, type ComposeApp, type ComposeTarget } from '../../lib/app/compose.ts';
 import { Runner, type Command } from '../../lib/core/exec.ts';
 import { createLogger } from '../../lib/core/log.ts';
 import { freePort } from '../../lib/core/net.ts';
-import { ensureDockerEngine, type Registry } from '../../lib/sandbox/sandbox.ts';
+import { ensureDockerEngine, type Registry, type SshServer } from '../../lib/sandbox/sandbox.ts';
 import { DEFAULT_COMPOSE_FILE, detectComposeCli, SANDBOX_DIR } from '../../lib/app/target.ts';
 
 export { SANDBOX_DIR };
@@ -147,4 +149,96 @@ export function snapshot(dir: string): string[] {
 /** SSH authentications the sandbox sshd logged: each is one handshake. */
 export function handshakes(sshdLog: string): number {
   return (readFileSync(sshdLog, 'utf8').match(/Accepted publickey/g) ?? []).length;
+}
+
+/**
+ * The proxy image for deploys to the sandbox server, which is this machine's engine: the official one
+ * where Docker Hub answers, otherwise the stand-in built from Debian's caddy. Set as AIDD_PROXY_IMAGE,
+ * so every ssh-deploy the tests start uses it.
+ */
+export async function useProxyImage(runner: Runner): Promise<string> {
+  const image = await resolveProxyImage(runner, createLogger({ prefix: 'e2e', quiet: true }));
+  process.env.AIDD_PROXY_IMAGE = image;
+  return image;
+}
+
+/** Removes an app's routes from the server's proxy, as a person taking the app off the server would. */
+export async function removeProxyRoutes(runner: Runner, project: string): Promise<void> {
+  const file = `${PROXY_CONFIG_DIR}/apps/${project}.caddy`;
+  const removed = await runner.attempt({ argv: ['docker', 'exec', PROXY_CONTAINER, 'rm', file], timeoutMs: 30_000 });
+  if (removed.exitCode === 0) {
+    await runner.attempt({ argv: ['docker', 'exec', PROXY_CONTAINER, 'caddy', 'reload', '--config', `${PROXY_CONFIG_DIR}/Caddyfile`, '--adapter', 'caddyfile'], timeoutMs: 30_000 });
+  }
+}
+
+/** The SSH flags of a sandbox server for one project deployed under ~/apps/PROJECT; an override of null drops the flag. */
+export function sandboxSshArgs(server: SshServer, project: string, overrides: Record<string, string | null> = {}): string[] {
+  const flags: Record<string, string | null> = {
+    host: server.host,
+    port: String(server.port),
+    user: server.user,
+    key: server.keyFile,
+    'known-hosts': server.knownHostsFile,
+    path: `~/apps/${project}`,
+    project,
+    ...overrides,
+  };
+  return Object.entries(flags).flatMap(([name, value]) => (value === null ? [] : [`--${name}`, value]));
+}
+
+/** Builds an image from a Dockerfile on stdin, tags it `ref` and pushes it; returns its digest ref. */
+export async function pushVariant(runner: Runner, dockerConfig: string, dockerfile: string, ref: string, context: string): Promise<string> {
+  const env = { DOCKER_CONFIG: dockerConfig };
+  await runner.run({ argv: ['docker', 'build', '--quiet', '--tag', ref, '--file', '-', context], input: dockerfile, env, timeoutMs: 300_000 });
+  await runner.run({ argv: ['docker', 'push', ref], env, timeoutMs: 300_000 });
+  const digest = (await runner.run({ argv: ['docker', 'image', 'inspect', '--format', '{{join .RepoDigests "\\n"}}', ref] })).stdout
+    .split('\n')
+    .find((line) => line.startsWith(ref.replace(/:[^:]+$/, '@')));
+  return digest!;
+}
+
+export interface LoadResult {
+  requests: number;
+  failed: number;
+  /** Status codes or error names of the failures, with counts. */
+  failures: Record<string, number>;
+}
+
+/**
+ * GETs each url in turn until `done` settles, at most `limit` requests, `intervalMs` apart: a bounded
+ * load on loopback that counts every request not answered 200.
+ */
+export async function requestLoop(urls: string[], done: Promise<unknown>, limit: number, intervalMs = 10): Promise<LoadResult> {
+  let settled = false;
+  void done.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  const result: LoadResult = { requests: 0, failed: 0, failures: {} };
+  const fail = (why: string) => {
+    result.failed += 1;
+    result.failures[why] = (result.failures[why] ?? 0) + 1;
+  };
+  while (!settled && result.requests < limit) {
+    const url = urls[result.requests % urls.length]!;
+    result.requests += 1;
+    try {
+      const response = await fetch(url, { signal: AbortSignal.timeout(5_000) });
+      await response.arrayBuffer();
+      if (response.status !== 200) fail(`HTTP ${response.status}`);
+    } catch (error) {
+      const cause = (error as { cause?: { code?: string } }).cause?.code;
+      fail(cause ?? (error as Error).name);
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+  return result;
+}
+
+/** Each container of a compose project as SERVICE -> "ID STARTED_AT", to tell which ones a deploy replaced. */
+export async function containerStarts(runner: Runner, project: string): Promise<Record<string, string>> {
+  const ids = (await runner.run({ argv: ['docker', 'ps', '--quiet', '--filter', `label=com.docker.compose.project=${project}`, '--filter', 'label=com.docker.compose.oneoff=False'], readOnly: true })).stdout.split('\n').filter(Boolean);
+  if (ids.length === 0) return {};
+  const lines = (await runner.run({ argv: ['docker', 'inspect', '--format', '{{index .Config.Labels "com.docker.compose.service"}} {{.Id}} {{.State.StartedAt}}', ...ids], readOnly: true })).stdout.split('\n').filter(Boolean);
+  return Object.fromEntries(lines.map((line) => [line.slice(0, line.indexOf(' ')), line.slice(line.indexOf(' ') + 1)]));
 }
