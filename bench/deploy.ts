@@ -1,22 +1,26 @@
 // Benchmarks scripts/ssh-deploy.ts against a naive baseline that runs the D2 manual steps as separate
-// ssh/scp commands (mkdir, scp compose, scp .env, docker login, pull, up, health loop). Both deploy the
-// same images to the same loopback sshd as the same user: a first deploy, then a redeploy of a new build
-// while a bounded request loop hits the api. Printed per run: wall time, time inside docker commands
-// (timed on the server by docker/docker-compose shims put first on the session PATH), the rest as
-// overhead, SSH handshakes from the sshd log, and failed api requests during the redeploy.
+// ssh/scp commands (mkdir, scp compose, scp .env, docker login, pull, migrate, up, health loop). Both
+// deploy the same images to the same loopback sshd as the same user: a first deploy, then a redeploy of
+// a new build of every service while bounded request loops hit the api and the frontend on 127.0.0.1
+// (through the reverse proxy for ssh-deploy; straight to the containers that `up -d` recreates for the
+// manual steps); then, for ssh-deploy, a no-op deploy and a deploy where only the frontend changed.
+// Printed per run: wall time, time inside docker commands (timed on the server by docker/docker-compose
+// shims put first on the session PATH), the rest as overhead, SSH handshakes from the sshd log, the
+// containers that were replaced (by id and start time), and failed requests.
 import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { EXIT, runScript, ToolError, type ScriptSpec } from '../lib/core/cli.ts';
 import { Runner, type Command } from '../lib/core/exec.ts';
 import { createLogger, formatTable, printJson } from '../lib/core/log.ts';
 import { freePort } from '../lib/core/net.ts';
 import { ensureDockerEngine, startRegistry, startSshServer, type SshServer } from '../lib/sandbox/sandbox.ts';
 import { DEFAULT_COMPOSE_FILE, DEFAULT_REGISTRY_COMPOSE_FILE, SANDBOX_DIR, scriptArgv } from '../lib/app/target.ts';
-import { tempDir, uniqueName } from '../test/e2e/harness.ts';
+import { containerStarts, requestLoop, tempDir, uniqueName } from '../test/e2e/harness.ts';
+import { resolveProxyImage } from '../lib/build/proxy-image.ts';
 import { resolveBaseImages } from '../lib/build/base-images.ts';
 import { loadComposeApp } from '../lib/app/compose.ts';
 import { builtServices } from '../lib/app/images.ts';
+import { PROXY_CONFIG_DIR, PROXY_CONTAINER } from '../lib/deploy/proxy.ts';
 
 const spec: ScriptSpec = {
   name: 'bench-deploy',
@@ -24,7 +28,7 @@ const spec: ScriptSpec = {
     'Time ssh-deploy against the D2 manual steps run as separate ssh/scp commands, on a loopback sshd:\n' +
     'wall time, docker time, overhead, SSH handshakes, and failed api requests during a redeploy.',
   options: {
-    requests: { type: 'string', value: 'N', help: 'Upper bound of api requests per redeploy (default 3000).' },
+    requests: { type: 'string', value: 'N', help: 'Upper bound of requests per loop and redeploy (default 5000; one loop on the api, one on the frontend).' },
     json: { type: 'boolean', help: 'Print the figures as JSON on stdout.' },
   },
   examples: ['npm run bench:deploy'],
@@ -36,18 +40,24 @@ interface Figures {
   wallSeconds: number;
   dockerSeconds: number;
   handshakes: number;
+  /** Services whose container was replaced. */
+  restarted: string[];
   requests?: number;
   failedRequests?: number;
+  /** What the failed requests got: a status code or an error code, with counts. */
+  failures?: Record<string, number>;
+  /** ssh-deploy's own step timings (its --json report). */
+  steps?: { step: string; ms: number }[];
 }
 
 
-/** docker and docker-compose shims that add each call's duration (ns) to a log, then behave as the real ones. */
+/** docker and docker-compose shims that log each call's start and end (ns), then behave as the real ones. */
 function installShims(dir: string, log: string): void {
   for (const tool of ['docker', 'docker-compose']) {
     const file = path.join(dir, tool);
     writeFileSync(
       file,
-      `#!/bin/sh\nPATH=$(echo "$PATH" | sed "s#${dir}:##")\nstart=$(date +%s%N)\n${tool} "$@"\nrc=$?\necho $(( $(date +%s%N) - start )) >> ${log}\nexit $rc\n`,
+      `#!/bin/sh\nPATH=$(echo "$PATH" | sed "s#${dir}:##")\nstart=$(date +%s%N)\n${tool} "$@"\nrc=$?\necho "$start $(date +%s%N)" >> ${log}\nexit $rc\n`,
     );
     chmodSync(file, 0o755);
   }
@@ -55,39 +65,28 @@ function installShims(dir: string, log: string): void {
   chmodSync(log, 0o666);
 }
 
+/** Wall time during which at least one docker command ran: calls that overlap count once. */
 function dockerSeconds(log: string): number {
-  return readFileSync(log, 'utf8').split('\n').filter(Boolean).reduce((sum, ns) => sum + Number(ns), 0) / 1e9;
+  const spans = readFileSync(log, 'utf8').split('\n').filter(Boolean).map((line) => line.split(' ').map(Number) as [number, number]).sort((a, b) => a[0] - b[0]);
+  let total = 0;
+  let end = -Infinity;
+  for (const [start, stop] of spans) {
+    if (stop <= end) continue;
+    total += stop - Math.max(start, end);
+    end = stop;
+  }
+  return total / 1e9;
 }
 
 function handshakes(server: SshServer): number {
   return (readFileSync(server.logFile, 'utf8').match(/Accepted publickey/g) ?? []).length;
 }
 
-/** Hits the api until `done` settles, at most `limit` requests, 20 ms apart; counts failures. */
-async function requestLoop(url: string, done: Promise<unknown>, limit: number): Promise<{ requests: number; failed: number }> {
-  let settled = false;
-  void done.finally(() => (settled = true));
-  let requests = 0;
-  let failed = 0;
-  while (!settled && requests < limit) {
-    requests += 1;
-    try {
-      const response = await fetch(url, { signal: AbortSignal.timeout(2000) });
-      await response.arrayBuffer();
-      if (response.status !== 200) failed += 1;
-    } catch {
-      failed += 1;
-    }
-    await sleep(20);
-  }
-  return { requests, failed };
-}
-
 await runScript(spec, async (values) => {
   const json = values.json === true;
   const logger = createLogger({ prefix: spec.name, quiet: json });
   const runner = new Runner({ logger });
-  const limit = Number(values.requests ?? 3000);
+  const limit = Number(values.requests ?? 5000);
   await ensureDockerEngine(runner, SANDBOX_DIR);
 
   const work = tempDir('aidd-bench-deploy');
@@ -100,17 +99,24 @@ await runScript(spec, async (values) => {
   const server = await startSshServer(runner, path.join(work, 'sshd'), 'aidd-deploy', [`SetEnv PATH=${shimDir}:/usr/local/bin:/usr/bin:/bin`]);
   const owner = uniqueName('bench');
   const dockerConfig = path.join(work, 'docker-config');
-  const tokenEnv = { REGISTRY_USER: registry.user, REGISTRY_TOKEN: registry.password.reveal(), DOCKER_CONFIG: dockerConfig, CI: 'true' };
+  const proxyImage = await resolveProxyImage(runner, logger);
+  const tokenEnv = { REGISTRY_USER: registry.user, REGISTRY_TOKEN: registry.password.reveal(), DOCKER_CONFIG: dockerConfig, CI: 'true', AIDD_PROXY_IMAGE: proxyImage };
   const figures: Figures[] = [];
   const projects: string[] = [];
 
   try {
-    logger.step('Building and pushing the reference images (two tags: bench-v1, bench-v2)');
+    logger.step('Building and pushing the reference images (tags bench-v1, bench-v2: every service changed, bench-v3: only the frontend)');
     const built = await runner.attempt({ argv: scriptArgv('build-push', ['--registry', registry.address, '--owner', owner, '--json']), env: tokenEnv, timeoutMs: 1_800_000 });
     if (built.exitCode !== 0) throw new ToolError(`build-push failed: ${built.stderr.trim().split('\n').at(-1)}`);
-    for (const image of (JSON.parse(built.stdout) as { images: { repository: string; ref: string }[] }).images) {
-      for (const [tag, label] of [['bench-v1', 'v1'], ['bench-v2', 'v2']]) {
-        await runner.run({ argv: ['docker', 'build', '--quiet', '--tag', `${image.repository}:${tag}`, '--file', '-', work], input: `FROM ${image.ref}\nLABEL bench=${label}\n`, env: { DOCKER_CONFIG: dockerConfig }, timeoutMs: 300_000 });
+    for (const image of (JSON.parse(built.stdout) as { images: { service: string; repository: string; ref: string }[] }).images) {
+      // ENV changes what a container runs (a new build); LABEL only describes the image (a rebuild of unchanged sources).
+      const variants: [string, string][] = [
+        ['bench-v1', `FROM ${image.ref}\nENV AIDD_BENCH=v1\n`],
+        ['bench-v2', `FROM ${image.ref}\nENV AIDD_BENCH=v2\n`],
+        ['bench-v3', `FROM ${image.repository}:bench-v2\n${image.service === 'frontend' ? 'ENV AIDD_BENCH_FRONTEND=v3' : 'LABEL bench=v3'}\n`],
+      ];
+      for (const [tag, dockerfile] of variants) {
+        await runner.run({ argv: ['docker', 'build', '--quiet', '--tag', `${image.repository}:${tag}`, '--file', '-', work], input: dockerfile, env: { DOCKER_CONFIG: dockerConfig }, timeoutMs: 300_000 });
         await runner.run({ argv: ['docker', 'push', '--quiet', `${image.repository}:${tag}`], env: { DOCKER_CONFIG: dockerConfig }, timeoutMs: 300_000 });
       }
     }
@@ -134,10 +140,11 @@ await runScript(spec, async (values) => {
       return file;
     };
 
-    const methods: Record<string, (name: string, tag: string, env: string) => Promise<void>> = {
+    const methods: Record<string, (name: string, tag: string, env: string) => Promise<{ step: string; ms: number }[] | undefined>> = {
       'ssh-deploy': async (name, tag, env) => {
-        const result = await runner.attempt({ argv: scriptArgv('ssh-deploy', [...sshFlags(name), '--registry', registry.address, '--owner', owner, '--tag', tag, '--server-env', env]), env: tokenEnv, timeoutMs: 1_800_000 });
+        const result = await runner.attempt({ argv: scriptArgv('ssh-deploy', [...sshFlags(name), '--registry', registry.address, '--owner', owner, '--tag', tag, '--server-env', env, '--json']), env: tokenEnv, timeoutMs: 1_800_000 });
         if (result.exitCode !== 0) throw new ToolError(`ssh-deploy failed: ${result.stderr.trim().split('\n').at(-1)}`);
+        return (JSON.parse(result.stdout) as { steps: { step: string; ms: number }[] }).steps;
       },
       'manual D2 steps': async (name, _tag, env) => {
         const dir = `bench/${name}`;
@@ -149,25 +156,53 @@ await runScript(spec, async (values) => {
         await runner.run(ssh(`cd ${dir} && docker-compose pull --quiet ${builtServices(registryApp, { registry: registry.address, owner }).map((service) => service.name).join(' ')}`));
         await runner.run(ssh(`cd ${dir} && docker-compose run --rm -T api migrate && docker-compose up -d`));
         await runner.run(ssh(`cd ${dir} && for i in $(seq 1 180); do [ -z "$(docker-compose ps | grep -E 'starting|unhealthy')" ] && exit 0; sleep 1; done; exit 1`));
+        return undefined;
       },
     };
 
+    const runs: Record<string, [string, string, boolean][]> = {
+      'ssh-deploy': [
+        ['first deploy', 'bench-v1', false],
+        ['redeploy, every service changed', 'bench-v2', true],
+        ['no-op deploy, same images', 'bench-v2', false],
+        ['redeploy, only the frontend changed', 'bench-v3', true],
+      ],
+      'manual D2 steps': [
+        ['first deploy', 'bench-v1', false],
+        ['redeploy, every service changed', 'bench-v2', true],
+      ],
+    };
     for (const [method, deploy] of Object.entries(methods)) {
       const name = `${owner}-${method === 'ssh-deploy' ? 'toolkit' : 'manual'}`;
       projects.push(name);
       const ports = { api: await freePort(), frontend: await freePort() };
-      for (const [run, tag] of [['first deploy', 'bench-v1'], ['redeploy, new build', 'bench-v2']] as const) {
+      for (const [run, tag, loaded] of runs[method]!) {
         const file = envFile(name, tag, ports);
         logger.step(`${method}: ${run}`);
         writeFileSync(dockerLog, '');
         const handshakesBefore = handshakes(server);
+        const before = await containerStarts(runner, name);
         const started = Date.now();
         const done = deploy(name, tag, file);
-        const loop = run === 'first deploy' ? undefined : requestLoop(`http://127.0.0.1:${ports.api}/health`, done, limit);
-        await done;
+        const loops = loaded
+          ? [requestLoop([`http://127.0.0.1:${ports.api}/health`], done, limit, 5), requestLoop([`http://127.0.0.1:${ports.frontend}/`], done, limit, 5)]
+          : [];
+        const steps = await done;
         const wallSeconds = (Date.now() - started) / 1000;
-        const counted = loop ? await loop : undefined;
-        figures.push({ method, run, wallSeconds, dockerSeconds: dockerSeconds(dockerLog), handshakes: handshakes(server) - handshakesBefore, requests: counted?.requests, failedRequests: counted?.failed });
+        const counted = await Promise.all(loops);
+        const after = await containerStarts(runner, name);
+        figures.push({
+          method,
+          run,
+          wallSeconds,
+          dockerSeconds: dockerSeconds(dockerLog),
+          handshakes: handshakes(server) - handshakesBefore,
+          steps,
+          restarted: Object.keys(before).filter((service) => after[service] !== before[service]).sort(),
+          requests: loaded ? counted.reduce((sum, loop) => sum + loop.requests, 0) : undefined,
+          failedRequests: loaded ? counted.reduce((sum, loop) => sum + loop.failed, 0) : undefined,
+          failures: loaded ? Object.assign({}, ...counted.map((loop, index) => Object.fromEntries(Object.entries(loop.failures).map(([why, count]) => [`${index ? 'frontend' : 'api'} ${why}`, count])))) : undefined,
+        });
       }
     }
   } finally {
@@ -178,6 +213,8 @@ await runScript(spec, async (values) => {
         if (ids.length) await runner.attempt({ argv: ['docker', kind, 'rm', '--force', ...ids].filter((arg) => !(kind === 'network' && arg === '--force')), timeoutMs: 120_000 });
       }
     }
+    for (const project of projects) await runner.attempt({ argv: ['docker', 'exec', PROXY_CONTAINER, 'rm', '-f', `${PROXY_CONFIG_DIR}/apps/${project}.caddy`] });
+    await runner.attempt({ argv: ['docker', 'exec', PROXY_CONTAINER, 'caddy', 'reload', '--config', `${PROXY_CONFIG_DIR}/Caddyfile`, '--adapter', 'caddyfile'] });
     await runner.attempt({ argv: ['rm', '-rf', path.join(server.home, 'bench')] });
     server.stop();
     registry.stop();
@@ -195,13 +232,18 @@ await runScript(spec, async (values) => {
     figure.dockerSeconds.toFixed(1),
     (figure.wallSeconds - figure.dockerSeconds).toFixed(1),
     String(figure.handshakes),
-    figure.requests === undefined ? '-' : `${figure.failedRequests}/${figure.requests}`,
+    figure.restarted.length ? figure.restarted.join(',') : 'none',
+    figure.requests === undefined ? '-' : `${figure.failedRequests}/${figure.requests}${figure.failedRequests ? ` (${Object.entries(figure.failures ?? {}).map(([why, count]) => `${why}: ${count}`).join(', ')})` : ''}`,
   ]);
-  process.stdout.write(`${formatTable(['method', 'run', 'wall s', 'docker s', 'overhead s', 'ssh handshakes', 'failed api requests'], rows)}\n`);
+  process.stdout.write(`${formatTable(['method', 'run', 'wall s', 'docker s', 'overhead s', 'ssh handshakes', 'replaced containers', 'failed requests'], rows)}\n`);
+  for (const figure of figures.filter((item) => item.steps)) {
+    process.stdout.write(`${figure.method}, ${figure.run}: ${figure.steps!.map((step) => `${step.step} ${(step.ms / 1000).toFixed(1)}`).join(', ')} s\n`);
+  }
   process.stdout.write(
-    'docker s: time inside docker and docker-compose commands on the server. ssh-deploy also backs up the\n' +
-      'database, runs migrations as a one-off container, smoke-tests through forwarded ports and records an\n' +
-      'audit line; the manual steps do none of that. Requests: GET /health every 20 ms during the redeploy.\n',
+    'docker s: time during which a docker or docker-compose command ran on the server; overhead s: the rest. ssh-deploy\n' +
+      'also backs up the database, runs migrations as a one-off container, smoke-tests through the proxy and\n' +
+      'records an audit line; the manual steps do none of that. Replaced containers: their id or start time\n' +
+      'changed. Requests: GET api /health and frontend / in two loops, each request 5 ms after the last answer.\n',
   );
   return EXIT.ok;
 });

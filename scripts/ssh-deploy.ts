@@ -1,7 +1,5 @@
 // Deploy the registry images to a server over SSH: health-checked, locked, audited, reversible.
-import { DEFAULT_PROXY_IMAGE } from '../lib/deploy/proxy.ts';
 import { readFileSync } from 'node:fs';
-import * as prompts from '@clack/prompts';
 import { EXIT, isInteractive, parseSeconds, runScript, stringValue, ToolError, UsageError, type ScriptSpec, type Values } from '../lib/core/cli.ts';
 import { defaultProjectName, loadComposeApp, type ComposeApp } from '../lib/app/compose.ts';
 import {
@@ -21,12 +19,12 @@ import {
   type Session,
 } from '../lib/deploy/engine.ts';
 import { checkDeployInputs } from '../lib/deploy/inputs.ts';
+import { DEFAULT_PROXY_IMAGE } from '../lib/deploy/proxy.ts';
 import { readEnvFile } from '../lib/env/env-file.ts';
 import { appEnvSchema } from '../lib/env/app-env.ts';
 import { findVariable, validate } from '../lib/env/env-schema.ts';
-import { deployWalkthrough, type WalkthroughResult } from '../lib/deploy/walkthrough.ts';
+import type { WalkthroughResult } from '../lib/deploy/walkthrough.ts';
 import { Runner } from '../lib/core/exec.ts';
-import { answered, cancelled } from '../lib/core/prompts.ts';
 import { notifyTargetsFromEnv, NOTIFY_VARIABLES, sendNotifications } from '../lib/deploy/notify.ts';
 import { createLogger, printJson, type Logger } from '../lib/core/log.ts';
 import { registerSecret, Secret } from '../lib/core/secrets.ts';
@@ -268,7 +266,9 @@ await runScript(spec, async (flags) => {
     // On a terminal, a walkthrough asks for what the flags left out; elsewhere a missing answer is an error.
     const deploying = mode === 'deploy';
     const missing = !stringValue(flags, 'host') || !stringValue(flags, 'user') || (deploying && !stringValue(flags, 'owner') && !stringValue(flags, 'images-from'));
-    const walkthrough: WalkthroughResult = isInteractive() && !json && !runner.dryRun && missing ? await deployWalkthrough(flags, runner, deploying, project) : { values: flags };
+    const walkthrough: WalkthroughResult = isInteractive() && !json && !runner.dryRun && missing
+        ? await (await import('../lib/deploy/walkthrough.ts')).deployWalkthrough(flags, runner, deploying, project)
+        : { values: flags };
     const values = walkthrough.values;
 
     // Inputs are all read and checked here, before the first connection.
@@ -279,6 +279,9 @@ await runScript(spec, async (flags) => {
     if (restoring && values.yes !== true) {
       // Everything written since the backup is lost: a person confirms on a terminal, CI says so with a flag.
       if (!isInteractive() || json) throw new UsageError('--restore-backup replaces the database of the live release with the backup; confirm with --yes (on a terminal you are asked)');
+      // Loaded only here: the prompt library is most of a start-up that CI never needs.
+      const prompts = await import('@clack/prompts');
+      const { answered, cancelled } = await import('../lib/core/prompts.ts');
       const sure = answered(
         await prompts.confirm({ message: `Replace the database of the live release on ${stringValue(values, 'host')} with backups/${restoring}? Everything written since that backup is lost.`, initialValue: false }),
         'nothing was restored',

@@ -8,14 +8,14 @@ import { parse as parseEnv } from 'dotenv';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EXIT, ToolError, UsageError } from '../core/cli.ts';
-import type { ComposeApp } from '../app/compose.ts';
+import type { ComposeApp, ContainerStatus } from '../app/compose.ts';
 import { planRelease, sha256, type ReleaseRecord } from './release-plan.ts';
 import { listenVariables, proxyMainConfig } from './proxy.ts';
 import { lastLine, type Command, type Result, type Runner } from '../core/exec.ts';
 import { parsePublishedPort, projectStatus, publishedPortCommand, serviceContainerCommand } from '../app/local-stack.ts';
 import type { Logger } from '../core/log.ts';
 import * as scripts from './remote-scripts.ts';
-import { REMOTE_EXIT, type RemoteLayout } from './remote-scripts.ts';
+import { REMOTE_EXIT, type RemoteLayout, type RoutedService, type SwitchPlan } from './remote-scripts.ts';
 import { freePort } from '../core/net.ts';
 import { redact, type Secret } from '../core/secrets.ts';
 import { runSmoke, type CheckOutcome, type StackAccess } from '../app/smoke.ts';
@@ -166,6 +166,8 @@ export interface ServerFacts extends ServerState {
   compose: string;
   diskFreeKb: number;
   lock?: string;
+  /** The state of the server's reverse proxy container: running, exited, ... or absent. */
+  proxy: string;
   /** RELEASE/STEP of steps a deploy started on the server that still run. */
   runningSteps: string[];
 }
@@ -222,6 +224,7 @@ export function parseFacts(stdout: string): ServerFacts {
     compose: one('compose') ?? '',
     diskFreeKb: Number(one('disk_free_kb') ?? 0),
     lock: one('lock'),
+    proxy: one('proxy') ?? 'absent',
     runningSteps: lines.get('running_step') ?? [],
   };
 }
@@ -247,7 +250,7 @@ const MIN_FREE_KB = 1024 * 1024;
 export async function preflight(session: Session): Promise<ServerFacts> {
   if (session.runner.dryRun) {
     await runRemote(session, scripts.preflightScript(session.layout), DEADLINES_MS.preflight);
-    return { docker: '(dry-run)', compose: '(dry-run)', diskFreeKb: MIN_FREE_KB, releases: [], records: {}, live: [], backups: [], vars: {}, runningSteps: [] };
+    return { docker: '(dry-run)', compose: '(dry-run)', diskFreeKb: MIN_FREE_KB, releases: [], records: {}, live: [], backups: [], vars: {}, proxy: 'running', runningSteps: [] };
   }
   const facts = parseFacts((await runRemote(session, scripts.preflightScript(session.layout), DEADLINES_MS.preflight)).stdout);
   if (facts.diskFreeKb < MIN_FREE_KB) {
@@ -371,15 +374,27 @@ export function pinnedRefs(stdout: string, refs: Record<string, string>): Record
   return pinned;
 }
 
-/** Reaches the stack on the server: docker queries over SSH, HTTP through forwarded ports. */
-export function remoteAccess(session: Session): StackAccess {
+/**
+ * Reaches the stack on the server: docker queries over SSH, HTTP through forwarded ports. A port the
+ * proxy serves (`listen`, SERVICE:PORT -> the proxy's port on the server's loopback) is checked
+ * through the proxy, as users reach it; any other through the port its container publishes.
+ */
+export function remoteAccess(session: Session, listen: Record<string, number> = {}): StackAccess {
   const wrap = (command: Command) => remoteCommand(session.ssh, command);
   const forwarded = new Map<string, string>();
+  let listing: Promise<ContainerStatus[]> | undefined;
   return {
     async baseUrl(service, port) {
       const key = `${service}:${port}`;
       const known = forwarded.get(key);
       if (known) return known;
+      if (listen[key] !== undefined) {
+        const localPort = await freePort();
+        await session.runner.run(forwardCommand(session.ssh, localPort, listen[key]));
+        const url = `http://127.0.0.1:${localPort}`;
+        forwarded.set(key, url);
+        return url;
+      }
       const id = (await session.runner.run(wrap(serviceContainerCommand(session.layout.project, service)))).stdout.split('\n')[0];
       if (!id) throw new ToolError(`service ${service} has no running container on the server`);
       const published = parsePublishedPort((await session.runner.attempt(wrap(publishedPortCommand(id, port)))).stdout);
@@ -390,17 +405,47 @@ export function remoteAccess(session: Session): StackAccess {
       forwarded.set(key, url);
       return url;
     },
-    containers: () => projectStatus(session.runner, session.layout.project, wrap),
+    // The checks of every service ask at once: they share one answer from the server.
+    containers: () => (listing ??= projectStatus(session.runner, session.layout.project, wrap).finally(() => (listing = undefined))),
   };
 }
 
-export async function verify(session: Session, app: ComposeApp, deadlineMs: number): Promise<CheckOutcome[]> {
+export async function verify(session: Session, app: ComposeApp, deadlineMs: number, listen: Record<string, number> = {}): Promise<CheckOutcome[]> {
   if (session.runner.dryRun) return [];
-  return runSmoke(remoteAccess(session), {
+  return runSmoke(remoteAccess(session, listen), {
     services: app.services.map((service) => service.name),
     http: app.config.smoke,
     deadlineMs,
   });
+}
+
+/** How a release's switch goes: its routed services (from its record) beside the running ones, the rest in place. */
+export function switchPlan(app: ComposeApp, routed: RoutedService[] = [], proxyImage: string, healthTimeoutMs: number): SwitchPlan {
+  return {
+    routed,
+    direct: app.services.map((service) => service.name).filter((name) => !routed.some((route) => route.service === name)),
+    proxyImage,
+    proxyMainConfig: proxyMainConfig(),
+    healthTimeoutSeconds: Math.ceil(healthTimeoutMs / 1000),
+    probes: Object.fromEntries(routed.flatMap(({ service }) => {
+      const probe = healthcheckArgv(app.raw.services[service]?.healthcheck);
+      return probe ? [[service, probe]] : [];
+    })),
+  };
+}
+
+/**
+ * A compose healthcheck's test as an argv docker exec can run, or undefined when it cannot be run as
+ * written: disabled, NONE, or holding a variable compose would replace (the release's .env is not here).
+ */
+export function healthcheckArgv(healthcheck: unknown): string[] | undefined {
+  if (!healthcheck || typeof healthcheck !== 'object' || (healthcheck as { disable?: unknown }).disable === true) return undefined;
+  const test = (healthcheck as { test?: unknown }).test;
+  const argv = typeof test === 'string' ? ['sh', '-c', test] : Array.isArray(test) && test.every((item) => typeof item === 'string') ? (test as string[]) : undefined;
+  if (!argv || argv.some((item) => item.includes('$'))) return undefined;
+  if (argv[0] === 'CMD') return argv.length > 1 ? argv.slice(1) : undefined;
+  if (argv[0] === 'CMD-SHELL') return argv.length === 2 ? ['sh', '-c', argv[1]!] : undefined;
+  return argv[0] === 'NONE' ? undefined : argv;
 }
 
 export interface DeployRequest {
@@ -466,9 +511,13 @@ async function timed<T>(session: Session, report: DeployReport, step: string, ti
 }
 
 /** The first steps of a deploy and a rollback: connect, preflight, refuse early while another run holds the lock. */
-async function begin(session: Session, report: DeployReport): Promise<ServerFacts> {
+async function begin(session: Session, report: DeployReport, beside?: () => Promise<unknown>): Promise<ServerFacts> {
   const { ssh } = session;
   await timed(session, report, 'connect', `Connecting to ${ssh.user}@${ssh.host}:${ssh.port}`, () => openSession(session));
+  // Work that needs no preflight result (the pull) starts with it over the same connection; a dry run
+  // keeps one step after the other, so its plan reads in order.
+  const started = beside && !session.runner.dryRun ? beside() : undefined;
+  started?.catch(() => undefined);
   const facts = await timed(session, report, 'preflight', 'Preflight: docker, compose, disk, deploy path', () => preflight(session));
   session.logger.info(`docker ${facts.docker}, ${facts.compose}, ${Math.round(facts.diskFreeKb / 1024)} MiB free, current release ${facts.current ?? 'none'}`);
   if (facts.lock) throw lockHeldError(facts.lock);
@@ -478,16 +527,18 @@ async function begin(session: Session, report: DeployReport): Promise<ServerFact
 
 export async function deploy(session: Session, request: DeployRequest, report = newReport('deploy')): Promise<DeployReport> {
   const { logger, layout } = session;
-  await begin(session, report);
-
   // Pulling needs no lock: it changes nothing another run relies on, and it is the long part.
-  const pulled = await timed(session, report, 'pull', `Pulling ${Object.values(request.refs).join(', ')}`, () =>
-    runRemote(
-      session,
-      scripts.pullScript(layout, { registry: request.registry, username: request.registryUser, token: request.registryToken?.reveal(), refs: Object.values(request.refs) }),
-      DEADLINES_MS.pull,
-    ),
-  );
+  const pull = () =>
+    timed(session, report, 'pull', `Pulling ${Object.values(request.refs).join(', ')}`, () =>
+      runRemote(
+        session,
+        scripts.pullScript(layout, { registry: request.registry, username: request.registryUser, token: request.registryToken?.reveal(), refs: Object.values(request.refs) }),
+        DEADLINES_MS.pull,
+      ),
+    );
+  let pulling: Promise<Result> | undefined;
+  const facts = await begin(session, report, () => (pulling = pull()));
+  const pulled = await (pulling ?? pull());
   const pulledImages = session.runner.dryRun ? request.refs : pinnedRefs(pulled.stdout, request.refs);
   const contents = contentKeys(pulled.stdout, request.refs);
   report.images = pulledImages;
@@ -505,6 +556,7 @@ export async function deploy(session: Session, request: DeployRequest, report = 
       contents,
       live: live ? state.records[live] : undefined,
       vars: envVars ?? state.vars,
+      envUploaded: request.env !== undefined,
       envChanged: request.env !== undefined && sha256(request.env) !== state.currentEnvSha,
     });
     const compose = plan.compose;
@@ -516,10 +568,12 @@ export async function deploy(session: Session, request: DeployRequest, report = 
       live &&
       state.currentComposeSha === sha256(compose) &&
       (request.env === undefined || state.currentEnvSha === sha256(request.env)) &&
-      (liveRecord?.proxySha ?? '') === (plan.record.proxySha ?? '');
+      (liveRecord?.proxySha ?? '') === (plan.record.proxySha ?? '') &&
+      // A stopped proxy is started again by a new release's switch.
+      (plan.routed.length === 0 || facts.proxy === 'running');
     if (unchanged) {
       report.release = live;
-      report.checks = await timed(session, report, 'verify', `Release ${live} already runs these images; checking its health`, () => verify(session, request.app, request.healthTimeoutMs));
+      report.checks = await timed(session, report, 'verify', `Release ${live} already runs these images; checking its health`, () => verify(session, request.app, request.healthTimeoutMs, plan.record.listen));
       report.ok = report.checks.every((check) => check.ok);
       report.result = report.ok ? 'unchanged' : 'failed';
       if (!report.ok) report.failedStep = 'verify';
@@ -541,14 +595,7 @@ export async function deploy(session: Session, request: DeployRequest, report = 
       null,
       2,
     );
-    const switchTo = (release: string, routed: ReleaseRecord['routed']) =>
-      scripts.switchScript(layout, release, {
-        routed: routed ?? [],
-        direct: request.app.services.map((service) => service.name).filter((name) => !(routed ?? []).some((route) => route.service === name)),
-        proxyImage: request.proxyImage,
-        proxyMainConfig: proxyMainConfig(),
-        healthTimeoutSeconds: Math.ceil(request.healthTimeoutMs / 1000),
-      });
+    const switchTo = (release: string, routed: ReleaseRecord['routed']) => scripts.switchScript(layout, release, switchPlan(request.app, routed, request.proxyImage, request.healthTimeoutMs));
 
     // Until the switch, a failure or interruption removes the new release: nothing changed for users.
     try {
@@ -584,7 +631,7 @@ export async function deploy(session: Session, request: DeployRequest, report = 
     let failure: string | undefined;
     try {
       await timed(session, report, 'switch', `Switching to ${id}`, () => runDetached(session, id, 'up', switchTo(id, plan.routed), DEADLINES_MS.up));
-      report.checks = await timed(session, report, 'verify', 'Waiting for health and smoke-testing', () => verify(session, request.app, request.healthTimeoutMs));
+      report.checks = await timed(session, report, 'verify', 'Waiting for health and smoke-testing', () => verify(session, request.app, request.healthTimeoutMs, plan.record.listen));
       const failed = report.checks.filter((check) => !check.ok);
       if (failed.length > 0) {
         failure = failed.map((check) => `${check.name} (${check.detail})`).join(', ');
@@ -624,7 +671,7 @@ export async function deploy(session: Session, request: DeployRequest, report = 
       return report;
     }
     await timed(session, report, 'rollback', `Rolling back to ${live}`, () => runDetached(session, live, 'up', switchTo(live, liveRecord?.routed), DEADLINES_MS.up), false);
-    const recovered = await verify(session, request.app, request.healthTimeoutMs);
+    const recovered = await verify(session, request.app, request.healthTimeoutMs, liveRecord?.listen);
     const rollbackOk = recovered.every((check) => check.ok);
     report.result = rollbackOk ? 'rolled-back' : 'failed';
     if (!rollbackOk) report.error += `; rollback to ${live} is not healthy either`;
@@ -657,16 +704,9 @@ export async function rollback(session: Session, request: RollbackRequest, repor
     }
     const release = target ?? '(previous)';
     report.release = release;
-    const routed = state.records[release]?.routed ?? [];
-    const plan = {
-      routed,
-      direct: request.app.services.map((service) => service.name).filter((name) => !routed.some((route) => route.service === name)),
-      proxyImage: request.proxyImage,
-      proxyMainConfig: proxyMainConfig(),
-      healthTimeoutSeconds: Math.ceil(request.healthTimeoutMs / 1000),
-    };
+    const plan = switchPlan(request.app, state.records[release]?.routed, request.proxyImage, request.healthTimeoutMs);
     await timed(session, report, 'switch', `Starting release ${release}`, () => runDetached(session, release, 'up', scripts.switchScript(layout, release, plan), DEADLINES_MS.up));
-    report.checks = await timed(session, report, 'verify', 'Waiting for health and smoke-testing', () => verify(session, request.app, request.healthTimeoutMs));
+    report.checks = await timed(session, report, 'verify', 'Waiting for health and smoke-testing', () => verify(session, request.app, request.healthTimeoutMs, state.records[release]?.listen));
     report.ok = report.checks.every((check) => check.ok);
     report.result = report.ok ? 'deployed' : 'failed';
     if (!report.ok) report.failedStep = 'verify';
@@ -707,7 +747,7 @@ export async function restoreBackup(session: Session, request: RestoreRequest, r
     await timed(session, report, 'restore', `Restoring backups/${request.backup} into the database of ${live}`, () =>
       runDetached(session, live, 'restore', scripts.restoreScript(layout, live, request.backup, restore, spec.service), DEADLINES_MS.backup),
     );
-    report.checks = await timed(session, report, 'verify', 'Waiting for health and smoke-testing', () => verify(session, request.app, request.healthTimeoutMs));
+    report.checks = await timed(session, report, 'verify', 'Waiting for health and smoke-testing', () => verify(session, request.app, request.healthTimeoutMs, state.records[live]?.listen));
     report.ok = report.checks.every((check) => check.ok);
     report.result = report.ok ? 'restored' : 'failed';
     if (!report.ok) report.failedStep = 'verify';

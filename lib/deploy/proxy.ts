@@ -95,6 +95,19 @@ export function proxyRoutes(app: ComposeApp, vars: Variables): ProxyRoute[] {
       routes.push({ service, port: Number(parsed.target), entry, listen: { host, port: Number(parsed.published) } });
     });
   }
+  // Two containers of a routed service run side by side during a switch: no other port may be fixed.
+  for (const route of routes) {
+    const ports = app.raw.services[route.service]!.ports as unknown[];
+    ports.forEach((raw, entry) => {
+      if (routes.some((other) => other.service === route.service && other.entry === entry)) return;
+      const parsed = parsePortEntry(typeof raw === 'string' ? interpolate(raw, vars, `services.${route.service}.ports[${entry}]`, { onMissing: 'empty' }) : raw);
+      if (parsed && parsed.published !== '') {
+        throw new UsageError(
+          `${app.file}: services.${route.service}.ports[${entry}]: a service the proxy routes to runs two containers during a switch, so it cannot publish another fixed port; route it too (aidd.yml proxy.http), publish it without a host port, or set proxy.enabled: false`,
+        );
+      }
+    });
+  }
   return routes;
 }
 

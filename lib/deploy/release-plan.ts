@@ -18,9 +18,13 @@ export interface ReleaseRecord {
   contents?: Record<string, string>;
   /** The slot each routed service's container publishes on. */
   slots?: Record<string, 0 | 1>;
-  /** A hash of each routed service's definition in the release file: unchanged means its container is kept. */
+  /** A hash of each routed service's definition in the release file, as written (variables not replaced). */
   definitions?: Record<string, string>;
+  /** A hash of the values of the variables each routed service's definition uses. With `definitions`: unchanged means its container is kept. */
+  variables?: Record<string, string>;
   routed?: RoutedService[];
+  /** SERVICE:PORT -> the port the proxy serves it on at the server's loopback: where the smoke test reaches it. */
+  listen?: Record<string, number>;
   /** sha256 of the proxy routes file, '' without one. */
   proxySha?: string;
   /** The release that was live when this one was deployed. */
@@ -35,9 +39,11 @@ export interface ReleasePlanInput {
   pulled: Record<string, string>;
   contents: Record<string, string>;
   live?: ReleaseRecord;
-  /** The values compose interpolates the release with (its .env). */
+  /** The values compose interpolates the release with: its .env where one is uploaded, else the listen variables of the live one. */
   vars: Variables;
-  /** The release gets another .env than the live one: every routed service is replaced. */
+  /** The .env is uploaded with this release (else the live release's carries over). */
+  envUploaded: boolean;
+  /** The uploaded .env differs from the live one: services that read env_file files are replaced. */
   envChanged: boolean;
 }
 
@@ -47,7 +53,7 @@ export interface ReleasePlan {
   kept: string[];
   compose: string;
   proxyConfig?: string;
-  record: Pick<ReleaseRecord, 'images' | 'contents' | 'slots' | 'definitions' | 'routed' | 'proxySha'>;
+  record: Pick<ReleaseRecord, 'images' | 'contents' | 'slots' | 'definitions' | 'variables' | 'routed' | 'listen' | 'proxySha'>;
   /** Routed services in start order, and the rest. */
   routed: RoutedService[];
   direct: string[];
@@ -84,19 +90,38 @@ export function planRelease(input: ReleasePlanInput): ReleasePlan {
   const endpoints = [...routes, ...sites].map(({ service, port }) => ({ service, port }));
   const routedNames = startOrder(app).filter((service) => endpoints.some((endpoint) => endpoint.service === service));
 
-  // A routed service keeps its slot (and container) only when its definition is the live one's.
-  const definitionAt = (service: string, slots: Record<string, 0 | 1>) => {
+  // A routed service keeps its slot (and container) only when compose would keep its container: its
+  // definition as written and the values of the variables it uses are the live release's. Variables
+  // are compared by a hash of their values, kept in release.json (0600, beside the .env holding them).
+  const releaseDefinition = (service: string, slots: Record<string, 0 | 1>) => {
     const definition: Record<string, unknown> = { ...app.raw.services[service], image: images[service] ?? app.raw.services[service]?.image, ports: slotPortLists(app, routes, project, slots)[service] };
     delete definition.build;
-    return sha256(JSON.stringify(definition));
+    return JSON.stringify(definition);
+  };
+  const definitionAt = (service: string, slots: Record<string, 0 | 1>) => sha256(releaseDefinition(service, slots));
+  // The variables of the definition as the release file has it: a pinned image no longer reads IMAGE_TAG.
+  const variablesOf = (service: string) => {
+    if (!input.envUploaded) return live?.variables?.[service];
+    const names = [...new Set([...releaseDefinition(service, {}).matchAll(/\$\{?([A-Za-z_][A-Za-z0-9_]*)/g)].map((match) => match[1]!))].sort();
+    return sha256(JSON.stringify(names.map((name) => [name, input.vars[name] ?? null])));
   };
   const slots: Record<string, 0 | 1> = {};
   const definitions: Record<string, string> = {};
+  const variables: Record<string, string> = {};
   for (const service of routedNames) {
     const current = live?.slots?.[service];
-    const unchanged = current !== undefined && !input.envChanged && live?.definitions?.[service] === definitionAt(service, { [service]: current });
+    const readsEnvFiles = app.services.find((candidate) => candidate.name === service)?.envFiles.length ?? 0;
+    const values = variablesOf(service);
+    // Without an upload the live .env carries over, values and all.
+    const sameValues = !input.envUploaded || (values !== undefined && live?.variables?.[service] === values);
+    const unchanged =
+      current !== undefined &&
+      sameValues &&
+      live?.definitions?.[service] === definitionAt(service, { [service]: current }) &&
+      !(readsEnvFiles && input.envChanged);
     slots[service] = nextSlot(current, !unchanged);
     definitions[service] = definitionAt(service, slots);
+    if (values !== undefined) variables[service] = values;
   }
 
   const compose = releaseCompose(app.raw, images, slotPortLists(app, routes, project, slots));
@@ -110,8 +135,17 @@ export function planRelease(input: ReleasePlanInput): ReleasePlan {
     kept,
     compose,
     proxyConfig,
-    record: { images, contents: input.contents, slots, definitions, routed, proxySha: proxyConfig ? sha256(proxyConfig) : '' },
+    record: { images, contents: input.contents, slots, definitions, variables, routed, listen: loopbackListen(routes), proxySha: proxyConfig ? sha256(proxyConfig) : '' },
     routed,
     direct: Object.keys(app.raw.services).filter((service) => !routedNames.includes(service)),
   };
+}
+
+/** The routes the server reaches on 127.0.0.1: those the proxy serves on it or on every address. */
+function loopbackListen(routes: ReturnType<typeof proxyRoutes>): Record<string, number> {
+  const listen: Record<string, number> = {};
+  for (const route of routes) {
+    if (['', '127.0.0.1', '0.0.0.0'].includes(route.listen.host)) listen[`${route.service}:${route.port}`] = route.listen.port;
+  }
+  return listen;
 }

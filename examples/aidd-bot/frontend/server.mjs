@@ -30,8 +30,23 @@ ${body}
 `;
 }
 
+// During a zero-downtime switch the name "api" resolves to the old and the new container, and the old one
+// stops: a request refused or cut before any answer is sent again (GET is safe to repeat), up to 3 times.
+const RETRIED = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED']);
+
+async function fetchApi(url, attempts = 3) {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await fetch(url, { signal: AbortSignal.timeout(API_TIMEOUT_MS) });
+    } catch (err) {
+      if (attempt >= attempts || !RETRIED.has(err?.cause?.code)) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
+
 async function fetchStats() {
-  const response = await fetch(`${API_URL}/stats`, { signal: AbortSignal.timeout(API_TIMEOUT_MS) });
+  const response = await fetchApi(`${API_URL}/stats`);
   if (!response.ok) {
     const text = await response.text().catch(() => '');
     throw new Error(`api answered HTTP ${response.status} ${text.slice(0, 200)}`);
