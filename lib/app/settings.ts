@@ -99,7 +99,7 @@ export const settingsSchema = z
             z.strictObject({
               service: serviceName,
               port: z.number().int().min(1).max(65535).describe('The container port.'),
-              health: z.string().startsWith('/').optional().describe('Path the proxy checks before sending requests to a container (default /; a 2xx answer is healthy).'),
+              health: z.string().startsWith('/').optional().describe('Path the proxy checks before sending requests to a container; a 2xx answer is healthy (default: a smoke-checked path of this port, "health" ones first, else /).'),
             }),
           )
           .optional()

@@ -206,7 +206,8 @@ export function parseState(stdout: string): ServerState {
     currentComposeSha: one('current_compose_sha'),
     currentEnvSha: one('current_env_sha'),
     backups: lines.get('backup') ?? [],
-    vars: parseEnv((lines.get('var') ?? []).join('\n')),
+    // `var NAME=value` lines: parseLines would key them by "var NAME".
+    vars: parseEnv(stdout.split('\n').filter((line) => line.startsWith('var ')).map((line) => line.slice(4)).join('\n')),
   };
 }
 
@@ -350,7 +351,6 @@ export function newReleaseId(revision: string, now = new Date(), existing: strin
   return id;
 }
 
-/** `digest REF REPO@sha256:..` lines from the pull script -> service refs pinned by digest. */
 /** `content REF KEY` lines from the pull script -> each service's image content key. */
 export function contentKeys(stdout: string, refs: Record<string, string>): Record<string, string> {
   const keys: Record<string, string> = {};
@@ -362,6 +362,7 @@ export function contentKeys(stdout: string, refs: Record<string, string>): Recor
   return keys;
 }
 
+/** `digest REF REPO@sha256:..` lines from the pull script -> service refs pinned by digest. */
 export function pinnedRefs(stdout: string, refs: Record<string, string>): Record<string, string> {
   const pinned: Record<string, string> = {};
   const lines = stdout.split('\n').filter((line) => line.startsWith('digest '));
@@ -442,7 +443,7 @@ export function healthcheckArgv(healthcheck: unknown): string[] | undefined {
   if (!healthcheck || typeof healthcheck !== 'object' || (healthcheck as { disable?: unknown }).disable === true) return undefined;
   const test = (healthcheck as { test?: unknown }).test;
   const argv = typeof test === 'string' ? ['sh', '-c', test] : Array.isArray(test) && test.every((item) => typeof item === 'string') ? (test as string[]) : undefined;
-  if (!argv || argv.some((item) => item.includes('$'))) return undefined;
+  if (!argv || argv.length === 0 || argv.some((item) => item.includes('$'))) return undefined;
   if (argv[0] === 'CMD') return argv.length > 1 ? argv.slice(1) : undefined;
   if (argv[0] === 'CMD-SHELL') return argv.length === 2 ? ['sh', '-c', argv[1]!] : undefined;
   return argv[0] === 'NONE' ? undefined : argv;

@@ -286,6 +286,8 @@ done
  * state read under the lock, which is what the deploy then decides from.
  */
 export function lockScript(layout: RemoteLayout, ownerJson: string, variables: string[] = []): string {
+  // The names go into a sed program: only plain identifiers, whatever the caller passes.
+  for (const name of variables) if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new Error(`lockScript: ${JSON.stringify(name)} is not a variable name`);
   // The values compose gives the variables in the proxy's listen addresses, from the .env that carries over.
   const values = variables.length
     ? sh`for name in ${variables}; do [ ! -f "$deploy/current/.env" ] || sed -n "s/^$name=//p" "$deploy/current/.env" | tail -n 1 | sed "s/^/var $name=/"; done

@@ -6,7 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { loadComposeApp } from '../../lib/app/compose.ts';
 import { releaseCompose } from '../../lib/app/compose-file.ts';
 import { builtServices } from '../../lib/app/images.ts';
-import { lockHeldError, newReleaseId, parseFacts, pinnedRefs } from '../../lib/deploy/engine.ts';
+import { healthcheckArgv, lockHeldError, newReleaseId, parseFacts, pinnedRefs, switchPlan } from '../../lib/deploy/engine.ts';
+import { proxyMainConfig } from '../../lib/deploy/proxy.ts';
 import * as scripts from '../../lib/deploy/remote-scripts.ts';
 import { EXIT } from '../../lib/core/cli.ts';
 import { DEFAULT_REGISTRY_COMPOSE_FILE } from '../../lib/app/target.ts';
@@ -27,14 +28,27 @@ describe('remote scripts', () => {
     ['preflight', scripts.preflightScript(layout)],
     ['pull', scripts.pullScript(layout, { registry: 'ghcr.io', username: 'me', token: "t0k'en\"$x", refs: ['ghcr.io/me/aidd-api:latest'] })],
     ['lock', scripts.lockScript(layout, '{"who":"me"}')],
+    ['lock-with-variables', scripts.lockScript(layout, '{"who":"me"}', ['API_PORT', 'BIND_ADDRESS'])],
     ['unlock', scripts.unlockScript(layout, 'abc')],
     ['break-lock', scripts.breakLockScript(layout, '{}')],
     ['upload', scripts.uploadScript(layout, { id: 'r1', compose: 'services: {}\n', releaseJson: '{}', env: 'A=1\nB="two words"\n', envRequired: true })],
+    ['upload-with-routes', scripts.uploadScript(layout, { id: 'r1', compose: 'services: {}\n', releaseJson: '{}', envRequired: true, proxyConfig: 'http://:8000 {\n}\n' })],
     ['upload-keep-env', scripts.uploadScript(layout, { id: 'r1', compose: 'services: {}\n', releaseJson: '{}', envRequired: true })],
     ['upload-keep-env-or-empty', scripts.uploadScript(layout, { id: 'r1', compose: 'services: {}\n', releaseJson: '{}', envRequired: false })],
     ['backup', scripts.backupScript(layout, 'r0', 'r1', { service: 'postgres', command: 'pg_dump -U "$POSTGRES_USER"', extension: 'dump' })],
     ['migrate', scripts.migrateScript(layout, 'r1', { service: 'api', command: ['migrate'], needs: ['postgres'] }, 60)],
-    ['up', scripts.upScript(layout, 'r1')],
+    ['switch', scripts.switchScript(layout, 'r1', { routed: [], direct: ['postgres', 'api'], proxyImage: 'caddy:2', proxyMainConfig: proxyMainConfig(), healthTimeoutSeconds: 60, probes: {} })],
+    [
+      'switch-routed',
+      scripts.switchScript(layout, 'r1', {
+        routed: [{ service: 'api', port: 8000, hostPort: 20001 }],
+        direct: ['postgres', 'bot'],
+        proxyImage: 'caddy:2',
+        proxyMainConfig: proxyMainConfig(),
+        healthTimeoutSeconds: 60,
+        probes: { api: ['python3', '-c', "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health')"] },
+      }),
+    ],
     ['finish', scripts.finishScript(layout, 'r1', '{"action":"deploy"}', { keep: 5, protect: ['r0'] })],
     ['discard', scripts.discardReleaseScript(layout, 'r1', '{}')],
     ['history', scripts.historyScript(layout, 20)],
@@ -42,7 +56,7 @@ describe('remote scripts', () => {
 
   it.each(all)('%s is valid bash, one function run with stdin closed, strict mode and umask 077', (name, script) => {
     bashSyntaxOk(script);
-    expect(script.startsWith(`# aidd-devops: ${name.replace(/-keep-env.*/, '')}\naidd_main() {\nset -euo pipefail\numask 077\n`)).toBe(true);
+    expect(script.startsWith(`# aidd-devops: ${name.replace(/-(keep-env.*|routed|with-.*)$/, '')}\naidd_main() {\nset -euo pipefail\numask 077\n`)).toBe(true);
     expect(script.endsWith('}\naidd_main </dev/null\n')).toBe(true);
   });
 
@@ -117,6 +131,30 @@ describe('deploy helpers', () => {
     const now = new Date('2026-11-27T14:50:01.123Z');
     expect(newReleaseId('0123456789abcdef0123', now)).toBe('20261127T145001Z-0123456789ab');
     expect(newReleaseId('abc', now, ['20261127T145001Z-abc', '20261127T145001Z-abc-2'])).toBe('20261127T145001Z-abc-3');
+  });
+
+  it.each([
+    ['CMD', { test: ['CMD', 'wget', '-q', 'http://127.0.0.1/'] }, ['wget', '-q', 'http://127.0.0.1/']],
+    ['CMD-SHELL', { test: ['CMD-SHELL', 'curl -f http://127.0.0.1/ || exit 1'] }, ['sh', '-c', 'curl -f http://127.0.0.1/ || exit 1']],
+    ['a string, which compose runs with a shell', { test: 'pg_isready' }, ['sh', '-c', 'pg_isready']],
+    ['a variable compose would replace', { test: ['CMD', 'pg_isready', '-U', '${POSTGRES_USER:-aidd}'] }, undefined],
+    ['NONE', { test: ['NONE'] }, undefined],
+    ['disable: true', { test: ['CMD', 'true'], disable: true }, undefined],
+    ['no healthcheck', undefined, undefined],
+  ])("runs a healthcheck with %s in the new container as docker would", (_, healthcheck, argv) => {
+    expect(healthcheckArgv(healthcheck)).toEqual(argv);
+  });
+
+  it("switches AIDD Bot's api and frontend beside their running containers, probed with their own healthchecks, and the rest in place", () => {
+    const routed = [
+      { service: 'api', port: 8000, hostPort: 20001 },
+      { service: 'frontend', port: 3000, hostPort: 20011 },
+    ];
+    const plan = switchPlan(registryApp, routed, 'caddy:2', 90_500);
+    expect(plan).toMatchObject({ routed, direct: ['postgres', 'bot'], proxyImage: 'caddy:2', healthTimeoutSeconds: 91 });
+    expect(Object.keys(plan.probes)).toEqual(['api', 'frontend']);
+    expect(plan.probes.api!.slice(0, 2)).toEqual(['python3', '-c']);
+    expect(plan.probes.frontend!.slice(0, 2)).toEqual(['node', '--no-warnings']);
   });
 
   it('finds the app services of the registry compose file and pins them by digest', () => {

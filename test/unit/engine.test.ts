@@ -19,11 +19,17 @@ import {
   type ServerState,
   type Session,
 } from '../../lib/deploy/engine.ts';
+import { slotPort } from '../../lib/deploy/proxy.ts';
+import { sha256 } from '../../lib/deploy/release-plan.ts';
 import { REMOTE_EXIT } from '../../lib/deploy/remote-scripts.ts';
 
 interface Release {
   previous: string | null;
   live: boolean;
+  /** What the upload wrote: the whole release.json, the compose file and the .env. */
+  record?: Record<string, unknown>;
+  compose?: string;
+  env?: string;
 }
 
 type Step = 'preflight' | 'pull' | 'lock' | 'unlock' | 'upload' | 'backup' | 'restore' | 'migrate' | 'up' | 'finish' | 'discard' | 'audit';
@@ -31,13 +37,15 @@ type Step = 'preflight' | 'pull' | 'lock' | 'unlock' | 'upload' | 'backup' | 're
 /** Which remote script a command carries, from text every version of it has. */
 function stepOf(script: string): Step {
   const markers: [Step, string][] = [
+    // The switch may pull the proxy's image, so it is told apart before the pull.
+    ['up', '# aidd-devops: switch\n'],
     ['preflight', 'disk_free_kb='],
     ['pull', 'docker pull'],
     ['unlock', 'echo unlocked'],
     ['lock', 'mkdir "$deploy/lock"'],
     ['upload', 'echo uploaded'],
     ['restore', 'config --services'],
-    ['backup', 'exec -T'],
+    ['backup', 'container to back up'],
     ['migrate', 'echo migrated'],
     ['up', 'echo started'],
     ['finish', 'current.new'],
@@ -77,6 +85,10 @@ class FakeServer extends Runner {
   waitFails?: (key: string) => Result | undefined;
   /** Every ssh command, in order. */
   commands: Command[] = [];
+  /** The state of the reverse proxy's container, as the preflight reports it. */
+  proxy = 'running';
+  /** What the pull prints besides nothing: `digest` and `content` lines. */
+  pullOutput = '';
 
   constructor(releases: [string, Release][], current?: string) {
     super({ logger: createLogger({ prefix: 'test', quiet: true }) });
@@ -86,11 +98,12 @@ class FakeServer extends Runner {
   }
 
   stateLines(): string {
-    const lines = this.current ? [`current=${this.current}`, 'current_compose_sha=old', 'current_env_sha=old'] : [];
+    const { compose, env } = (this.current && this.releases.get(this.current)) || {};
+    const lines = this.current ? [`current=${this.current}`, `current_compose_sha=${compose === undefined ? 'old' : sha256(compose)}`, `current_env_sha=${env === undefined ? 'old' : sha256(env)}`] : [];
     // The one-line list older scripts printed, so this server also answers the engine before issue 9.
     lines.push(`releases=${[...this.releases.keys()].join(' ')}`);
     for (const [id, release] of this.releases) {
-      lines.push(`release=${id}`, `record=${JSON.stringify({ id, previous: release.previous })}`);
+      lines.push(`release=${id}`, `record=${JSON.stringify(release.record ?? { id, previous: release.previous })}`);
       if (release.live) lines.push(`live=${id}`);
     }
     for (const file of this.backups) lines.push(`backup=${file}`);
@@ -131,7 +144,7 @@ class FakeServer extends Runner {
     this.audit.push(...auditLinesOf(script));
     switch (step) {
       case 'preflight':
-        return ok(`docker=20.10\ncompose=docker-compose 1.29\ndisk_free_kb=9999999\n${this.stateLines()}`);
+        return ok(`docker=20.10\ncompose=docker-compose 1.29\ndisk_free_kb=9999999\nproxy=${this.proxy}\n${this.stateLines()}`);
       case 'lock':
         if (this.locked) return ok('held {"who":"someone"}\n');
         this.locked = true;
@@ -141,9 +154,18 @@ class FakeServer extends Runner {
         return ok('unlocked\n');
       case 'upload': {
         const record = JSON.parse(/<<'(AIDD_\w+)'\n(\{\n {2}"id"[\s\S]*?)\n\1/.exec(script)![2]!) as { previous: string | null };
-        this.releases.set(idOf(script), { previous: record.previous, live: false });
+        // A file's heredoc body, which ends before the newline that ends the file.
+        const written = (file: string) => {
+          const body = new RegExp(`"\\$rel/${file}" <<'(AIDD_\\w+)'\\n([\\s\\S]*?)\\n\\1`).exec(script)?.[2];
+          return body === undefined ? undefined : `${body}\n`;
+        };
+        // Without a .env of its own, the release gets a copy of the current one.
+        const env = written('\\.env') ?? (this.current ? this.releases.get(this.current)?.env : undefined);
+        this.releases.set(idOf(script), { previous: record.previous, live: false, record, compose: written('docker-compose\\.yml'), env });
         return ok('uploaded\n');
       }
+      case 'pull':
+        return ok(this.pullOutput);
       case 'backup':
         this.backups.push(`${/backups\/"'?([\w.-]+)\.dump/.exec(script)![1]}.dump`);
         return ok('saved\n');
@@ -184,10 +206,11 @@ const app = {
     smoke: [],
     migrate: { service: 'api', command: ['migrate'], needs: ['postgres'] },
     backup: { service: 'postgres', command: 'pg_dump', extension: 'dump' },
+    proxy: { enabled: true, http: [], sites: [] },
   },
 } as unknown as ComposeApp;
 
-const request: DeployRequest = { app, refs: { api: 'reg/me/aidd-api:v2' }, registry: 'reg', envRequired: true, revision: 'abc123', reason: 'test', keep: 5, healthTimeoutMs: 300 };
+const request: DeployRequest = { app, proxyImage: 'caddy:2', refs: { api: 'reg/me/aidd-api:v2' }, registry: 'reg', envRequired: true, revision: 'abc123', reason: 'test', keep: 5, healthTimeoutMs: 300 };
 
 function session(server: FakeServer): Session {
   return {
@@ -217,11 +240,13 @@ describe('deploy engine, against a scripted server', () => {
     const server = new FakeServer(twoLive, 'r2');
     const report = await deploy(session(server), request);
     expect(report).toMatchObject({ ok: true, result: 'deployed', previous: 'r2', backup: `${report.release}.dump` });
-    expect(server.steps).toEqual(['preflight', 'pull', 'lock', 'upload', 'backup', 'migrate', 'up', 'finish', 'unlock']);
+    // The pull changes nothing another run relies on, so it goes beside the preflight, before the lock.
+    expect(server.steps.slice(0, 2).sort()).toEqual(['preflight', 'pull']);
+    expect(server.steps.slice(2)).toEqual(['lock', 'upload', 'backup', 'migrate', 'up', 'finish', 'unlock']);
     // Backup, migrate and switch ran apart from the connection, each waited for until the server said it was over.
     expect([...server.detached.keys()]).toEqual(['backup', 'migrate', 'up'].map((step) => `${report.release}/${step}`));
     expect(server.current).toBe(report.release);
-    expect(server.releases.get(report.release!)).toEqual({ previous: 'r2', live: true });
+    expect(server.releases.get(report.release!)).toMatchObject({ previous: 'r2', live: true });
     // Pruning keeps the release a rollback from the new one goes to.
     expect(server.scripts.finish).toMatch(/^protected=\(\S+ r2\)$/m);
   });
@@ -315,12 +340,12 @@ describe('deploy engine, against a scripted server', () => {
     const error = await failure(deploy(run, request, report));
     expect(error.exitCode).toBe(143);
     expect(server.current).toBe('r2');
-    expect(server.releases.get(report.release!)).toEqual({ previous: 'r2', live: false });
+    expect(server.releases.get(report.release!)).toMatchObject({ previous: 'r2', live: false });
     expect(server.audit.at(-1)).toMatchObject({ action: 'interrupted', step: 'switch' });
     expect(server.locked).toBe(false);
   });
 
-  it('refuses while another run holds the lock, before pulling', async () => {
+  it('refuses while another run holds the lock, before taking it or changing anything', async () => {
     const server = new FakeServer(twoLive, 'r2');
     server.locked = true;
     const preflight = server.attempt.bind(server);
@@ -330,7 +355,8 @@ describe('deploy engine, against a scripted server', () => {
     };
     const error = await failure(deploy(session(server), request));
     expect(error.exitCode).toBe(EXIT.refused);
-    expect(server.steps).toEqual(['preflight']);
+    // Only the pull went on beside the preflight: it changes nothing another run relies on.
+    expect(server.steps.sort()).toEqual(['preflight', 'pull']);
   });
 
   it('a dropped connection while a step runs is reopened and asked again; the step itself is never cut', async () => {
@@ -379,11 +405,70 @@ describe('deploy engine, against a scripted server', () => {
   });
 });
 
+describe('with the reverse proxy', () => {
+  // The api publishes its HTTP port, which aidd.yml names: the proxy serves it, the container takes a slot port.
+  const routedApp = {
+    ...app,
+    raw: { services: { api: { image: 'reg/me/aidd-api:latest', ports: ['127.0.0.1:8000:8000'] }, postgres: { image: 'postgres:16' } } },
+    config: { ...app.config, migrate: undefined, backup: undefined, proxy: { enabled: true, http: [{ service: 'api', port: 8000, health: '/health' }], sites: [] } },
+  } as unknown as ComposeApp;
+  // The .env is uploaded each time, as CI does (--server-env): the same one, so no container needs replacing for it.
+  const routedRequest: DeployRequest = { ...request, app: routedApp, env: 'API_KEY=k\n' };
+  const pulled = (tag: string, digest: string, content: string) => `digest reg/me/aidd-api:${tag} reg/me/aidd-api@sha256:${digest}\ncontent reg/me/aidd-api:${tag} ${content}\n`;
+
+  it('uploads the routes with the release and switches the api on its slot port', async () => {
+    const server = new FakeServer(twoLive, 'r2');
+    const report = await deploy(session(server), routedRequest);
+    expect(report).toMatchObject({ ok: true, result: 'deployed' });
+    expect(server.scripts.upload).toContain('"$rel/proxy.caddy"');
+    expect(server.scripts.up).toMatch(new RegExp(`^routed=\\(api:8000:${slotPort('aidd', 'api', 8000, 0)}\\)$`, 'm'));
+    expect(server.releases.get(report.release!)!.record).toMatchObject({ slots: { api: 0 }, listen: { 'api:8000': 8000 } });
+  });
+
+  it('a second deploy of the same images changes nothing: no upload, no switch, only a health check of the live release', async () => {
+    const server = new FakeServer(twoLive, 'r2');
+    const first = await deploy(session(server), routedRequest);
+    server.steps = [];
+    const again = await deploy(session(server), routedRequest);
+    expect(again).toMatchObject({ ok: true, result: 'unchanged', release: first.release });
+    expect(server.steps.slice(0, 2).sort()).toEqual(['preflight', 'pull']);
+    expect(server.steps.slice(2)).toEqual(['lock', 'audit', 'unlock']);
+  });
+
+  it('the same images with the proxy stopped make a new release, whose switch starts the proxy again', async () => {
+    const server = new FakeServer(twoLive, 'r2');
+    const first = await deploy(session(server), routedRequest);
+    server.proxy = 'exited';
+    const again = await deploy(session(server), routedRequest);
+    expect(again).toMatchObject({ ok: true, result: 'deployed' });
+    expect(again.release).not.toBe(first.release);
+    // The api keeps its slot, so its running container is kept: only the proxy comes back.
+    expect(server.scripts.up).toMatch(new RegExp(`^routed=\\(api:8000:${slotPort('aidd', 'api', 8000, 0)}\\)$`, 'm'));
+  });
+
+  it('an image whose content did not change keeps the live image and container; one whose content changed is switched to the other slot', async () => {
+    const server = new FakeServer(twoLive, 'r2');
+    server.pullOutput = pulled('v2', 'aa', 'content-1');
+    const first = await deploy(session(server), routedRequest);
+    expect(first.images).toEqual({ api: 'reg/me/aidd-api@sha256:aa' });
+
+    // A new build of the same sources: another digest (its revision label), the same content.
+    server.pullOutput = pulled('v3', 'bb', 'content-1');
+    const rebuilt = await deploy(session(server), { ...routedRequest, refs: { api: 'reg/me/aidd-api:v3' } });
+    expect(rebuilt).toMatchObject({ result: 'unchanged', kept: ['api'], images: { api: 'reg/me/aidd-api@sha256:aa' }, release: first.release });
+
+    server.pullOutput = pulled('v4', 'cc', 'content-2');
+    const changed = await deploy(session(server), { ...routedRequest, refs: { api: 'reg/me/aidd-api:v4' } });
+    expect(changed).toMatchObject({ result: 'deployed', kept: [], images: { api: 'reg/me/aidd-api@sha256:cc' } });
+    expect(server.scripts.up).toMatch(new RegExp(`^routed=\\(api:8000:${slotPort('aidd', 'api', 8000, 1)}\\)$`, 'm'));
+  });
+});
+
 describe('across a migration', () => {
   it('--rollback names the backup taken before the release it leaves was deployed', async () => {
     const server = new FakeServer(twoLive, 'r2');
     const deployed = await deploy(session(server), request);
-    const report = await rollback(session(server), { app, reason: 'test', healthTimeoutMs: 300 });
+    const report = await rollback(session(server), { app, proxyImage: 'caddy:2', reason: 'test', healthTimeoutMs: 300 });
     expect(report).toMatchObject({ ok: true, release: 'r2', previous: deployed.release, backup: `${deployed.release}.dump` });
     expect(server.audit.at(-1)).toMatchObject({ action: 'rollback', result: 'ok', backup: `${deployed.release}.dump` });
   });
@@ -425,11 +510,11 @@ describe('rollback target', () => {
       ],
       'r4',
     );
-    const report = await rollback(session(server), { app, reason: 'test', healthTimeoutMs: 300 });
+    const report = await rollback(session(server), { app, proxyImage: 'caddy:2', reason: 'test', healthTimeoutMs: 300 });
     expect(report).toMatchObject({ ok: true, release: 'r2', previous: 'r4' });
     expect(server.current).toBe('r2');
     // A second rollback keeps going back along the chain.
-    expect((await rollback(session(server), { app, reason: 'test', healthTimeoutMs: 300 })).release).toBe('r1');
+    expect((await rollback(session(server), { app, proxyImage: 'caddy:2', reason: 'test', healthTimeoutMs: 300 })).release).toBe('r1');
   });
 
   it('is the first release on the chain still kept and live', () => {
@@ -439,6 +524,7 @@ describe('rollback target', () => {
       records: { r5: { previous: 'r4' }, r4: { previous: 'r2' }, r3: { previous: 'r1' } },
       live: ['r1', 'r5'],
       backups: [],
+      vars: {},
     };
     // r4 never went live, r2 was pruned; r3 is not on the chain at all.
     expect(rollbackTarget(state)).toBeUndefined();
@@ -448,7 +534,7 @@ describe('rollback target', () => {
 
   it('says when there is nothing to roll back to', async () => {
     const server = new FakeServer([['r1', { previous: null, live: true }]], 'r1');
-    const error = await failure(rollback(session(server), { app, reason: 'test', healthTimeoutMs: 300 }));
+    const error = await failure(rollback(session(server), { app, proxyImage: 'caddy:2', reason: 'test', healthTimeoutMs: 300 }));
     expect(error.message).toBe('no release that went live before r1 is kept on the server; see --history');
     expect(server.locked).toBe(false);
   });

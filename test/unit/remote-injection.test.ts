@@ -12,18 +12,20 @@ const scratch = mkdtempSync(path.join(os.tmpdir(), 'aidd-injection-'));
 const markers = path.join(scratch, 'markers');
 const home = path.join(scratch, 'home');
 const bin = path.join(scratch, 'bin');
-const log = path.join(scratch, 'docker.log');
-for (const dir of [markers, home, bin]) mkdirSync(dir);
+const calls = path.join(scratch, 'calls');
+for (const dir of [markers, home, bin, calls]) mkdirSync(dir);
 
-// Stubs record their argv (NUL-separated, one record per call) and answer just enough for every
-// script to run to its end: a container id, a running and healthy state, a digest.
+// Stubs record their argv (NUL-separated, a file per call: the pull runs several at once, and appends
+// to one log would interleave) and answer just enough for every script to run to its end: a container
+// id, a running and healthy state, a digest. AIDD_PROXY_DOWN makes every container look stopped, so
+// the switch takes its branch that starts the proxy.
 const stub = (name: string) => `#!/bin/sh
-printf '%s\\0' ${name} "$@" >> "$AIDD_STUB_LOG"; printf '\\036' >> "$AIDD_STUB_LOG"
+printf '%s\\0' ${name} "$@" > "$(mktemp "$AIDD_STUB_CALLS/call.XXXXXXXX")"
 case "$*" in
   "compose version"*) exit 1 ;;
-  *State.Running*) echo true ;;
+  *State.Running*) if [ -n "$AIDD_PROXY_DOWN" ]; then echo false; else echo true; fi ;;
   *inspect*) echo healthy ;;
-  *" ps -q "*) echo 0123456789ab ;;
+  *" ps -q "*|"ps --all --quiet "*) echo 0123456789ab ;;
   *version*) echo 1.29.2 ;;
 esac
 exit 0
@@ -44,40 +46,59 @@ const hostile: [string, string][] = [
   ['a variable', `\${PWD:+$(touch ${markers}/variable)}`],
 ];
 
-/** Every builder, with `value` in each slot that takes a string. */
-function builders(value: string): [string, string][] {
+/** Where the scripts find release `value` on the stub server. */
+function releaseDir(value: string): string {
+  return path.join(home, 'deploy', value, 'releases', value);
+}
+
+/** Every builder, with `value` in each slot that takes a string, and the environment the script runs in. */
+function builders(value: string): [string, string, Record<string, string>?][] {
   const layout = { deployPath: `~/deploy/${value}`, project: value };
   const backup = { service: value, command: 'pg_dump', extension: value };
   const migrate = { service: value, command: [value, 'upgrade'], needs: [value] };
+  const switchPlan = {
+    routed: [
+      { service: value, port: 8000, hostPort: 20001 },
+      { service: `${value}-2`, port: 3000, hostPort: 20002 },
+    ],
+    direct: [value, 'postgres'],
+    proxyImage: value,
+    proxyMainConfig: value,
+    healthTimeoutSeconds: 5,
+    probes: { [value]: [value, 'check'] },
+  };
   return [
     ['preflight', scripts.preflightScript(layout)],
     ['pull', scripts.pullScript(layout, { registry: value, username: value, token: value, refs: [value, `${value}:2`] })],
     ['lock', scripts.lockScript(layout, value)],
+    ['lock reading variables', scripts.lockScript(layout, value, ['API_PORT'])],
     ['unlock', scripts.unlockScript(layout, value)],
     ['break-lock', scripts.breakLockScript(layout, value)],
-    ['upload', scripts.uploadScript(layout, { id: value, compose: value, releaseJson: value, env: value, envRequired: true })],
+    ['upload', scripts.uploadScript(layout, { id: value, compose: value, releaseJson: value, env: value, envRequired: true, proxyConfig: value })],
     ['upload keeping the .env', scripts.uploadScript(layout, { id: value, compose: value, releaseJson: value, envRequired: true })],
     ['upload without a .env needed', scripts.uploadScript(layout, { id: value, compose: value, releaseJson: value, envRequired: false })],
     ['backup', scripts.backupScript(layout, value, value, backup)],
     ['migrate', scripts.migrateScript(layout, value, migrate, 5)],
+    ['switch', scripts.switchScript(layout, value, switchPlan)],
+    ['switch starting the proxy', scripts.switchScript(layout, value, switchPlan), { AIDD_PROXY_DOWN: '1' }],
+    ['switch without routes', scripts.switchScript(layout, value, { ...switchPlan, routed: [] })],
     ['discard', scripts.discardReleaseScript(layout, value, value)],
-    ['up', scripts.upScript(layout, value)],
     ['finish', scripts.finishScript(layout, value, value, { keep: 1, protect: [value] })],
     ['audit', scripts.auditScript(layout, value)],
     ['history', scripts.historyScript(layout, 5)],
     ['release record', scripts.releaseRecordScript(layout, value)],
     ['restore', scripts.restoreScript(layout, value, value, value, value)],
-    ['start a step', scripts.startStepScript(layout, value, value, scripts.upScript(layout, value), 5)],
+    ['start a step', scripts.startStepScript(layout, value, value, scripts.switchScript(layout, value, switchPlan), 5)],
     ['wait for a step', scripts.waitStepScript(layout, value, value, 0)],
   ];
 }
 
-function runScript(script: string): void {
+function runScript(script: string, env: Record<string, string> = {}): void {
   try {
     execFileSync('bash', ['-s'], {
       input: script,
       cwd: scratch,
-      env: { PATH: `${bin}:/usr/bin:/bin`, HOME: home, AIDD_STUB_LOG: log },
+      env: { PATH: `${bin}:/usr/bin:/bin`, HOME: home, AIDD_STUB_CALLS: calls, ...env },
       stdio: ['pipe', 'ignore', 'ignore'],
       timeout: 20_000,
     });
@@ -86,24 +107,34 @@ function runScript(script: string): void {
   }
 }
 
+/** Every stub call's argv, in no particular order. */
 function stubCalls(): string[][] {
-  return readFileSync(log, 'utf8')
-    .split('\x1e')
-    .filter(Boolean)
-    .map((call) => call.split('\0').slice(0, -1));
+  return readdirSync(calls).map((file) => readFileSync(path.join(calls, file), 'utf8').split('\0').slice(0, -1));
 }
 
 describe('remote scripts never run a value as a command', () => {
   it.each(hostile)('a value with %s', (_name, value) => {
-    writeFileSync(log, '');
-    for (const marker of readdirSync(markers)) rmSync(path.join(markers, marker));
-    for (const [, script] of builders(value)) runScript(script);
+    for (const dir of [calls, markers]) for (const file of readdirSync(dir)) rmSync(path.join(dir, file));
+    // The release exists, so the switch runs past its first check (the upload cannot make a directory
+    // whose name holds a slash); the discard removes it again.
+    mkdirSync(releaseDir(value), { recursive: true });
+    writeFileSync(path.join(releaseDir(value), 'proxy.caddy'), 'http://:8000 {\n}\n');
+    for (const [, script, env] of builders(value)) runScript(script, env);
     expect(readdirSync(markers)).toEqual([]);
     // The value reached docker as one whole argument: quoted, neither run nor split.
-    const calls = stubCalls();
-    expect(calls).toContainEqual(['docker', 'pull', '--quiet', value]);
-    expect(calls).toContainEqual(['docker', 'login', value, `--username=${value}`, '--password-stdin']);
-    expect(calls.some((call) => call[0] === 'docker-compose' && call.includes('run') && call.at(-2) === value && call.at(-1) === 'upgrade')).toBe(true);
+    const made = stubCalls();
+    expect(made).toContainEqual(['docker', 'pull', '--quiet', value]);
+    expect(made).toContainEqual(['docker', 'login', value, `--username=${value}`, '--password-stdin']);
+    expect(made.some((call) => call[0] === 'docker-compose' && call.includes('run') && call.at(-2) === value && call.at(-1) === 'upgrade')).toBe(true);
+    // The switch: a routed service scaled up beside its container, the app's routes file, the proxy's image.
+    // Routed services travel as SERVICE:PORT:HOST_PORT lines, so a name with a colon or a newline (which
+    // compose never allows in a service name) is cut short there: still one word, never a command.
+    const routedName = value.split('\n')[0]!.split(':')[0]!;
+    const scaled = made.filter((call) => call[0] === 'docker-compose' && call.at(-3) === '--scale').map((call) => call.slice(-2));
+    expect(scaled).toContainEqual([`${routedName}=2`, routedName]);
+    expect(made.some((call) => call[0] === 'docker-compose' && call.at(-3) === '--remove-orphans' && call.at(-2) === value && call.at(-1) === 'postgres')).toBe(true);
+    expect(made).toContainEqual(['docker', 'exec', '-i', 'aidd-proxy', 'sh', '-c', 'cat > "$1"', 'sh', `/etc/caddy/apps/${value}.caddy`]);
+    expect(made.some((call) => call.slice(0, 3).join(' ') === 'docker run --detach' && call[call.indexOf('caddy') - 1] === value)).toBe(true);
   });
 
   it('refuses a template that puts a value inside quotes or a comment', () => {

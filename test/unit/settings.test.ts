@@ -37,7 +37,15 @@ function errorOf(text: string): string {
 
 describe('aidd.yml', () => {
   it('is optional: without it every setting has its default', () => {
-    expect(load(undefined)).toEqual({ imageName: '{service}', smoke: [], offlineBase: undefined, migrate: undefined, backup: undefined, env: undefined });
+    expect(load(undefined)).toEqual({
+      imageName: '{service}',
+      smoke: [],
+      offlineBase: undefined,
+      migrate: undefined,
+      backup: undefined,
+      env: undefined,
+      proxy: { enabled: true, http: [], sites: [] },
+    });
   });
 
   it('reads every section', () => {
@@ -57,8 +65,64 @@ env: [{name: GREETING, description: What the page says., required: [production],
     expect(settings.env).toHaveLength(1);
   });
 
+  it('routes the smoke-checked ports, proxy.http and the sites through the proxy, each port once', () => {
+    const settings = load(`
+smoke: [{name: home, service: web, port: 8080, path: /}, {name: again, service: web, port: 8080, path: /health}]
+proxy:
+  http: [{service: worker, port: 9000}, {service: web, port: 8080}]
+  sites: [{domain: shop.example.com, service: web, port: 8080}, {domain: admin.example.com, service: worker, port: 9001, tls: internal, listen: "127.0.0.1:8443"}]
+`);
+    expect(settings.proxy).toEqual({
+      enabled: true,
+      http: [
+        { service: 'web', port: 8080, health: '/health' },
+        { service: 'worker', port: 9000, health: '/' },
+        { service: 'worker', port: 9001, health: '/' },
+      ],
+      sites: [
+        { domain: 'shop.example.com', service: 'web', port: 8080, tls: 'auto' },
+        { domain: 'admin.example.com', service: 'worker', port: 9001, tls: 'internal', listen: '127.0.0.1:8443' },
+      ],
+    });
+    expect(load('proxy: {enabled: false}\n').proxy.enabled).toBe(false);
+  });
+
+  it("has the proxy check the path proxy.http gives, else a smoke-checked path naming health, else the port's first smoke-checked path, else /", () => {
+    const health = (text: string) => load(text).proxy.http.map((route) => route.health);
+    expect(health('smoke: [{name: a, service: web, port: 80, path: /}, {name: b, service: web, port: 80, path: /healthz}]\nproxy: {http: [{service: web, port: 80, health: /ready}]}\n')).toEqual(['/ready']);
+    expect(health('smoke: [{name: a, service: web, port: 80, path: /}, {name: b, service: web, port: 80, path: /healthz}]\n')).toEqual(['/healthz']);
+    expect(health('smoke: [{name: a, service: web, port: 80, path: /stats}, {name: b, service: web, port: 80, path: /about}]\n')).toEqual(['/stats']);
+    // A smoke-checked path on another port of the service is not this port's.
+    expect(health('smoke: [{name: a, service: web, port: 81, path: /health}]\nproxy: {http: [{service: web, port: 80}]}\n')).toEqual(['/health', '/']);
+  });
+
   it.each([
-    ['an unknown top-level key', 'image-nam: x\n', 'aidd.yml: the top level: unknown key "image-nam"; allowed: image-name, offline-base, smoke, migrate, backup, env'],
+    ['an unknown key under proxy', 'proxy: {enable: false}\n', 'aidd.yml: proxy: unknown key "enable"; allowed: enabled, http, sites'],
+    ['an unknown key in a proxy.http route', 'proxy: {http: [{service: web, port: 80, path: /}]}\n', 'aidd.yml: proxy.http[0]: unknown key "path"; allowed: service, port, health'],
+    ['a proxy.http route to a service that does not exist', 'proxy: {http: [{service: api, port: 80}]}\n', 'aidd.yml: proxy.http[0].service: "api" is not a service of the compose file; services: web, worker, db'],
+    ['a site on a service that does not exist', 'proxy: {sites: [{domain: shop.example.com, service: api, port: 80}]}\n', 'aidd.yml: proxy.sites[0].service: "api" is not a service of the compose file; services: web, worker, db'],
+    ['a health path without its slash', 'proxy: {http: [{service: web, port: 80, health: ready}]}\n', 'aidd.yml: proxy.http[0].health: Invalid string: must start with "/"'],
+    ['an unknown tls mode', 'proxy: {sites: [{domain: shop.example.com, service: web, port: 80, tls: self-signed}]}\n', 'aidd.yml: proxy.sites[0].tls: must be one of auto, internal'],
+  ])('refuses %s in one line naming the key', (_, text, message) => {
+    expect(errorOf(text)).toBe(message);
+  });
+
+  it.each([
+    ['an underscore', 'shop_example.com'],
+    ['a scheme', 'https://shop.example.com'],
+    ['a port', 'shop.example.com:443'],
+    ['a leading dash', '-shop.example.com'],
+    ['a label longer than 63 characters', `${'a'.repeat(64)}.example.com`],
+  ])('refuses a site domain with %s, naming proxy.sites[0].domain', (_, domain) => {
+    expect(errorOf(`proxy: {sites: [{domain: "${domain}", service: web, port: 80}]}\n`)).toMatch(/^aidd\.yml: proxy\.sites\[0\]\.domain: Invalid string: must match pattern /);
+  });
+
+  it('refuses a site listen address that is a host name, naming proxy.sites[0].listen', () => {
+    expect(errorOf('proxy: {sites: [{domain: a.example.com, service: web, port: 80, listen: "localhost:8443"}]}\n')).toMatch(/^aidd\.yml: proxy\.sites\[0\]\.listen: Invalid string: must match pattern /);
+  });
+
+  it.each([
+    ['an unknown top-level key', 'image-nam: x\n', 'aidd.yml: the top level: unknown key "image-nam"; allowed: image-name, offline-base, smoke, migrate, backup, proxy, env'],
     ['an unknown key in a check', 'smoke: [{name: a, service: web, port: 80, path: /, expec: {}}]\n', 'aidd.yml: smoke[0]: unknown key "expec"; allowed: name, service, port, path, expect'],
     ['an unknown key deeper down', 'smoke: [{name: a, service: web, port: 80, path: /, expect: {code: 200}}]\n', 'aidd.yml: smoke[0].expect: unknown key "code"; allowed: status, json, json-keys, contains, report'],
     ['a wrong type', 'smoke: [{name: a, service: web, port: "80", path: /}]\n', 'aidd.yml: smoke[0].port: expected number, received string'],
@@ -93,6 +157,6 @@ describe('the published JSON Schema', () => {
   it('forbids unknown keys, so editors flag typos', () => {
     const schema = settingsJsonSchema() as { additionalProperties: boolean; properties: Record<string, unknown> };
     expect(schema.additionalProperties).toBe(false);
-    expect(Object.keys(schema.properties)).toEqual(['image-name', 'offline-base', 'smoke', 'migrate', 'backup', 'env']);
+    expect(Object.keys(schema.properties)).toEqual(['image-name', 'offline-base', 'smoke', 'migrate', 'backup', 'proxy', 'env']);
   });
 });
