@@ -15,7 +15,7 @@ import { lastLine, type Command, type Result, type Runner } from '../core/exec.t
 import { parsePublishedPort, projectStatus, publishedPortCommand, serviceContainerCommand } from '../app/local-stack.ts';
 import type { Logger } from '../core/log.ts';
 import * as scripts from './remote-scripts.ts';
-import { REMOTE_EXIT, type RemoteLayout, type RoutedService, type SwitchPlan } from './remote-scripts.ts';
+import { REMOTE_EXIT, type RemoteLayout, type SwitchPlan } from './remote-scripts.ts';
 import { freePort } from '../core/net.ts';
 import { redact, type Secret } from '../core/secrets.ts';
 import { runSmoke, type CheckOutcome, type StackAccess } from '../app/smoke.ts';
@@ -421,9 +421,11 @@ export async function verify(session: Session, app: ComposeApp, deadlineMs: numb
 }
 
 /** How a release's switch goes: its routed services (from its record) beside the running ones, the rest in place. */
-export function switchPlan(app: ComposeApp, routed: RoutedService[] = [], proxyImage: string, healthTimeoutMs: number): SwitchPlan {
+export function switchPlan(app: ComposeApp, record: ReleaseRecord | undefined, proxyImage: string, healthTimeoutMs: number): SwitchPlan {
+  const routed = record?.routed ?? [];
   return {
     routed,
+    listeners: Object.entries(record?.listen ?? {}).map(([key, port]) => `${port}=${key.slice(0, key.lastIndexOf(':'))}`),
     direct: app.services.map((service) => service.name).filter((name) => !routed.some((route) => route.service === name)),
     proxyImage,
     proxyMainConfig: proxyMainConfig(),
@@ -596,7 +598,7 @@ export async function deploy(session: Session, request: DeployRequest, report = 
       null,
       2,
     );
-    const switchTo = (release: string, routed: ReleaseRecord['routed']) => scripts.switchScript(layout, release, switchPlan(request.app, routed, request.proxyImage, request.healthTimeoutMs));
+    const switchTo = (release: string, record: ReleaseRecord | undefined) => scripts.switchScript(layout, release, switchPlan(request.app, record, request.proxyImage, request.healthTimeoutMs));
 
     // Until the switch, a failure or interruption removes the new release: nothing changed for users.
     try {
@@ -631,7 +633,7 @@ export async function deploy(session: Session, request: DeployRequest, report = 
     // From here a failure (compose refusing to start, or a failed check) means rolling back.
     let failure: string | undefined;
     try {
-      await timed(session, report, 'switch', `Switching to ${id}`, () => runDetached(session, id, 'up', switchTo(id, plan.routed), DEADLINES_MS.up));
+      await timed(session, report, 'switch', `Switching to ${id}`, () => runDetached(session, id, 'up', switchTo(id, plan.record), DEADLINES_MS.up));
       report.checks = await timed(session, report, 'verify', 'Waiting for health and smoke-testing', () => verify(session, request.app, request.healthTimeoutMs, plan.record.listen));
       const failed = report.checks.filter((check) => !check.ok);
       if (failed.length > 0) {
@@ -671,7 +673,7 @@ export async function deploy(session: Session, request: DeployRequest, report = 
       await audit({ result: 'failed', step: 'verify', detail: report.error });
       return report;
     }
-    await timed(session, report, 'rollback', `Rolling back to ${live}`, () => runDetached(session, live, 'up', switchTo(live, liveRecord?.routed), DEADLINES_MS.up), false);
+    await timed(session, report, 'rollback', `Rolling back to ${live}`, () => runDetached(session, live, 'up', switchTo(live, liveRecord), DEADLINES_MS.up), false);
     const recovered = await verify(session, request.app, request.healthTimeoutMs, liveRecord?.listen);
     const rollbackOk = recovered.every((check) => check.ok);
     report.result = rollbackOk ? 'rolled-back' : 'failed';
@@ -705,7 +707,7 @@ export async function rollback(session: Session, request: RollbackRequest, repor
     }
     const release = target ?? '(previous)';
     report.release = release;
-    const plan = switchPlan(request.app, state.records[release]?.routed, request.proxyImage, request.healthTimeoutMs);
+    const plan = switchPlan(request.app, state.records[release], request.proxyImage, request.healthTimeoutMs);
     await timed(session, report, 'switch', `Starting release ${release}`, () => runDetached(session, release, 'up', scripts.switchScript(layout, release, plan), DEADLINES_MS.up));
     report.checks = await timed(session, report, 'verify', 'Waiting for health and smoke-testing', () => verify(session, request.app, request.healthTimeoutMs, state.records[release]?.listen));
     report.ok = report.checks.every((check) => check.ok);

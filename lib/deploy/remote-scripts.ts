@@ -482,6 +482,8 @@ export interface SwitchPlan {
   routed: RoutedService[];
   /** Every other service of the release: started, or replaced in place when changed. */
   direct: string[];
+  /** PORT=SERVICE for each port the proxy listens on for the app, to name the service when the port is taken. */
+  listeners: string[];
   /** The proxy's image, for starting the proxy where it does not run yet. */
   proxyImage: string;
   proxyMainConfig: string;
@@ -544,6 +546,7 @@ publishes() { docker port "$1" "$2/tcp" 2>/dev/null | grep -q ":$3\$"; }
 state_of() { docker inspect --format '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$1" 2>/dev/null || echo gone; }
 routed=(${plan.routed.map((route) => `${route.service}:${route.port}:${route.hostPort}`)})
 direct=(${plan.direct})
+listeners=(${plan.listeners})
 # Whatever has no container yet starts in dependency order (a first deploy, a new service); nothing
 # running is replaced here.
 missing=0
@@ -638,19 +641,31 @@ if ! docker exec "$proxy" cat "$app_file" 2>/dev/null | cmp -s - "$rel/proxy.cad
   changed=1
 fi
 if [ "\${changed:-0}" = 1 ] && ! reload; then
-  if grep -q 'address already in use' "$log" && [ "\${#old[@]}" -gt 0 ]; then
+  busy=$(grep -o 'listen tcp [^ ]*: bind: address already in use' "$log" | head -n 1 | sed 's/^listen tcp //; s/: bind.*//' || true)
+  holders=()
+  if [ -n "$busy" ]; then
+    for container in "\${old[@]}"; do ! docker port "$container" 2>/dev/null | grep -q ":\${busy##*:}\$" || holders+=("$container"); done
+  fi
+  if [ "\${#holders[@]}" -gt 0 ]; then
     # The first switch from a release without the proxy: its containers hold the listen ports, so they
     # stop first (the one deploy with a short gap).
-    docker stop --time 30 "\${old[@]}" >/dev/null
+    docker stop --time 30 "\${holders[@]}" >/dev/null
   fi
   if ! reload; then
     said=$(grep -v '^[[:space:]]*$' "$log" | tail -n 1 | tail -c 300)
+    busy=$(grep -o 'listen tcp [^ ]*: bind: address already in use' "$log" | head -n 1 | sed 's/^listen tcp //; s/: bind.*//' || true)
     docker exec "$proxy" sh -c 'if [ -f "$1.previous" ]; then mv "$1.previous" "$1"; else rm -f "$1"; fi' sh "$app_file"
     reload || true
-    [ "\${#old[@]}" -eq 0 ] || docker start "\${old[@]}" >/dev/null 2>&1 || true
+    [ "\${#holders[@]}" -eq 0 ] || docker start "\${holders[@]}" >/dev/null 2>&1 || true
     remove_new
     rm -f "$log"
-    echo "the proxy refused the new routes: $said" >&2
+    if [ -n "$busy" ]; then
+      who=
+      for listener in "\${listeners[@]}"; do [ "\${listener%%=*}" != "\${busy##*:}" ] || who=\${listener#*=}; done
+      echo "the proxy cannot listen on $busy\${who:+ for $who}: address already in use (another program holds it); free it or publish the service on another port" >&2
+    else
+      echo "the proxy refused the new routes: $said" >&2
+    fi
     exit 1
   fi
 fi

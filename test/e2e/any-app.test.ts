@@ -313,8 +313,8 @@ describe('any compose app: Hello Compose and a fixture with variables, built, de
       expect(transcript.some((text) => text.includes(apiKey))).toBe(false);
     });
 
-    it("a release compose cannot start: the error quotes compose and names the service, and the previous release serves", async () => {
-      // A port something else holds on the server: compose up fails for this one service.
+    it("a port something else holds: the error names the address and the service, and the previous release serves", async () => {
+      // The proxy cannot listen where the new .env publishes greeter.
       const blocker = net.createServer();
       await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
       try {
@@ -324,7 +324,7 @@ describe('any compose app: Hello Compose and a fixture with variables, built, de
         expect(run.code, run.stderr).toBe(4);
         const report = JSON.parse(run.stdout) as { result: string; error: string };
         expect(report.result).toBe('rolled-back');
-        expect(report.error).toMatch(/compose up failed: .*greeter.*(address already in use|port is already allocated)/);
+        expect(report.error).toMatch(/the proxy cannot listen on 127\.0\.0\.1:\S+ for greeter: address already in use/);
         expect(await page(`http://127.0.0.1:${port}/health.json`)).toContain('ok');
       } finally {
         blocker.close();

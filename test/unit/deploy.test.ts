@@ -37,12 +37,13 @@ describe('remote scripts', () => {
     ['upload-keep-env-or-empty', scripts.uploadScript(layout, { id: 'r1', compose: 'services: {}\n', releaseJson: '{}', envRequired: false })],
     ['backup', scripts.backupScript(layout, 'r0', 'r1', { service: 'postgres', command: 'pg_dump -U "$POSTGRES_USER"', extension: 'dump' })],
     ['migrate', scripts.migrateScript(layout, 'r1', { service: 'api', command: ['migrate'], needs: ['postgres'] }, 60)],
-    ['switch', scripts.switchScript(layout, 'r1', { routed: [], direct: ['postgres', 'api'], proxyImage: 'caddy:2', proxyMainConfig: proxyMainConfig(), healthTimeoutSeconds: 60, probes: {} })],
+    ['switch', scripts.switchScript(layout, 'r1', { routed: [], direct: ['postgres', 'api'], listeners: [], proxyImage: 'caddy:2', proxyMainConfig: proxyMainConfig(), healthTimeoutSeconds: 60, probes: {} })],
     [
       'switch-routed',
       scripts.switchScript(layout, 'r1', {
         routed: [{ service: 'api', port: 8000, hostPort: 20001 }],
         direct: ['postgres', 'bot'],
+        listeners: ['18000=api'],
         proxyImage: 'caddy:2',
         proxyMainConfig: proxyMainConfig(),
         healthTimeoutSeconds: 60,
@@ -150,7 +151,7 @@ describe('deploy helpers', () => {
       { service: 'api', port: 8000, hostPort: 20001 },
       { service: 'frontend', port: 3000, hostPort: 20011 },
     ];
-    const plan = switchPlan(registryApp, routed, 'caddy:2', 90_500);
+    const plan = switchPlan(registryApp, { routed, listen: { 'api:8000': 18000 } }, 'caddy:2', 90_500);
     expect(plan).toMatchObject({ routed, direct: ['postgres', 'bot'], proxyImage: 'caddy:2', healthTimeoutSeconds: 91 });
     expect(Object.keys(plan.probes)).toEqual(['api', 'frontend']);
     expect(plan.probes.api!.slice(0, 2)).toEqual(['python3', '-c']);

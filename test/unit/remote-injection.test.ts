@@ -62,6 +62,7 @@ function builders(value: string): [string, string, Record<string, string>?][] {
       { service: `${value}-2`, port: 3000, hostPort: 20002 },
     ],
     direct: [value, 'postgres'],
+    listeners: [`8000=${value}`],
     proxyImage: value,
     proxyMainConfig: value,
     healthTimeoutSeconds: 5,

@@ -266,6 +266,7 @@ const plan: scripts.SwitchPlan = {
     { service: 'frontend', port: 3000, hostPort: 20010 },
   ],
   direct: ['postgres', 'bot'],
+  listeners: ['8000=api', '3000=frontend'],
   proxyImage: 'caddy:2',
   proxyMainConfig: MAIN_CONFIG,
   healthTimeoutSeconds: 1,
@@ -408,10 +409,25 @@ describe('the switch on a server', () => {
     const calls = server.calls();
     const reloads = calls.flatMap((call, index) => (call.includes('caddy reload') ? [index] : []));
     expect(reloads).toHaveLength(2);
-    const stopped = callAt(calls, 'docker stop --time 30 old-api old-frontend');
+    // Only the container holding 8000 stops before the proxy takes it; the frontend's stops after the switch.
+    const stopped = callAt(calls, 'docker stop --time 30 old-api');
     expect(reloads[0]).toBeLessThan(stopped);
     expect(stopped).toBeLessThan(reloads[1]!);
+    expect(callAt(calls, 'docker stop --time 30 old-api old-frontend')).toBeGreaterThan(reloads[1]!);
     expect(server.read('served')).toBe(NEW_ROUTES);
+  });
+
+  it('a listen port another program holds: one line naming the address and the service, the old containers untouched', () => {
+    const server = switchServer({ api: 20000, frontend: 20010 }, { api: 20001, frontend: 20010 }, OLD_ROUTES);
+    const refusal = 'Error: loading new config: listen tcp 127.0.0.1:8000: bind: address already in use';
+    writeFileSync(path.join(server.state, 'reload-fails'), `${refusal}\n${refusal}\n`);
+    const result = runSwitch(server);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toBe('the proxy cannot listen on 127.0.0.1:8000 for api: address already in use (another program holds it); free it or publish the service on another port\n');
+    expect(server.read('etc/caddy/apps/p.caddy')).toBe(OLD_ROUTES);
+    const calls = server.calls();
+    expect(calls.filter((call) => call.startsWith('docker stop') && call.includes('old-'))).toEqual([]);
+    expect(calls).toContain('docker rm -f new-api');
   });
 
   it('on a fresh server, starts the services and then the proxy, its config written into its volume first', () => {
