@@ -19,7 +19,7 @@ import {
   type Session,
 } from '../lib/deploy/engine.ts';
 import { checkDeployInputs } from '../lib/deploy/inputs.ts';
-import { DEFAULT_PROXY_IMAGE } from '../lib/deploy/proxy.ts';
+import { DEFAULT_PROXY_IMAGE, PROXY_CONTAINER } from '../lib/deploy/proxy.ts';
 import { readEnvFile } from '../lib/env/env-file.ts';
 import { appEnvSchema } from '../lib/env/app-env.ts';
 import { findVariable, validate } from '../lib/env/env-schema.ts';
@@ -322,6 +322,7 @@ await runScript(spec, async (flags) => {
         else {
           process.stdout.write(`current release: ${state.current ?? 'none'}\n`);
           for (const service of state.services) process.stdout.write(`  ${service.service.padEnd(12)} ${service.state}, ${service.health}\n`);
+          process.stdout.write(`reverse proxy (${PROXY_CONTAINER}): ${state.proxy}\n`);
           if (state.lock) process.stdout.write(`lock held by ${String(state.lock.who)} since ${String(state.lock.at)}\n`);
           for (const step of state.runningSteps) process.stdout.write(`still running on the server: ${step}\n`);
           if (state.backups.length) process.stdout.write(`backups: ${state.backups.join(', ')}\n`);

@@ -768,12 +768,14 @@ export interface StatusReport {
   runningSteps: string[];
   /** Backups kept on the server, for --restore-backup. */
   backups: string[];
+  /** The server's reverse proxy container: running, exited, ... or absent. */
+  proxy: string;
 }
 
 export async function status(session: Session): Promise<StatusReport> {
   await openSession(session);
   const facts = await preflight(session);
-  const report: StatusReport = { current: facts.current, services: [], lock: facts.lock ? (JSON.parse(facts.lock) as Record<string, unknown>) : undefined, runningSteps: facts.runningSteps, backups: facts.backups };
+  const report: StatusReport = { current: facts.current, services: [], lock: facts.lock ? (JSON.parse(facts.lock) as Record<string, unknown>) : undefined, runningSteps: facts.runningSteps, backups: facts.backups, proxy: facts.proxy };
   if (facts.current && !session.runner.dryRun) {
     report.release = JSON.parse((await runRemote(session, scripts.releaseRecordScript(session.layout, facts.current), DEADLINES_MS.audit)).stdout) as Record<string, unknown>;
     report.services = await remoteAccess(session).containers();
