@@ -183,7 +183,7 @@ export function containerStatusCommand(ids: string[]): Command {
       'docker',
       'inspect',
       '--format',
-      '{"service":{{json (index .Config.Labels "com.docker.compose.service")}},"state":{{json .State.Status}},"health":{{if .State.Health}}{{json .State.Health.Status}}{{else}}"none"{{end}}}',
+      '{"id":{{json .Id}},"service":{{json (index .Config.Labels "com.docker.compose.service")}},"state":{{json .State.Status}},"health":{{if .State.Health}}{{json .State.Health.Status}}{{else}}"none"{{end}}}',
       ...ids,
     ],
     readOnly: true,
@@ -192,6 +192,7 @@ export function containerStatusCommand(ids: string[]): Command {
 }
 
 export interface ContainerStatus {
+  id: string;
   service: string;
   state: string;
   health: string;

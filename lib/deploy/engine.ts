@@ -15,7 +15,7 @@ import { lastLine, type Command, type Result, type Runner } from '../core/exec.t
 import { parsePublishedPort, projectStatus, publishedPortCommand, serviceContainerCommand } from '../app/local-stack.ts';
 import type { Logger } from '../core/log.ts';
 import * as scripts from './remote-scripts.ts';
-import { REMOTE_EXIT, type RemoteLayout, type SwitchPlan } from './remote-scripts.ts';
+import { REMOTE_EXIT, type ReadinessProbes, type RemoteLayout, type SwitchPlan } from './remote-scripts.ts';
 import { freePort } from '../core/net.ts';
 import { redact, type Secret } from '../core/secrets.ts';
 import { runSmoke, type CheckOutcome, type StackAccess } from '../app/smoke.ts';
@@ -380,7 +380,7 @@ export function pinnedRefs(stdout: string, refs: Record<string, string>): Record
  * proxy serves (`listen`, SERVICE:PORT -> the proxy's port on the server's loopback) is checked
  * through the proxy, as users reach it; any other through the port its container publishes.
  */
-export function remoteAccess(session: Session, listen: Record<string, number> = {}): StackAccess {
+export function remoteAccess(session: Session, listen: Record<string, number> = {}, probes: ReadinessProbes = {}): StackAccess {
   const wrap = (command: Command) => remoteCommand(session.ssh, command);
   const forwarded = new Map<string, string>();
   let listing: Promise<ContainerStatus[]> | undefined;
@@ -406,6 +406,11 @@ export function remoteAccess(session: Session, listen: Record<string, number> = 
       forwarded.set(key, url);
       return url;
     },
+    async healthcheckPasses(status) {
+      const probe = probes[status.service];
+      if (!probe) return undefined;
+      return (await session.runner.attempt(wrap({ argv: ['timeout', '10', 'docker', 'exec', status.id, ...probe], readOnly: true, timeoutMs: 15_000 }))).exitCode === 0;
+    },
     // The checks of every service ask at once: they share one answer from the server.
     containers: () => (listing ??= projectStatus(session.runner, session.layout.project, wrap).finally(() => (listing = undefined))),
   };
@@ -413,7 +418,7 @@ export function remoteAccess(session: Session, listen: Record<string, number> = 
 
 export async function verify(session: Session, app: ComposeApp, deadlineMs: number, listen: Record<string, number> = {}): Promise<CheckOutcome[]> {
   if (session.runner.dryRun) return [];
-  return runSmoke(remoteAccess(session, listen), {
+  return runSmoke(remoteAccess(session, listen, readinessProbes(app)), {
     services: app.services.map((service) => service.name),
     http: app.config.smoke,
     deadlineMs,
@@ -430,11 +435,18 @@ export function switchPlan(app: ComposeApp, record: ReleaseRecord | undefined, p
     proxyImage,
     proxyMainConfig: proxyMainConfig(),
     healthTimeoutSeconds: Math.ceil(healthTimeoutMs / 1000),
-    probes: Object.fromEntries(routed.flatMap(({ service }) => {
-      const probe = healthcheckArgv(app.raw.services[service]?.healthcheck);
-      return probe ? [[service, probe]] : [];
-    })),
+    probes: Object.fromEntries(Object.entries(readinessProbes(app)).filter(([service]) => routed.some((route) => route.service === service))),
   };
+}
+
+/** Each service's healthcheck as an argv a deploy can run in its container (healthcheckArgv), where it has one. */
+export function readinessProbes(app: ComposeApp): ReadinessProbes {
+  return Object.fromEntries(
+    Object.entries(app.raw.services).flatMap(([service, definition]) => {
+      const probe = healthcheckArgv(definition.healthcheck);
+      return probe ? [[service, probe]] : [];
+    }),
+  );
 }
 
 /**

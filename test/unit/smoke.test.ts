@@ -33,7 +33,7 @@ describe('runSmoke', () => {
         baseUrl: async () => 'http://127.0.0.1:9',
         containers: async () => {
           calls += 1;
-          return [{ service: 'db', state: 'running', health: calls >= 3 ? 'healthy' : 'starting' }];
+          return [{ id: 'c1', service: 'db', state: 'running', health: calls >= 3 ? 'healthy' : 'starting' }];
         },
       },
       { services: ['db', 'missing'], http: [], deadlineMs: 1500 },
@@ -41,6 +41,27 @@ describe('runSmoke', () => {
     expect(outcomes.find((outcome) => outcome.name === 'db container')).toMatchObject({ ok: true, detail: 'running, healthy' });
     expect(outcomes.find((outcome) => outcome.name === 'missing container')).toMatchObject({ ok: false, detail: 'no container' });
     expect(Date.now() - started).toBeLessThan(3000);
+  });
+
+  it('counts a container docker still calls starting as healthy once its own healthcheck passes when run now', async () => {
+    const ran: string[] = [];
+    const outcomes = await runSmoke(
+      {
+        baseUrl: async () => 'http://127.0.0.1:9',
+        containers: async () => [
+          { id: 'ready', service: 'api', state: 'running', health: 'starting' },
+          { id: 'booting', service: 'bot', state: 'running', health: 'starting' },
+        ],
+        healthcheckPasses: async (status) => {
+          ran.push(status.id);
+          return status.id === 'ready';
+        },
+      },
+      { services: ['api', 'bot'], http: [], deadlineMs: 300 },
+    );
+    expect(outcomes.find((outcome) => outcome.name === 'api container')).toMatchObject({ ok: true, detail: 'running, healthcheck passed', attempts: 1 });
+    expect(outcomes.find((outcome) => outcome.name === 'bot container')).toMatchObject({ ok: false, detail: 'running, starting' });
+    expect(ran).toContain('booting');
   });
 });
 

@@ -95,7 +95,7 @@ for (const signal of ['SIGTERM', 'SIGINT']) {
   process.on(signal, () => {
     console.log(`frontend: ${signal}, closing`);
     server.close(() => process.exit(0));
-    server.closeAllConnections?.(); // Node >= 18.2: drop idle keep-alive sockets
+    server.closeIdleConnections?.(); // Node >= 18.2: idle keep-alive sockets go now, requests in flight finish
     setTimeout(() => process.exit(0), 5000).unref();
   });
 }
