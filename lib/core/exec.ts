@@ -1,7 +1,8 @@
 // The one place the toolkit runs commands. Every command is an argv array built by a pure
 // function elsewhere in lib; the runner knows about dry-run, timeouts and secrets.
 import os from 'node:os';
-import { $, type ProcessPromise } from 'zx';
+// zx/core: the process runner alone, without the scripting globals zx loads for its own scripts (a third of its start-up).
+import { $, type ProcessPromise } from 'zx/core';
 import { redact, REDACTED, Secret } from './secrets.ts';
 import type { Logger } from './log.ts';
 
