@@ -426,10 +426,11 @@ export async function verify(session: Session, app: ComposeApp, deadlineMs: numb
 }
 
 /** How a release's switch goes: its routed services (from its record) beside the running ones, the rest in place. */
-export function switchPlan(app: ComposeApp, record: ReleaseRecord | undefined, proxyImage: string, healthTimeoutMs: number): SwitchPlan {
+export function switchPlan(app: ComposeApp, record: ReleaseRecord | undefined, proxyImage: string, healthTimeoutMs: number, settled: string[] = []): SwitchPlan {
   const routed = record?.routed ?? [];
   return {
     routed,
+    settled,
     listeners: Object.entries(record?.listen ?? {}).map(([key, port]) => `${port}=${key.slice(0, key.lastIndexOf(':'))}`),
     direct: app.services.map((service) => service.name).filter((name) => !routed.some((route) => route.service === name)),
     proxyImage,
@@ -610,7 +611,8 @@ export async function deploy(session: Session, request: DeployRequest, report = 
       null,
       2,
     );
-    const switchTo = (release: string, record: ReleaseRecord | undefined) => scripts.switchScript(layout, release, switchPlan(request.app, record, request.proxyImage, request.healthTimeoutMs));
+    const switchTo = (release: string, record: ReleaseRecord | undefined, settled?: string[]) =>
+      scripts.switchScript(layout, release, switchPlan(request.app, record, request.proxyImage, request.healthTimeoutMs, settled));
 
     // Until the switch, a failure or interruption removes the new release: nothing changed for users.
     try {
@@ -645,7 +647,7 @@ export async function deploy(session: Session, request: DeployRequest, report = 
     // From here a failure (compose refusing to start, or a failed check) means rolling back.
     let failure: string | undefined;
     try {
-      await timed(session, report, 'switch', `Switching to ${id}`, () => runDetached(session, id, 'up', switchTo(id, plan.record), DEADLINES_MS.up));
+      await timed(session, report, 'switch', `Switching to ${id}`, () => runDetached(session, id, 'up', switchTo(id, plan.record, plan.settled), DEADLINES_MS.up));
       report.checks = await timed(session, report, 'verify', 'Waiting for health and smoke-testing', () => verify(session, request.app, request.healthTimeoutMs, plan.record.listen));
       const failed = report.checks.filter((check) => !check.ok);
       if (failed.length > 0) {

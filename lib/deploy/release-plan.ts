@@ -18,9 +18,9 @@ export interface ReleaseRecord {
   contents?: Record<string, string>;
   /** The slot each routed service's container publishes on. */
   slots?: Record<string, 0 | 1>;
-  /** A hash of each routed service's definition in the release file, as written (variables not replaced). */
+  /** A hash of each service's definition in the release file, as written (variables not replaced). */
   definitions?: Record<string, string>;
-  /** A hash of the values of the variables each routed service's definition uses. With `definitions`: unchanged means its container is kept. */
+  /** A hash of the values of the variables each service's definition uses. With `definitions`: unchanged means its container is kept. */
   variables?: Record<string, string>;
   routed?: RoutedService[];
   /** SERVICE:PORT -> the port the proxy serves it on at the server's loopback: where the smoke test reaches it. */
@@ -57,6 +57,8 @@ export interface ReleasePlan {
   /** Routed services in start order, and the rest. */
   routed: RoutedService[];
   direct: string[];
+  /** Services nothing routes to whose definition and variable values are the live release's: compose would leave them as they are. */
+  settled: string[];
 }
 
 export function sha256(text: string): string {
@@ -90,11 +92,12 @@ export function planRelease(input: ReleasePlanInput): ReleasePlan {
   const endpoints = [...routes, ...sites].map(({ service, port }) => ({ service, port }));
   const routedNames = startOrder(app).filter((service) => endpoints.some((endpoint) => endpoint.service === service));
 
-  // A routed service keeps its slot (and container) only when compose would keep its container: its
+  // A service keeps its container (a routed one its slot) only when compose would keep it: its
   // definition as written and the values of the variables it uses are the live release's. Variables
   // are compared by a hash of their values, kept in release.json (0600, beside the .env holding them).
   const releaseDefinition = (service: string, slots: Record<string, 0 | 1>) => {
-    const definition: Record<string, unknown> = { ...app.raw.services[service], image: images[service] ?? app.raw.services[service]?.image, ports: slotPortLists(app, routes, project, slots)[service] };
+    const raw = app.raw.services[service];
+    const definition: Record<string, unknown> = { ...raw, image: images[service] ?? raw?.image, ports: slotPortLists(app, routes, project, slots)[service] ?? raw?.ports };
     delete definition.build;
     return JSON.stringify(definition);
   };
@@ -108,18 +111,19 @@ export function planRelease(input: ReleasePlanInput): ReleasePlan {
   const slots: Record<string, 0 | 1> = {};
   const definitions: Record<string, string> = {};
   const variables: Record<string, string> = {};
-  for (const service of routedNames) {
+  const settled: string[] = [];
+  for (const service of startOrder(app)) {
     const current = live?.slots?.[service];
     const readsEnvFiles = app.services.find((candidate) => candidate.name === service)?.envFiles.length ?? 0;
     const values = variablesOf(service);
     // Without an upload the live .env carries over, values and all.
     const sameValues = !input.envUploaded || (values !== undefined && live?.variables?.[service] === values);
-    const unchanged =
-      current !== undefined &&
-      sameValues &&
-      live?.definitions?.[service] === definitionAt(service, { [service]: current }) &&
-      !(readsEnvFiles && input.envChanged);
-    slots[service] = nextSlot(current, !unchanged);
+    const same = (at: Record<string, 0 | 1>) => sameValues && live?.definitions?.[service] === definitionAt(service, at) && !(readsEnvFiles && input.envChanged);
+    if (routedNames.includes(service)) {
+      slots[service] = nextSlot(current, !(current !== undefined && same({ [service]: current })));
+    } else if (same({})) {
+      settled.push(service);
+    }
     definitions[service] = definitionAt(service, slots);
     if (values !== undefined) variables[service] = values;
   }
@@ -138,6 +142,7 @@ export function planRelease(input: ReleasePlanInput): ReleasePlan {
     record: { images, contents: input.contents, slots, definitions, variables, routed, listen: loopbackListen(routes), proxySha: proxyConfig ? sha256(proxyConfig) : '' },
     routed,
     direct: Object.keys(app.raw.services).filter((service) => !routedNames.includes(service)),
+    settled,
   };
 }
 

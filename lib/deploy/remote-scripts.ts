@@ -482,6 +482,8 @@ export interface SwitchPlan {
   routed: RoutedService[];
   /** Every other service of the release: started, or replaced in place when changed. */
   direct: string[];
+  /** Of `direct`, those known to be unchanged: compose is not asked about them while they run. */
+  settled: string[];
   /** PORT=SERVICE for each port the proxy listens on for the app, to name the service when the port is taken. */
   listeners: string[];
   /** The proxy's image, for starting the proxy where it does not run yet. */
@@ -545,7 +547,14 @@ containers_of() { docker ps --all --quiet --filter "label=com.docker.compose.pro
 publishes() { docker port "$1" "$2/tcp" 2>/dev/null | grep -q ":$3\$"; }
 state_of() { docker inspect --format '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$1" 2>/dev/null || echo gone; }
 routed=(${plan.routed.map((route) => `${route.service}:${route.port}:${route.hostPort}`)})
-direct=(${plan.direct})
+settled=(${plan.settled})
+direct=()
+for service in ${plan.direct}; do
+  keep=0
+  for unchanged in "\${settled[@]}"; do [ "$unchanged" != "$service" ] || keep=1; done
+  if [ "$keep" = 1 ] && [ -n "$(service_container "$service")" ]; then continue; fi
+  direct+=("$service")
+done
 listeners=(${plan.listeners})
 # Whatever has no container yet starts in dependency order (a first deploy, a new service); nothing
 # running is replaced here.

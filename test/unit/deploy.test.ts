@@ -37,13 +37,14 @@ describe('remote scripts', () => {
     ['upload-keep-env-or-empty', scripts.uploadScript(layout, { id: 'r1', compose: 'services: {}\n', releaseJson: '{}', envRequired: false })],
     ['backup', scripts.backupScript(layout, 'r0', 'r1', { service: 'postgres', command: 'pg_dump -U "$POSTGRES_USER"', extension: 'dump' })],
     ['migrate', scripts.migrateScript(layout, 'r1', { service: 'api', command: ['migrate'], needs: ['postgres'] }, 60)],
-    ['switch', scripts.switchScript(layout, 'r1', { routed: [], direct: ['postgres', 'api'], listeners: [], proxyImage: 'caddy:2', proxyMainConfig: proxyMainConfig(), healthTimeoutSeconds: 60, probes: {} })],
+    ['switch', scripts.switchScript(layout, 'r1', { routed: [], direct: ['postgres', 'api'], listeners: [], settled: [], proxyImage: 'caddy:2', proxyMainConfig: proxyMainConfig(), healthTimeoutSeconds: 60, probes: {} })],
     [
       'switch-routed',
       scripts.switchScript(layout, 'r1', {
         routed: [{ service: 'api', port: 8000, hostPort: 20001 }],
         direct: ['postgres', 'bot'],
         listeners: ['18000=api'],
+        settled: ['postgres'],
         proxyImage: 'caddy:2',
         proxyMainConfig: proxyMainConfig(),
         healthTimeoutSeconds: 60,

@@ -63,7 +63,7 @@ describe('planRelease', () => {
       proxySha: sha256(first.proxyConfig!),
     });
     for (const hashes of [first.record.definitions!, first.record.variables!]) {
-      expect(Object.keys(hashes)).toEqual(['api', 'frontend']);
+      expect(Object.keys(hashes)).toEqual(['postgres', 'api', 'bot', 'frontend']);
       for (const hash of Object.values(hashes)) expect(hash).toMatch(/^[0-9a-f]{64}$/);
     }
     // The values are in the record only as a hash: release.json never holds the .env's secrets.
@@ -84,6 +84,8 @@ describe('planRelease', () => {
   it("a redeploy where only the frontend's content changed keeps the api's and the bot's running images, and the api's slot", () => {
     const second = plan({ id: 'r2', pulled: pulledFrom('b2'), contents: { ...CONTENTS, frontend: 'content-frontend-2' }, live });
     expect(second.kept).toEqual(['api', 'bot']);
+    // The database and the bot are as they were: the switch does not ask compose about them.
+    expect(second.settled).toEqual(['postgres', 'bot']);
     expect(second.images).toEqual({ api: pulledFrom('b1').api, bot: pulledFrom('b1').bot, frontend: pulledFrom('b2').frontend });
     expect(second.record.slots).toEqual({ api: 0, frontend: 1 });
     expect(second.record.definitions!.api).toBe(first.record.definitions!.api);
@@ -121,6 +123,8 @@ describe('planRelease', () => {
     const changed = plan({ id: 'r2', pulled: pulledFrom('b2'), live, vars: { ...ENV, POSTGRES_PASSWORD: 'second' }, envUploaded: true, envChanged: true });
     // Same images: only the api's container changes, because compose would recreate it for its new password.
     expect(changed.kept).toEqual(['api', 'bot', 'frontend']);
+    // The database and the bot read the password too: compose converges them.
+    expect(changed.settled).toEqual([]);
     expect(changed.record.slots).toEqual({ api: 1, frontend: 0 });
     expect(changed.routed.map((route) => route.hostPort)).toEqual([slotOf('api', 8000, 1), slotOf('frontend', 3000, 0)]);
     expect(changed.record.variables!.api).not.toBe(first.record.variables!.api);

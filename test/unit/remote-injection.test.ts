@@ -63,6 +63,7 @@ function builders(value: string): [string, string, Record<string, string>?][] {
     ],
     direct: [value, 'postgres'],
     listeners: [`8000=${value}`],
+    settled: [value],
     proxyImage: value,
     proxyMainConfig: value,
     healthTimeoutSeconds: 5,

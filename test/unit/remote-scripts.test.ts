@@ -267,6 +267,7 @@ const plan: scripts.SwitchPlan = {
   ],
   direct: ['postgres', 'bot'],
   listeners: ['8000=api', '3000=frontend'],
+  settled: [],
   proxyImage: 'caddy:2',
   proxyMainConfig: MAIN_CONFIG,
   healthTimeoutSeconds: 1,
@@ -320,6 +321,14 @@ describe('the switch on a server', () => {
     const calls = server.calls();
     expect(calls.filter((call) => call.includes('caddy reload') || call.includes('sh -c'))).toEqual([]);
     expectInOrder(calls, ['--scale api=2 api', 'docker stop --time 30 old-api', 'docker rm old-api']);
+  });
+
+  it('does not ask compose about services the release leaves unchanged while they run, and converges one that stopped', () => {
+    const server = switchServer({ api: 20000, frontend: 20010, postgres: 5432 }, { api: 20001 }, NEW_ROUTES);
+    expect(runSwitch(server, { ...plan, settled: ['postgres', 'bot'] }).status).toBe(0);
+    // postgres runs, so it is left out; the bot is settled too but has no container, so compose starts it.
+    expect(server.calls()).toContain('docker-compose up -d --no-deps --remove-orphans bot');
+    expect(server.calls().filter((call) => call.startsWith('docker-compose') && call.includes('postgres'))).toEqual([]);
   });
 
   it("rewrites the proxy's main config when it differs, and reloads", () => {
