@@ -562,17 +562,16 @@ missing=0
 for entry in "\${routed[@]}"; do [ -n "$(containers_of "\${entry%%:*}")" ] || missing=1; done
 if [ "$missing" = 1 ]; then compose "$id" up -d --no-recreate --remove-orphans >"$log" 2>&1 || compose_failed; fi
 
-# Then, at once: the services nothing routes to converge (replaced in place if changed), and each routed
-# service whose containers publish another slot gets a new container beside them. One compose call per
-# service, side by side: a single call would start a service only once the ones it depends on are healthy.
+# Then the services nothing routes to converge, replaced in place if changed; then each routed service
+# whose containers publish another slot gets a new container beside them, one compose call per service,
+# side by side (a single call would start a service only once those it depends on are healthy). Compose
+# v1 is not safe to run beside a call that replaces containers, so the replacing call goes first.
 old=()
 new=()
 jobs=()
 remove_new() { local entry; for entry in "\${new[@]}"; do docker stop --time 30 "\${entry#*:}" >/dev/null 2>&1 || true; docker rm -f "\${entry#*:}" >/dev/null 2>&1 || true; done; }
-if [ "\${#direct[@]}" -gt 0 ]; then
-  compose "$id" up -d --no-deps --remove-orphans "\${direct[@]}" >"$log.direct" 2>&1 &
-  jobs+=("$!:direct")
-fi
+if [ "\${#direct[@]}" -gt 0 ]; then compose "$id" up -d --no-deps --remove-orphans "\${direct[@]}" >>"$log" 2>&1 || compose_failed; fi
+scales=()
 for index in "\${!routed[@]}"; do
   IFS=: read -r service port host_port <<<"\${routed[$index]}"
   current=()
@@ -583,9 +582,14 @@ for index in "\${!routed[@]}"; do
   [ "\${#current[@]}" -gt 0 ] || continue
   # Left by a switch that stopped halfway: never made healthy, so removed before starting afresh.
   [ "\${#stale[@]}" -eq 0 ] || docker rm -f "\${stale[@]}" >/dev/null
-  compose "$id" up -d --no-deps --no-recreate --scale "$service=$(( \${#current[@]} + 1 ))" "$service" >"$log.$index" 2>&1 &
-  jobs+=("$!:$index")
+  scales+=("$index=$(( \${#current[@]} + 1 ))")
   old+=("\${current[@]}")
+done
+for scale in "\${scales[@]}"; do
+  index=\${scale%%=*}
+  IFS=: read -r service _ <<<"\${routed[$index]}"
+  compose "$id" up -d --no-deps --no-recreate --scale "$service=\${scale#*=}" "$service" >"$log.$index" 2>&1 &
+  jobs+=("$!:$index")
 done
 failed=()
 for job in "\${jobs[@]}"; do wait "\${job%%:*}" || failed+=("\${job#*:}"); done
