@@ -384,24 +384,21 @@ export function remoteAccess(session: Session, listen: Record<string, number> = 
   const wrap = (command: Command) => remoteCommand(session.ssh, command);
   const forwarded = new Map<string, string>();
   let listing: Promise<ContainerStatus[]> | undefined;
+  const publishedPort = async (service: string, port: number) => {
+    const id = (await session.runner.run(wrap(serviceContainerCommand(session.layout.project, service)))).stdout.split('\n')[0];
+    if (!id) throw new ToolError(`service ${service} has no running container on the server`);
+    const published = parsePublishedPort((await session.runner.attempt(wrap(publishedPortCommand(id, port)))).stdout);
+    if (!published) throw new ToolError(`service ${service} does not publish port ${port} on the server`);
+    return Number(published.split(':')[1]);
+  };
   return {
     async baseUrl(service, port) {
       const key = `${service}:${port}`;
       const known = forwarded.get(key);
       if (known) return known;
-      if (listen[key] !== undefined) {
-        const localPort = await freePort();
-        await session.runner.run(forwardCommand(session.ssh, localPort, listen[key]));
-        const url = `http://127.0.0.1:${localPort}`;
-        forwarded.set(key, url);
-        return url;
-      }
-      const id = (await session.runner.run(wrap(serviceContainerCommand(session.layout.project, service)))).stdout.split('\n')[0];
-      if (!id) throw new ToolError(`service ${service} has no running container on the server`);
-      const published = parsePublishedPort((await session.runner.attempt(wrap(publishedPortCommand(id, port)))).stdout);
-      if (!published) throw new ToolError(`service ${service} does not publish port ${port} on the server`);
+      const remotePort = listen[key] ?? (await publishedPort(service, port));
       const localPort = await freePort();
-      await session.runner.run(forwardCommand(session.ssh, localPort, Number(published.split(':')[1])));
+      await session.runner.run(forwardCommand(session.ssh, localPort, remotePort));
       const url = `http://127.0.0.1:${localPort}`;
       forwarded.set(key, url);
       return url;

@@ -82,31 +82,27 @@ export function proxyRoutes(app: ComposeApp, vars: Variables): ProxyRoute[] {
   const routes: ProxyRoute[] = [];
   for (const [service, definition] of Object.entries(app.raw.services)) {
     const http = new Set(app.config.proxy.http.filter((route) => route.service === service).map((route) => route.port));
-    const ports = Array.isArray(definition.ports) ? definition.ports : [];
-    ports.forEach((raw, entry) => {
+    const entries = (Array.isArray(definition.ports) ? definition.ports : []).map((raw, entry) => {
       const text = (value: unknown) => (typeof value === 'string' ? interpolate(value, vars, `services.${service}.ports[${entry}]`, { onMissing: 'empty' }) : value);
-      const parsed = parsePortEntry(isPlainObject(raw) ? Object.fromEntries(Object.entries(raw).map(([key, value]) => [key, text(value)])) : text(raw));
-      if (!parsed || parsed.protocol !== 'tcp' || !/^\d+$/.test(parsed.published) || !/^\d+$/.test(parsed.target)) return;
-      if (!http.has(Number(parsed.target))) return;
-      if (definition.container_name !== undefined) {
-        throw new UsageError(`${app.file}: services.${service}.container_name: a routed service runs two containers during a switch, so compose must name them; remove container_name, or set proxy.enabled: false in aidd.yml`);
-      }
-      const host = parsed.host === '0.0.0.0' ? '' : parsed.host;
-      routes.push({ service, port: Number(parsed.target), entry, listen: { host, port: Number(parsed.published) } });
+      return parsePortEntry(isPlainObject(raw) ? Object.fromEntries(Object.entries(raw).map(([key, value]) => [key, text(value)])) : text(raw));
     });
-  }
-  // Two containers of a routed service run side by side during a switch: no other port may be fixed.
-  for (const route of routes) {
-    const ports = app.raw.services[route.service]!.ports as unknown[];
-    ports.forEach((raw, entry) => {
-      if (routes.some((other) => other.service === route.service && other.entry === entry)) return;
-      const parsed = parsePortEntry(typeof raw === 'string' ? interpolate(raw, vars, `services.${route.service}.ports[${entry}]`, { onMissing: 'empty' }) : raw);
-      if (parsed && parsed.published !== '') {
-        throw new UsageError(
-          `${app.file}: services.${route.service}.ports[${entry}]: a service the proxy routes to runs two containers during a switch, so it cannot publish another fixed port; route it too (aidd.yml proxy.http), publish it without a host port, or set proxy.enabled: false`,
-        );
-      }
-    });
+    const routed = entries.flatMap((parsed, entry) =>
+      parsed && parsed.protocol === 'tcp' && /^\d+$/.test(parsed.published) && /^\d+$/.test(parsed.target) && http.has(Number(parsed.target))
+        ? [{ service, port: Number(parsed.target), entry, listen: { host: parsed.host === '0.0.0.0' ? '' : parsed.host, port: Number(parsed.published) } }]
+        : [],
+    );
+    if (routed.length === 0) continue;
+    if (definition.container_name !== undefined) {
+      throw new UsageError(`${app.file}: services.${service}.container_name: a routed service runs two containers during a switch, so compose must name them; remove container_name, or set proxy.enabled: false in aidd.yml`);
+    }
+    // Two containers of a routed service run side by side during a switch: no other port may be fixed.
+    const fixed = entries.findIndex((parsed, entry) => parsed && parsed.published !== '' && !routed.some((route) => route.entry === entry));
+    if (fixed >= 0) {
+      throw new UsageError(
+        `${app.file}: services.${service}.ports[${fixed}]: a service the proxy routes to runs two containers during a switch, so it cannot publish another fixed port; route it too (aidd.yml proxy.http), publish it without a host port, or set proxy.enabled: false`,
+      );
+    }
+    routes.push(...routed);
   }
   return routes;
 }
