@@ -15,12 +15,11 @@ import { createLogger, formatTable, printJson } from '../lib/core/log.ts';
 import { freePort } from '../lib/core/net.ts';
 import { ensureDockerEngine, startRegistry, startSshServer, type SshServer } from '../lib/sandbox/sandbox.ts';
 import { DEFAULT_COMPOSE_FILE, DEFAULT_REGISTRY_COMPOSE_FILE, SANDBOX_DIR, scriptArgv } from '../lib/app/target.ts';
-import { containerStarts, requestLoop, tempDir, uniqueName } from '../test/e2e/harness.ts';
+import { containerStarts, removeProject, requestLoop, tempDir, uniqueName } from '../test/e2e/harness.ts';
 import { resolveProxyImage } from '../lib/build/proxy-image.ts';
 import { resolveBaseImages } from '../lib/build/base-images.ts';
 import { loadComposeApp } from '../lib/app/compose.ts';
 import { builtServices } from '../lib/app/images.ts';
-import { PROXY_CONFIG_DIR, PROXY_CONTAINER } from '../lib/deploy/proxy.ts';
 
 const spec: ScriptSpec = {
   name: 'bench-deploy',
@@ -206,15 +205,7 @@ await runScript(spec, async (values) => {
       }
     }
   } finally {
-    for (const project of projects) {
-      const label = `label=com.docker.compose.project=${project}`;
-      for (const [kind, list] of [['container', ['ps', '--all']], ['volume', ['volume', 'ls']], ['network', ['network', 'ls']]] as const) {
-        const ids = (await runner.attempt({ argv: ['docker', ...list, '--quiet', '--filter', label] })).stdout.split('\n').filter(Boolean);
-        if (ids.length) await runner.attempt({ argv: ['docker', kind, 'rm', '--force', ...ids].filter((arg) => !(kind === 'network' && arg === '--force')), timeoutMs: 120_000 });
-      }
-    }
-    for (const project of projects) await runner.attempt({ argv: ['docker', 'exec', PROXY_CONTAINER, 'rm', '-f', `${PROXY_CONFIG_DIR}/apps/${project}.caddy`] });
-    await runner.attempt({ argv: ['docker', 'exec', PROXY_CONTAINER, 'caddy', 'reload', '--config', `${PROXY_CONFIG_DIR}/Caddyfile`, '--adapter', 'caddyfile'] });
+    for (const project of projects) await removeProject(runner, project, { volumes: true });
     await runner.attempt({ argv: ['rm', '-rf', path.join(server.home, 'bench')] });
     server.stop();
     registry.stop();

@@ -14,7 +14,7 @@ import type { Command } from '../../lib/core/exec.ts';
 import { freePort } from '../../lib/core/net.ts';
 import { startRegistry, startSshServer, type Registry, type SshServer } from '../../lib/sandbox/sandbox.ts';
 import { REPO_ROOT, scriptArgv } from '../../lib/app/target.ts';
-import { buildPushEnv, handshakes, removeProxyRoutes, sandboxSshArgs, requireDocker, SANDBOX_DIR, snapshot, tempDir, testRunner, uniqueName, useProxyImage } from './harness.ts';
+import { buildPushEnv, handshakes, removeProject, sandboxSshArgs, requireDocker, SANDBOX_DIR, snapshot, tempDir, testRunner, uniqueName, useProxyImage } from './harness.ts';
 
 const runner = testRunner();
 const owner = uniqueName('any-app');
@@ -140,16 +140,6 @@ async function page(url: string): Promise<string> {
   return response.text();
 }
 
-/** Removes a compose project's containers, then its networks, by the label both compose versions set. */
-async function removeProject(project: string): Promise<void> {
-  const ids = async (list: string[]) =>
-    (await runner.run({ argv: ['docker', ...list, '--quiet', '--filter', `label=com.docker.compose.project=${project}`], readOnly: true })).stdout.split('\n').filter(Boolean);
-  const containers = await ids(['ps', '--all']);
-  if (containers.length > 0) await runner.attempt({ argv: ['docker', 'rm', '--force', ...containers], timeoutMs: 120_000 });
-  const networks = await ids(['network', 'ls']);
-  if (networks.length > 0) await runner.attempt({ argv: ['docker', 'network', 'rm', ...networks], timeoutMs: 60_000 });
-}
-
 /** build-push --json output for ssh-deploy --images-from. */
 function imagesFile(name: string, report: { revision?: string; images: BuiltImage[] }): string {
   return writeScratch(`${name}.json`, JSON.stringify(report));
@@ -172,10 +162,7 @@ describe('any compose app: Hello Compose and a fixture with variables, built, de
 
   afterAll(async () => {
     if (!registry) return;
-    for (const project of [owner, `${owner}-vars`]) {
-      await removeProject(project);
-      await removeProxyRoutes(runner, project);
-    }
+    for (const project of [owner, `${owner}-vars`]) await removeProject(runner, project);
     const images = await localImages(`${registry.address}/${owner}/*`);
     if (images.length > 0) await runner.attempt({ argv: ['docker', 'image', 'rm', '--force', ...images], timeoutMs: 120_000 });
   });

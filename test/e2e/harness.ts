@@ -162,6 +162,22 @@ export async function useProxyImage(runner: Runner): Promise<string> {
   return image;
 }
 
+/**
+ * Takes a compose project off this machine's engine: its containers, then its networks (and volumes when
+ * asked), by the label both compose versions set, and its routes in the proxy.
+ */
+export async function removeProject(runner: Runner, project: string, options: { volumes?: boolean } = {}): Promise<void> {
+  const ids = async (list: string[]) =>
+    (await runner.attempt({ argv: ['docker', ...list, '--quiet', '--filter', `label=com.docker.compose.project=${project}`], readOnly: true })).stdout.split('\n').filter(Boolean);
+  const containers = await ids(['ps', '--all']);
+  if (containers.length > 0) await runner.attempt({ argv: ['docker', 'rm', '--force', ...containers], timeoutMs: 120_000 });
+  const networks = await ids(['network', 'ls']);
+  if (networks.length > 0) await runner.attempt({ argv: ['docker', 'network', 'rm', ...networks], timeoutMs: 60_000 });
+  const volumes = options.volumes ? await ids(['volume', 'ls']) : [];
+  if (volumes.length > 0) await runner.attempt({ argv: ['docker', 'volume', 'rm', '--force', ...volumes], timeoutMs: 60_000 });
+  await removeProxyRoutes(runner, project);
+}
+
 /** Removes an app's routes from the server's proxy, as a person taking the app off the server would. */
 export async function removeProxyRoutes(runner: Runner, project: string): Promise<void> {
   const file = `${PROXY_CONFIG_DIR}/apps/${project}.caddy`;

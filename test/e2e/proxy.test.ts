@@ -16,7 +16,7 @@ import {
   buildPushEnv,
   containerStarts,
   pushVariant,
-  removeProxyRoutes,
+  removeProject,
   requestLoop,
   requireDocker,
   sandboxSshArgs,
@@ -131,13 +131,7 @@ describe('zero-downtime switches behind the reverse proxy', () => {
   });
 
   afterAll(async () => {
-    for (const project of [owner, `${owner}-b`, `${owner}-tls`]) {
-      await removeProxyRoutes(runner, project);
-      const ids = (await runner.attempt({ argv: ['docker', 'ps', '--all', '--quiet', '--filter', `label=com.docker.compose.project=${project}`] })).stdout.split('\n').filter(Boolean);
-      if (ids.length) await runner.attempt({ argv: ['docker', 'rm', '--force', ...ids], timeoutMs: 120_000 });
-      const networks = (await runner.attempt({ argv: ['docker', 'network', 'ls', '--quiet', '--filter', `label=com.docker.compose.project=${project}`] })).stdout.split('\n').filter(Boolean);
-      if (networks.length) await runner.attempt({ argv: ['docker', 'network', 'rm', ...networks], timeoutMs: 60_000 });
-    }
+    for (const project of [owner, `${owner}-b`, `${owner}-tls`]) await removeProject(runner, project);
   });
 
   it('the first deploy starts the proxy, which serves the web port the compose file publishes', async () => {

@@ -97,17 +97,6 @@ proxy:
   });
 
   it.each([
-    ['an unknown key under proxy', 'proxy: {enable: false}\n', 'aidd.yml: proxy: unknown key "enable"; allowed: enabled, http, sites'],
-    ['an unknown key in a proxy.http route', 'proxy: {http: [{service: web, port: 80, path: /}]}\n', 'aidd.yml: proxy.http[0]: unknown key "path"; allowed: service, port, health'],
-    ['a proxy.http route to a service that does not exist', 'proxy: {http: [{service: api, port: 80}]}\n', 'aidd.yml: proxy.http[0].service: "api" is not a service of the compose file; services: web, worker, db'],
-    ['a site on a service that does not exist', 'proxy: {sites: [{domain: shop.example.com, service: api, port: 80}]}\n', 'aidd.yml: proxy.sites[0].service: "api" is not a service of the compose file; services: web, worker, db'],
-    ['a health path without its slash', 'proxy: {http: [{service: web, port: 80, health: ready}]}\n', 'aidd.yml: proxy.http[0].health: Invalid string: must start with "/"'],
-    ['an unknown tls mode', 'proxy: {sites: [{domain: shop.example.com, service: web, port: 80, tls: self-signed}]}\n', 'aidd.yml: proxy.sites[0].tls: must be one of auto, internal'],
-  ])('refuses %s in one line naming the key', (_, text, message) => {
-    expect(errorOf(text)).toBe(message);
-  });
-
-  it.each([
     ['an underscore', 'shop_example.com'],
     ['a scheme', 'https://shop.example.com'],
     ['a port', 'shop.example.com:443'],
@@ -140,6 +129,12 @@ proxy:
     ['a pattern that is not a regular expression', 'env: [{name: A, description: x, format: {pattern: "(", describe: y}}]\n', 'aidd.yml: env[0].format.pattern: not a valid regular expression'],
     ['a variable name compose cannot interpolate', 'env: [{name: 1A, description: x}]\n', 'aidd.yml: env[0].name: Invalid string: must match pattern /^[A-Za-z_][A-Za-z0-9_]*$/'],
     ['a list instead of a mapping', '- image-name\n', 'aidd.yml: the top level: expected object, received array'],
+    ['an unknown key under proxy', 'proxy: {enable: false}\n', 'aidd.yml: proxy: unknown key "enable"; allowed: enabled, http, sites'],
+    ['an unknown key in a proxy.http route', 'proxy: {http: [{service: web, port: 80, path: /}]}\n', 'aidd.yml: proxy.http[0]: unknown key "path"; allowed: service, port, health'],
+    ['a proxy.http route to a service that does not exist', 'proxy: {http: [{service: api, port: 80}]}\n', 'aidd.yml: proxy.http[0].service: "api" is not a service of the compose file; services: web, worker, db'],
+    ['a site on a service that does not exist', 'proxy: {sites: [{domain: shop.example.com, service: api, port: 80}]}\n', 'aidd.yml: proxy.sites[0].service: "api" is not a service of the compose file; services: web, worker, db'],
+    ['a health path without its slash', 'proxy: {http: [{service: web, port: 80, health: ready}]}\n', 'aidd.yml: proxy.http[0].health: Invalid string: must start with "/"'],
+    ['an unknown tls mode', 'proxy: {sites: [{domain: shop.example.com, service: web, port: 80, tls: self-signed}]}\n', 'aidd.yml: proxy.sites[0].tls: must be one of auto, internal'],
   ])('refuses %s in one line naming the key', (_, text, message) => {
     expect(errorOf(text)).toBe(message);
   });
