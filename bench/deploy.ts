@@ -184,7 +184,7 @@ await runScript(spec, async (values) => {
         const started = Date.now();
         const done = deploy(name, tag, file);
         const loops = loaded
-          ? [requestLoop([`http://127.0.0.1:${ports.api}/health`], done, limit, 5), requestLoop([`http://127.0.0.1:${ports.frontend}/`], done, limit, 5)]
+          ? [requestLoop([`http://127.0.0.1:${ports.api}/health`], done, limit, { intervalMs: 5 }), requestLoop([`http://127.0.0.1:${ports.frontend}/`], done, limit, { intervalMs: 5 })]
           : [];
         const steps = await done;
         const wallSeconds = (Date.now() - started) / 1000;

@@ -1,5 +1,6 @@
 // Shared set-up for tests that drive the real Docker engine, registry and sshd on loopback.
 import { randomBytes } from 'node:crypto';
+import http from 'node:http';
 import { cpSync, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -218,35 +219,66 @@ export interface LoadResult {
   failed: number;
   /** Status codes or error names of the failures, with counts. */
   failures: Record<string, number>;
+  /** Requests sent again after a reused keep-alive connection was reset before any response. */
+  retried: number;
+}
+
+export interface LoadOptions {
+  intervalMs?: number;
+  /**
+   * Send a GET once more on a fresh connection when a reused keep-alive connection was reset before any
+   * response, as browsers do (RFC 9112 9.3.1; Node's documentation of `request.reusedSocket`). A proxy
+   * reload closes idle connections, and a request racing that close is lost by a client that never
+   * retries. Off: every such reset counts as a failure.
+   */
+  retryReusedConnectionReset?: boolean;
+}
+
+/** One GET over `agent`: the status, or the error with whether the connection had carried requests before. */
+function get(url: string, agent: http.Agent): Promise<{ status: number } | { error: NodeJS.ErrnoException; reused: boolean }> {
+  return new Promise((resolve) => {
+    const request = http.get(url, { agent, timeout: 5_000 }, (response) => {
+      response.resume();
+      response.on('end', () => resolve({ status: response.statusCode ?? 0 }));
+      response.on('error', (error) => resolve({ error, reused: false }));
+    });
+    request.on('timeout', () => request.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));
+    request.on('error', (error) => resolve({ error, reused: request.reusedSocket }));
+  });
 }
 
 /**
- * GETs each url in turn until `done` settles, at most `limit` requests, `intervalMs` apart: a bounded
- * load on loopback that counts every request not answered 200.
+ * GETs each url in turn until `done` settles, at most `limit` requests, `intervalMs` apart, over
+ * keep-alive connections as browsers hold them: a bounded load on loopback that counts every request
+ * not answered 200.
  */
-export async function requestLoop(urls: string[], done: Promise<unknown>, limit: number, intervalMs = 10): Promise<LoadResult> {
+export async function requestLoop(urls: string[], done: Promise<unknown>, limit: number, options: LoadOptions = {}): Promise<LoadResult> {
   let settled = false;
   void done.then(
     () => (settled = true),
     () => (settled = true),
   );
-  const result: LoadResult = { requests: 0, failed: 0, failures: {} };
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const result: LoadResult = { requests: 0, failed: 0, failures: {}, retried: 0 };
   const fail = (why: string) => {
     result.failed += 1;
     result.failures[why] = (result.failures[why] ?? 0) + 1;
   };
-  while (!settled && result.requests < limit) {
-    const url = urls[result.requests % urls.length]!;
-    result.requests += 1;
-    try {
-      const response = await fetch(url, { signal: AbortSignal.timeout(5_000) });
-      await response.arrayBuffer();
-      if (response.status !== 200) fail(`HTTP ${response.status}`);
-    } catch (error) {
-      const cause = (error as { cause?: { code?: string } }).cause?.code;
-      fail(cause ?? (error as Error).name);
+  try {
+    while (!settled && result.requests < limit) {
+      const url = urls[result.requests % urls.length]!;
+      result.requests += 1;
+      let outcome = await get(url, agent);
+      if ('error' in outcome && outcome.reused && outcome.error.code === 'ECONNRESET' && options.retryReusedConnectionReset) {
+        result.retried += 1;
+        outcome = await get(url, agent);
+      }
+      if ('error' in outcome) fail(outcome.error.code ?? outcome.error.name);
+      else if (outcome.status !== 200) fail(`HTTP ${outcome.status}`);
+      await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 10));
     }
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  } finally {
+    agent.destroy();
   }
   return result;
 }
