@@ -58,11 +58,10 @@ export class RegistryClient {
   /** Authorization header per repository, reused so a token is fetched once. */
   readonly #authorization = new Map<string, string>();
 
-  constructor(
-    readonly registry: string,
-    credentials?: RegistryCredentials,
-    fetchImpl: typeof fetch = fetch,
-  ) {
+  readonly registry: string;
+
+  constructor(registry: string, credentials?: RegistryCredentials, fetchImpl: typeof fetch = fetch) {
+    this.registry = registry;
     this.#baseUrl = registryBaseUrl(registry);
     this.#credentials = credentials;
     this.#fetch = fetchImpl;

@@ -19,11 +19,11 @@ export const EXIT = {
 
 /** An error that ends a script with one line on stderr and a chosen exit code. */
 export class ToolError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode: number = EXIT.failed,
-  ) {
+  readonly exitCode: number;
+
+  constructor(message: string, exitCode: number = EXIT.failed) {
     super(message);
+    this.exitCode = exitCode;
   }
 }
 
@@ -107,8 +107,19 @@ export function stringValue(values: Values, name: string): string | undefined {
 }
 
 /** Runs a script's body: --help, one-line errors on stderr, exit codes through process.exitCode. */
+/** The oldest Node.js that runs the scripts' TypeScript without a loader (type stripping on by default). */
+export const MIN_NODE = { major: 22, minor: 18 } as const;
+
+/** Refuses a Node.js older than MIN_NODE in one line that says how to get a newer one. */
+export function requireNode(version: string): void {
+  const [major = 0, minor = 0] = version.split('.').map(Number);
+  if (major > MIN_NODE.major || (major === MIN_NODE.major && minor >= MIN_NODE.minor)) return;
+  throw new ToolError(`Node.js ${MIN_NODE.major}.${MIN_NODE.minor} or newer is needed, this is ${version}; install Node.js ${MIN_NODE.major} LTS (nvm install, as .nvmrc says) and run again`);
+}
+
 export async function runScript(spec: ScriptSpec, body: (values: Values) => Promise<number | void>): Promise<void> {
   try {
+    requireNode(process.versions.node);
     const values = parseCli(spec, process.argv.slice(2));
     if (values === 'help') {
       process.stdout.write(helpText(spec));

@@ -36,12 +36,14 @@ export interface Result {
 }
 
 export class CommandError extends Error {
-  constructor(
-    readonly command: Command,
-    readonly result: Result,
-  ) {
+  readonly command: Command;
+  readonly result: Result;
+
+  constructor(command: Command, result: Result) {
     const detail = lastLine(result.stderr) || lastLine(result.stdout) || `exit code ${result.exitCode}`;
     super(redact(`${describe(command)} failed: ${detail}`));
+    this.command = command;
+    this.result = result;
   }
 }
 

@@ -82,8 +82,11 @@ export async function runRemote(session: Session, script: string, timeoutMs: num
 
 /** A step's outcome is unknown: the server could not be asked. Its lock stays, so nothing runs over the step. */
 export class StepOutcomeUnknownError extends ToolError {
-  constructor(readonly step: string) {
+  readonly step: string;
+
+  constructor(step: string) {
     super(`lost the connection while the server runs ${step}, which goes on without this run; the deploy lock stays. See it with --status, and once no step runs, --break-lock`);
+    this.step = step;
   }
 }
 
@@ -305,8 +308,11 @@ export async function releaseLock(session: Session): Promise<void> {
 
 /** A run stopped by SIGINT/SIGTERM at a step boundary; exits 130 or 143. */
 export class InterruptedError extends ToolError {
-  constructor(readonly signal: NodeJS.Signals) {
+  readonly signal: NodeJS.Signals;
+
+  constructor(signal: NodeJS.Signals) {
     super(`interrupted by ${signal}; the deploy lock is released, run the same command again to finish`, signal === 'SIGINT' ? 130 : 143);
+    this.signal = signal;
   }
 }
 

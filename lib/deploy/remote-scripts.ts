@@ -38,7 +38,11 @@ export const REMOTE_EXIT = {
 
 /** Script text that is spliced as is: only text the toolkit wrote, or a `sh` result. */
 export class ShellText {
-  constructor(readonly text: string) {}
+  readonly text: string;
+
+  constructor(text: string) {
+    this.text = text;
+  }
 }
 
 /** The opt-out of quoting: `text` is trusted script text, never a value from outside. */

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { helpText, isInteractive, parseCli, parseSeconds, UsageError, type ScriptSpec } from '../../lib/core/cli.ts';
+import { helpText, isInteractive, parseCli, parseSeconds, requireNode, UsageError, type ScriptSpec } from '../../lib/core/cli.ts';
 
 const spec: ScriptSpec = {
   name: 'example',
@@ -56,5 +56,17 @@ describe('isInteractive', () => {
     expect(isInteractive()).toBe(false);
     if (saved === undefined) delete process.env.CI;
     else process.env.CI = saved;
+  });
+});
+
+describe('requireNode', () => {
+  it('accepts Node.js 22.18 and newer', () => {
+    for (const version of ['22.18.0', '22.23.3', '24.1.0', '25.0.0']) expect(() => requireNode(version)).not.toThrow();
+  });
+
+  it('refuses older ones in one line that says what to install', () => {
+    for (const version of ['20.20.2', '22.17.1', '18.19.0']) {
+      expect(() => requireNode(version)).toThrow(new RegExp(`^Node\\.js 22\\.18 or newer is needed, this is ${version.replace(/\./g, '\\.')}; install Node\\.js 22 LTS`));
+    }
   });
 });
