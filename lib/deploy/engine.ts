@@ -300,9 +300,10 @@ export async function takeLock(session: Session, reason: string, variables: stri
   return parseState(result.stdout);
 }
 
-export async function releaseLock(session: Session): Promise<void> {
+/** Frees this run's lock, after appending `auditLine` to the audit log when given. */
+export async function releaseLock(session: Session, auditLine?: string): Promise<void> {
   if (!session.lock) return;
-  await runRemote(session, scripts.unlockScript(session.layout, session.lock.id), DEADLINES_MS.audit);
+  await runRemote(session, scripts.unlockScript(session.layout, session.lock.id, auditLine), DEADLINES_MS.audit);
   session.lock = undefined;
 }
 
@@ -596,7 +597,7 @@ export async function deploy(session: Session, request: DeployRequest, report = 
       report.ok = report.checks.every((check) => check.ok);
       report.result = report.ok ? 'unchanged' : 'failed';
       if (!report.ok) report.failedStep = 'verify';
-      await runRemote(session, scripts.auditScript(layout, auditLine({ action: 'deploy', release: live, result: report.result, images: report.images })), DEADLINES_MS.audit);
+      await releaseLock(session, auditLine({ action: 'deploy', release: live, result: report.result, images: report.images }));
       return report;
     }
 

@@ -145,12 +145,17 @@ export function prelude(layout: RemoteLayout): ShellText {
 umask 077
 deploy=${deployPathExpr(layout.deployPath)}
 project=${layout.project}
-if docker compose version >/dev/null 2>&1; then compose_cli=(docker compose)
-elif command -v docker-compose >/dev/null 2>&1; then compose_cli=(docker-compose)
-else compose_cli=(); fi
+# The compose CLI is found on first use: asking costs a docker process, and most scripts never run compose.
+compose_cli=()
+find_compose() {
+  [ "\${#compose_cli[@]}" -eq 0 ] || return 0
+  if docker compose version >/dev/null 2>&1; then compose_cli=(docker compose)
+  elif command -v docker-compose >/dev/null 2>&1; then compose_cli=(docker-compose)
+  else echo "neither docker compose nor docker-compose is installed on the server" >&2; exit ${REMOTE_EXIT.noCompose}; fi
+}
 compose() {
   local dir="$deploy/releases/$1"; shift
-  [ "\${#compose_cli[@]}" -gt 0 ] || { echo "neither docker compose nor docker-compose is installed on the server" >&2; exit ${REMOTE_EXIT.noCompose}; }
+  find_compose
   "\${compose_cli[@]}" --project-name "$project" --project-directory "$dir" --file "$dir/docker-compose.yml" --env-file "$dir/.env" "$@"
 }
 audit() { mkdir -p "$deploy"; printf '%s\\n' "$1" >> "$deploy/deploys.log"; }
@@ -221,7 +226,7 @@ export function preflightScript(layout: RemoteLayout): string {
   return remoteScript(layout, 'preflight', sh`
 command -v docker >/dev/null 2>&1 || { echo "docker is not installed on the server" >&2; exit ${REMOTE_EXIT.noDocker}; }
 echo "docker=$(docker version --format '{{.Server.Version}}')"
-[ "\${#compose_cli[@]}" -gt 0 ] || { echo "neither docker compose nor docker-compose is installed on the server" >&2; exit ${REMOTE_EXIT.noCompose}; }
+find_compose
 # Compose v2 says its version at once; v1 (Python) takes most of a second, so only its name is shown.
 if [ "\${compose_cli[*]}" = "docker compose" ]; then echo "compose=docker compose $(docker compose version --short)"; else echo "compose=\${compose_cli[*]}"; fi
 probe="$deploy"
@@ -252,11 +257,11 @@ const CONTENT_KEY_FORMAT =
   '{{json .Config.ExposedPorts}} {{json .Config.Healthcheck}} {{json .Config.Volumes}} {{json .Config.StopSignal}} {{json .Config.Shell}}';
 
 /**
- * Logs in (token never stored on the server) and pulls every image at once; a digest ref the server
- * already has is not pulled again. Prints `digest REF REPO@DIGEST...` and `content REF KEY` per image.
+ * Pulls every image the server lacks at once, logged in (token never stored on the server) only when
+ * one is missing: a digest ref the server already has is not pulled again. Prints `digest REF REPO@DIGEST...` and `content REF KEY` per image.
  */
 export function pullScript(layout: RemoteLayout, request: PullRequest): string {
-  let login = sh``;
+  let login = sh`:`;
   if (request.token) {
     const doc = heredoc(request.token);
     login = sh`registry=${request.registry}
@@ -267,20 +272,29 @@ ${doc.body}`;
 DOCKER_CONFIG=$(mktemp -d)
 export DOCKER_CONFIG
 trap 'rm -rf "$DOCKER_CONFIG"' EXIT
-${login}
 refs=(${request.refs})
-pids=()
+missing=()
 for index in "\${!refs[@]}"; do
   ref=\${refs[$index]}
-  if [[ "$ref" == *@sha256:* ]] && docker image inspect "$ref" >/dev/null 2>&1; then pids+=(0); continue; fi
-  docker pull --quiet "$ref" >/dev/null 2>"$DOCKER_CONFIG/pull-$index.err" &
-  pids+=($!)
+  [[ "$ref" == *@sha256:* ]] && docker image inspect "$ref" >/dev/null 2>&1 || missing+=("$index")
+done
+# Logging in is a registry round trip: only when an image is to be pulled.
+if [ "\${#missing[@]}" -gt 0 ]; then
+${login}
+fi
+pids=()
+for index in "\${!refs[@]}"; do pids+=(0); done
+for index in "\${missing[@]}"; do
+  docker pull --quiet "\${refs[$index]}" >/dev/null 2>"$DOCKER_CONFIG/pull-$index.err" &
+  pids[$index]=$!
 done
 for index in "\${!refs[@]}"; do
   ref=\${refs[$index]}
   [ "\${pids[$index]}" = 0 ] || wait "\${pids[$index]}" || { echo "pulling $ref failed: $(tail -n1 "$DOCKER_CONFIG/pull-$index.err")" >&2; exit ${REMOTE_EXIT.pullFailed}; }
-  echo "digest $ref $(docker image inspect --format '{{join .RepoDigests " "}}' "$ref")"
-  echo "content $ref $(docker image inspect --format ${CONTENT_KEY_FORMAT} "$ref" | sha256sum | cut -c1-64)"
+  # One inspect per image: its digests on the first line, what the content key hashes on the second.
+  info=$(docker image inspect --format ${`{{join .RepoDigests " "}}\n${CONTENT_KEY_FORMAT}`} "$ref")
+  echo "digest $ref \${info%%$'\n'*}"
+  echo "content $ref $(printf '%s\n' "\${info#*$'\n'}" | sha256sum | cut -c1-64)"
 done
 `);
 }
@@ -308,10 +322,14 @@ echo locked
 ${values}${stateReport}`);
 }
 
-/** Releases the lock only if this run holds it, so a run never frees another run's lock. */
-export function unlockScript(layout: RemoteLayout, lockId: string): string {
+/**
+ * Releases the lock only if this run holds it, so a run never frees another run's lock; with
+ * `auditLine`, appends it first (a run that ends with an audit line needs one round trip, not two).
+ */
+export function unlockScript(layout: RemoteLayout, lockId: string, auditLine?: string): string {
   return remoteScript(layout, 'unlock', sh`
-if grep -qF ${lockId} "$deploy/lock/owner.json" 2>/dev/null; then rm -rf "$deploy/lock"; echo unlocked; fi
+${auditLine === undefined ? sh`` : sh`audit ${auditLine}
+`}if grep -qF ${lockId} "$deploy/lock/owner.json" 2>/dev/null; then rm -rf "$deploy/lock"; echo unlocked; fi
 `);
 }
 
@@ -535,6 +553,8 @@ proxy=${PROXY_CONTAINER}
 proxy_config=${`${PROXY_CONFIG_DIR}/Caddyfile`}
 app_file=${`${PROXY_CONFIG_DIR}/apps/${layout.project}.caddy`}
 log=$(mktemp)
+# Found once here: the routed services' compose calls run side by side.
+find_compose
 ${composeFailed}`;
   if (plan.routed.length === 0) {
     return remoteScript(layout, 'switch', sh`

@@ -75,6 +75,7 @@ function builders(value: string): [string, string, Record<string, string>?][] {
     ['lock', scripts.lockScript(layout, value)],
     ['lock reading variables', scripts.lockScript(layout, value, ['API_PORT'])],
     ['unlock', scripts.unlockScript(layout, value)],
+    ['unlock with an audit line', scripts.unlockScript(layout, value, value)],
     ['break-lock', scripts.breakLockScript(layout, value)],
     ['upload', scripts.uploadScript(layout, { id: value, compose: value, releaseJson: value, env: value, envRequired: true, proxyConfig: value })],
     ['upload keeping the .env', scripts.uploadScript(layout, { id: value, compose: value, releaseJson: value, envRequired: true })],
