@@ -11,6 +11,7 @@ import {
   describeActor,
   history,
   newReport,
+  openSession,
   restoreBackup,
   rollback,
   status,
@@ -19,6 +20,7 @@ import {
   type Session,
 } from '../lib/deploy/engine.ts';
 import { checkDeployInputs } from '../lib/deploy/inputs.ts';
+import { checkLogsOptions, checkServices, execCommand, logsCommand } from '../lib/deploy/operate.ts';
 import { DEFAULT_PROXY_IMAGE, PROXY_CONTAINER } from '../lib/deploy/proxy.ts';
 import { readEnvFile } from '../lib/env/env-file.ts';
 import { appEnvSchema } from '../lib/env/app-env.ts';
@@ -83,15 +85,23 @@ const spec: ScriptSpec = {
     status: { type: 'boolean', help: 'Show the current release, its services and health, and the lock.' },
     history: { type: 'boolean', help: 'Show the audit log (last 20 actions).' },
     'break-lock': { type: 'boolean', help: 'Remove a stale deploy lock (audited).' },
+    logs: { type: 'boolean', help: "Print the live release's logs, each line prefixed with its service; services as words after the flags (default all)." },
+    follow: { type: 'boolean', short: 'f', help: 'With --logs: keep printing new lines until Ctrl-C.' },
+    since: { type: 'string', value: 'WHEN', help: 'With --logs: only lines since a duration ago (10m, 1h30m) or a date (2026-11-28T10:00:00Z).' },
+    tail: { type: 'string', value: 'N', help: 'With --logs: the last N lines of each container, or all (default 100; all with --since).' },
+    exec: { type: 'string', value: 'SERVICE', help: "Run the command after -- in the service's running container (a TTY when this is a terminal); exits with its code." },
     'dry-run': { type: 'boolean', help: 'Print every command and remote script, secrets redacted; run nothing.' },
     json: { type: 'boolean', help: 'Print the result as one JSON object on stdout, failures included.' },
     'report-failure': { type: 'string', value: 'TEXT', help: 'Only report a deploy that failed before ssh-deploy ran (TEXT says where): notifications and --json.' },
     verbose: { type: 'boolean', short: 'v', help: 'Print every command before it runs.' },
   },
+  positionals: '[SERVICE... with --logs | -- COMMAND... with --exec]',
   examples: [
     'REGISTRY_USER=me REGISTRY_TOKEN=... npx tsx scripts/ssh-deploy.ts --host 203.0.113.10 --user deploy --owner me --server-env .env.production',
     'npx tsx scripts/ssh-deploy.ts --host 203.0.113.10 --user deploy --status',
     'npx tsx scripts/ssh-deploy.ts --host 203.0.113.10 --user deploy --rollback',
+    'npx tsx scripts/ssh-deploy.ts --host 203.0.113.10 --user deploy --logs --follow --since 10m api',
+    'npx tsx scripts/ssh-deploy.ts --host 203.0.113.10 --user deploy --exec postgres -- psql -U aidd',
   ],
 };
 
@@ -228,7 +238,7 @@ await runScript(spec, async (flags) => {
   const json = flags.json === true;
   const logger = createLogger({ prefix: spec.name, quiet: json });
   const runner = new Runner({ logger, dryRun: flags['dry-run'] === true, verbose: flags.verbose === true });
-  const modes = ['rollback', 'restore-backup', 'status', 'history', 'break-lock', 'report-failure'].filter((name) => flags[name] === true || stringValue(flags, name));
+  const modes = ['rollback', 'restore-backup', 'status', 'history', 'break-lock', 'logs', 'exec', 'report-failure'].filter((name) => flags[name] === true || stringValue(flags, name));
   const mode = modes[0] ?? 'deploy';
   // A deploy, a rollback and a restore keep their report from the start, so a failure can still show how far they got.
   const report = mode === 'deploy' || mode === 'rollback' || mode === 'restore-backup' ? newReport(mode) : undefined;
@@ -250,6 +260,12 @@ await runScript(spec, async (flags) => {
   try {
     if (modes.length > 1) throw new UsageError(`--${modes.join(' and --')} cannot be combined; pick one`);
     if (stringValue(flags, 'to') && !flags.rollback) throw new UsageError('--to ID only goes with --rollback');
+    const words = (flags._ as string[] | undefined) ?? [];
+    if (words.length > 0 && mode !== 'logs' && mode !== 'exec') throw new UsageError(`unexpected ${JSON.stringify(words[0])}: words after the flags go only with --logs (services) or --exec (the command)`);
+    for (const flag of ['follow', 'since', 'tail'] as const) {
+      if (flags[flag] !== undefined && mode !== 'logs') throw new UsageError(`--${flag} only goes with --logs`);
+    }
+    const logsOptions = mode === 'logs' ? checkLogsOptions(stringValue(flags, 'since'), stringValue(flags, 'tail')) : undefined;
     const reportFailure = stringValue(flags, 'report-failure');
     if (reportFailure) {
       await notify(`FAILED before the deploy started: ${reportFailure}`);
@@ -265,6 +281,10 @@ await runScript(spec, async (flags) => {
 
     // On a terminal, a walkthrough asks for what the flags left out; elsewhere a missing answer is an error.
     const deploying = mode === 'deploy';
+    const appServices = app.services.map((service) => service.name);
+    const logServices = mode === 'logs' ? checkServices('--logs', words, appServices) : [];
+    const execService = stringValue(flags, 'exec');
+    if (execService) checkServices('--exec', [execService], appServices);
     const missing = !stringValue(flags, 'host') || !stringValue(flags, 'user') || (deploying && !stringValue(flags, 'owner') && !stringValue(flags, 'images-from'));
     const walkthrough: WalkthroughResult = isInteractive() && !json && !runner.dryRun && missing
         ? await (await import('../lib/deploy/walkthrough.ts')).deployWalkthrough(flags, runner, deploying, project)
@@ -294,6 +314,11 @@ await runScript(spec, async (flags) => {
     const session: Session = { runner, logger, ssh: target, layout: { deployPath, project } };
     let firstSignalAt = 0;
     const onSignal = (signal: NodeJS.Signals) => {
+      // Logs and exec hold no lock and start no step: a signal ends them at once (and a --follow that way).
+      if (mode === 'logs' || mode === 'exec') {
+        void abandon(session).finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+        return;
+      }
       // tsx passes on a terminal's Ctrl-C that this process got already when it does not hear back
       // within 30 ms: one key press can arrive twice. A second signal counts from a second on.
       if (session.interrupted && Date.now() - firstSignalAt < 1_000) return;
@@ -334,6 +359,15 @@ await runScript(spec, async (flags) => {
         if (json) output(entries);
         else for (const entry of entries) process.stdout.write(`${String(entry.time)}  ${String(entry.action).padEnd(11)} ${String(entry.result).padEnd(12)} ${String(entry.release ?? '')}  ${String(entry.who ?? '')}\n`);
         return EXIT.ok;
+      }
+      if (logsOptions) {
+        await openSession(session);
+        const result = await runner.attempt(logsCommand(target, { project, services: logServices, follow: flags.follow === true, ...logsOptions }));
+        return result.exitCode === 0 ? EXIT.ok : EXIT.failed;
+      }
+      if (execService) {
+        await openSession(session);
+        return (await runner.attempt(execCommand(target, project, execService, words, Boolean(process.stdin.isTTY && process.stdout.isTTY)))).exitCode;
       }
       if (mode === 'break-lock') {
         const holder = await breakLock(session);

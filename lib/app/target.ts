@@ -2,6 +2,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ToolError } from '../core/cli.ts';
+import { subcommandOf } from '../core/subcommands.ts';
 import { composeCandidates, composeVersionCommand, type ComposeCli } from './compose.ts';
 import type { Command, Runner } from '../core/exec.ts';
 
@@ -21,10 +22,10 @@ export async function detectComposeCli(runner: Runner, wrap: (command: Command) 
 }
 
 /**
- * argv that runs one of the toolkit's scripts as `npm run NAME` does: node strips the types itself
- * (22.18+), without a loader (tsx adds about 0.6 s to every start). `npx tsx scripts/NAME.ts` runs the
- * same code; test/cli covers that way.
+ * argv that runs one of the toolkit's scripts as `npm run NAME` does: through the `aidd` command, where
+ * node strips the types itself (22.18+, no loader: tsx adds about 0.6 s to every start) and caches the
+ * compiled code. `npx tsx scripts/NAME.ts` runs the same code; test/cli covers that way.
  */
 export function scriptArgv(script: string, args: string[] = []): string[] {
-  return [process.execPath, path.join(REPO_ROOT, 'scripts', `${script}.ts`), ...args];
+  return [process.execPath, path.join(REPO_ROOT, 'bin', 'aidd.js'), subcommandOf(script), ...args];
 }

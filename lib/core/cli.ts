@@ -1,4 +1,5 @@
 // Flags, help, errors and exit codes, the same way in every script.
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { redact } from './secrets.ts';
 
@@ -48,15 +49,17 @@ export interface ScriptSpec {
   name: string;
   summary: string;
   options: Record<string, OptionSpec>;
+  /** Words after the flags (shown in the usage line); without it, any is an error. Parsed into `_`. */
+  positionals?: string;
   examples?: string[];
 }
 
 export type Values = Record<string, string | boolean | string[] | undefined>;
 
-const EXIT_HELP = `Exit codes: 0 ok, 1 failed, 2 bad input (nothing changed), 3 refused (lock held or host key mismatch), 4 deploy failed and rolled back, 130 cancelled.`;
+const EXIT_HELP = `Exit codes: 0 ok, 1 failed, 2 bad input (nothing changed), 3 refused (lock held or host key mismatch), 4 deploy failed and rolled back, 130 cancelled (Ctrl-C), 143 stopped (SIGTERM).`;
 
 export function helpText(spec: ScriptSpec): string {
-  const rows = Object.entries({ ...spec.options, help: { type: 'boolean', help: 'Show this help.', short: 'h' } as OptionSpec }).map(
+  const rows = Object.entries({ ...spec.options, help: { type: 'boolean', help: 'Show this help.', short: 'h' } as OptionSpec, version: { type: 'boolean', help: 'Show the toolkit version.' } as OptionSpec }).map(
     ([name, option]) => {
       const flag = `${option.short ? `-${option.short}, ` : '    '}--${name}${option.type === 'string' ? ` ${option.value ?? 'VALUE'}` : ''}`;
       const env = option.env ? ` [env ${option.env}]` : '';
@@ -64,27 +67,29 @@ export function helpText(spec: ScriptSpec): string {
     },
   );
   const examples = spec.examples?.length ? `\nExamples:\n${spec.examples.map((line) => `  ${line}`).join('\n')}\n` : '';
-  return `Usage: npx tsx scripts/${spec.name}.ts [options]\n\n${spec.summary}\n\nOptions:\n${rows.join('\n')}\n${examples}\n${EXIT_HELP}\n`;
+  return `Usage: npx tsx scripts/${spec.name}.ts [options]${spec.positionals ? ` ${spec.positionals}` : ''}\n\n${spec.summary}\n\nOptions:\n${rows.join('\n')}\n${examples}\n${EXIT_HELP}\n`;
 }
 
 /** Parses argv; flags absent on the command line fall back to their environment variable. */
-export function parseCli(spec: ScriptSpec, argv: string[]): Values | 'help' {
+export function parseCli(spec: ScriptSpec, argv: string[]): Values | 'help' | 'version' {
   const options: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = {
     help: { type: 'boolean', short: 'h' },
+    version: { type: 'boolean' },
   };
   for (const [name, option] of Object.entries(spec.options)) {
     options[name] = { type: option.type, multiple: option.multiple ?? false, ...(option.short ? { short: option.short } : {}) };
   }
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: false });
+    parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: spec.positionals !== undefined });
   } catch (error) {
     // node's messages are long; keep the useful first sentence and point at --help.
     const message = (error as Error).message.split('. ')[0]!.replace(/\.$/, '');
     throw new UsageError(`${message}; see --help`);
   }
-  const values = { ...parsed.values } as Values;
+  const values = { ...parsed.values, _: parsed.positionals } as Values;
   if (values.help) return 'help';
+  if (values.version) return 'version';
   for (const [name, option] of Object.entries(spec.options)) {
     const fromEnv = option.env ? process.env[option.env] : undefined;
     if (values[name] !== undefined || fromEnv === undefined || fromEnv === '') continue;
@@ -107,6 +112,9 @@ export function stringValue(values: Values, name: string): string | undefined {
 }
 
 /** Runs a script's body: --help, one-line errors on stderr, exit codes through process.exitCode. */
+/** "aidd-devops VERSION", from the toolkit's package.json. */
+export const TOOLKIT_VERSION = `aidd-devops ${(JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version}`;
+
 /** The oldest Node.js that runs the scripts' TypeScript without a loader (type stripping on by default). */
 export const MIN_NODE = { major: 22, minor: 18 } as const;
 
@@ -121,8 +129,8 @@ export async function runScript(spec: ScriptSpec, body: (values: Values) => Prom
   try {
     requireNode(process.versions.node);
     const values = parseCli(spec, process.argv.slice(2));
-    if (values === 'help') {
-      process.stdout.write(helpText(spec));
+    if (values === 'help' || values === 'version') {
+      process.stdout.write(values === 'help' ? helpText(spec) : `${TOOLKIT_VERSION}\n`);
       return;
     }
     process.exitCode = (await body(values)) ?? EXIT.ok;

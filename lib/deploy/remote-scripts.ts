@@ -225,7 +225,9 @@ done
 export function preflightScript(layout: RemoteLayout): string {
   return remoteScript(layout, 'preflight', sh`
 command -v docker >/dev/null 2>&1 || { echo "docker is not installed on the server" >&2; exit ${REMOTE_EXIT.noDocker}; }
-echo "docker=$(docker version --format '{{.Server.Version}}')"
+# A user outside the docker group gets "permission denied" here, not at the first compose call.
+engine=$(docker version --format '{{.Server.Version}}' 2>&1) || { echo "the Docker engine does not answer $(id -un) on the server: $(printf '%s\n' "$engine" | tail -n 1); add the user to the docker group (sudo usermod -aG docker $(id -un), then log in again) or start dockerd" >&2; exit ${REMOTE_EXIT.noDocker}; }
+echo "docker=$engine"
 find_compose
 # Compose v2 says its version at once; v1 (Python) takes most of a second, so only its name is shown.
 if [ "\${compose_cli[*]}" = "docker compose" ]; then echo "compose=docker compose $(docker compose version --short)"; else echo "compose=\${compose_cli[*]}"; fi

@@ -51,11 +51,11 @@ export function remoteScriptCommand(target: SshTarget, script: string, timeoutMs
   return { argv: ['ssh', ...sshOptions(target), ...destination(target), 'bash -s'], input: script, timeoutMs, shielded: true };
 }
 
-/** Runs argv on the server (quoted for the remote shell); for read-only docker queries. */
-export function remoteCommand(target: SshTarget, command: Command): Command {
+/** Runs argv on the server (quoted for the remote shell); with `tty`, on a terminal there (ssh -t). */
+export function remoteCommand(target: SshTarget, command: Command, options: { tty?: boolean } = {}): Command {
   return {
     ...command,
-    argv: ['ssh', ...sshOptions(target), ...destination(target), command.argv.map(shellQuote).join(' ')],
+    argv: ['ssh', ...sshOptions(target), ...(options.tty ? ['-t'] : []), ...destination(target), command.argv.map(shellQuote).join(' ')],
   };
 }
 

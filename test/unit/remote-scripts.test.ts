@@ -490,14 +490,16 @@ ref=\${@: -1}
 repository=\${ref%@*}
 repository=\${repository%:*}
 case "$*" in
+  "login "*) echo "$2" >> "$AIDD_CALLS.login" ;;
   "pull --quiet "*)
     echo "$ref" >> "$AIDD_CALLS"
     # Every pull waits until all of them have started: pulls run one after the other would wait in vain.
     for _ in $(seq 100); do [ "$(wc -l < "$AIDD_CALLS")" -lt "$AIDD_PULLS" ] || break; sleep 0.05; done
     [ "$(wc -l < "$AIDD_CALLS")" -ge "$AIDD_PULLS" ] || echo "$ref" >> "$AIDD_CALLS.alone"
     [ "$ref" != "$AIDD_MISSING" ] || { echo "Error response from daemon: manifest for $ref not found: manifest unknown" >&2; exit 1; } ;;
-  *RepoDigests*) echo "other/mirror@sha256:00 $repository@sha256:$(printf %s "$ref" | sha256sum | cut -c1-8)" ;;
-  *RootFS.Layers*) echo "layers of $repository" ;;
+  *RepoDigests*RootFS.Layers*)
+    echo "other/mirror@sha256:00 $repository@sha256:$(printf %s "$ref" | sha256sum | cut -c1-8)"
+    echo "layers of $repository" ;;
   "image inspect "*) [[ " $AIDD_PRESENT " == *" $ref "* ]] ;;
 esac
 `,
@@ -507,11 +509,12 @@ esac
 describe('the pull on a server', () => {
   const layout = { deployPath: '/nonexistent', project: 'p' };
   const refs = { api: 'reg/me/aidd-api:v2', bot: 'reg/me/aidd-bot@sha256:bb', frontend: 'reg/me/aidd-frontend:v2', worker: 'reg/me/aidd-api:v1' };
-  const pull = (env: Record<string, string>) => {
+  const pull = (env: Record<string, string>, wanted: string[] = Object.values(refs)) => {
     const calls = path.join(mkdtempSync(path.join(os.tmpdir(), 'aidd-pull-')), 'calls');
-    const result = spawnSync('bash', ['-s'], { input: scripts.pullScript(layout, { registry: 'reg', refs: Object.values(refs) }), env: { PATH: `${pullBin}:/usr/bin:/bin`, AIDD_CALLS: calls, ...env }, encoding: 'utf8' });
+    const script = scripts.pullScript(layout, { registry: 'reg', username: 'me', token: 'registry-token', refs: wanted });
+    const result = spawnSync('bash', ['-s'], { input: script, env: { PATH: `${pullBin}:/usr/bin:/bin`, AIDD_CALLS: calls, ...env }, encoding: 'utf8' });
     const lines = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean).sort() : []);
-    return { ...result, pulled: lines(calls), alone: lines(`${calls}.alone`) };
+    return { ...result, pulled: lines(calls), alone: lines(`${calls}.alone`), logins: lines(`${calls}.login`) };
   };
   const key = (repository: string) => createHash('sha256').update(`layers of ${repository}\n`).digest('hex');
 
@@ -525,9 +528,32 @@ describe('the pull on a server', () => {
     expect(contentKeys(result.stdout, refs)).toEqual({ api: key('reg/me/aidd-api'), bot: key('reg/me/aidd-bot'), frontend: key('reg/me/aidd-frontend'), worker: key('reg/me/aidd-api') });
   });
 
+  it('logs in to the registry only when an image is to be pulled', () => {
+    expect(pull({ AIDD_PRESENT: 'reg/me/aidd-bot@sha256:bb', AIDD_PULLS: '3' }).logins).toEqual(['reg']);
+    const present = pull({ AIDD_PRESENT: 'reg/me/aidd-bot@sha256:bb', AIDD_PULLS: '0' }, ['reg/me/aidd-bot@sha256:bb']);
+    expect(present.status, present.stderr).toBe(0);
+    expect(present.logins).toEqual([]);
+    expect(present.pulled).toEqual([]);
+  });
+
   it('fails naming the ref the registry does not have, in its own words', () => {
     const result = pull({ AIDD_MISSING: 'reg/me/aidd-frontend:v2', AIDD_PULLS: '4' });
     expect(result.status).toBe(scripts.REMOTE_EXIT.pullFailed);
     expect(result.stderr).toBe('pulling reg/me/aidd-frontend:v2 failed: Error response from daemon: manifest for reg/me/aidd-frontend:v2 not found: manifest unknown\n');
+  });
+});
+
+describe('the preflight on a server', () => {
+  it('names a Docker engine the deploy user cannot reach, and how to fix it', () => {
+    const bin = mkdtempSync(path.join(os.tmpdir(), 'aidd-preflight-stubs-'));
+    writeFileSync(
+      path.join(bin, 'docker'),
+      '#!/bin/bash\necho "permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock" >&2\nexit 1\n',
+      { mode: 0o755 },
+    );
+    const deployPath = mkdtempSync(path.join(os.tmpdir(), 'aidd-preflight-'));
+    const result = spawnSync('bash', ['-s'], { input: scripts.preflightScript({ deployPath, project: 'p' }), env: { PATH: `${bin}:/usr/bin:/bin` }, encoding: 'utf8' });
+    expect(result.status).toBe(scripts.REMOTE_EXIT.noDocker);
+    expect(result.stderr.trim()).toMatch(/^the Docker engine does not answer \S+ on the server: permission denied while trying to connect to the Docker daemon socket .*; add the user to the docker group \(sudo usermod -aG docker \S+, then log in again\) or start dockerd$/);
   });
 });
