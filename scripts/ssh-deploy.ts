@@ -21,6 +21,7 @@ import {
 } from '../lib/deploy/engine.ts';
 import { checkDeployInputs } from '../lib/deploy/inputs.ts';
 import { checkLogsOptions, checkServices, execCommand, logsCommand } from '../lib/deploy/operate.ts';
+import { formatStatus } from '../lib/deploy/status-view.ts';
 import { DEFAULT_PROXY_IMAGE, PROXY_CONTAINER } from '../lib/deploy/proxy.ts';
 import { readEnvFile } from '../lib/env/env-file.ts';
 import { appEnvSchema } from '../lib/env/app-env.ts';
@@ -344,14 +345,7 @@ await runScript(spec, async (flags) => {
       if (mode === 'status') {
         const state = await status(session);
         if (json) output(state);
-        else {
-          process.stdout.write(`current release: ${state.current ?? 'none'}\n`);
-          for (const service of state.services) process.stdout.write(`  ${service.service.padEnd(12)} ${service.state}, ${service.health}\n`);
-          process.stdout.write(`reverse proxy (${PROXY_CONTAINER}): ${state.proxy}\n`);
-          if (state.lock) process.stdout.write(`lock held by ${String(state.lock.who)} since ${String(state.lock.at)}\n`);
-          for (const step of state.runningSteps) process.stdout.write(`still running on the server: ${step}\n`);
-          if (state.backups.length) process.stdout.write(`backups: ${state.backups.join(', ')}\n`);
-        }
+        else process.stdout.write(formatStatus(state, PROXY_CONTAINER));
         return state.services.every((service) => service.state === 'running' && service.health !== 'unhealthy') ? EXIT.ok : EXIT.failed;
       }
       if (mode === 'history') {

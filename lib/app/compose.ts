@@ -183,7 +183,8 @@ export function containerStatusCommand(ids: string[]): Command {
       'docker',
       'inspect',
       '--format',
-      '{"id":{{json .Id}},"service":{{json (index .Config.Labels "com.docker.compose.service")}},"state":{{json .State.Status}},"health":{{if .State.Health}}{{json .State.Health.Status}}{{else}}"none"{{end}}}',
+      '{"id":{{json .Id}},"service":{{json (index .Config.Labels "com.docker.compose.service")}},"state":{{json .State.Status}},"health":{{if .State.Health}}{{json .State.Health.Status}}{{else}}"none"{{end}},' +
+        '"image":{{json .Config.Image}},"startedAt":{{json .State.StartedAt}},"restarts":{{json .RestartCount}}}',
       ...ids,
     ],
     readOnly: true,
@@ -196,6 +197,11 @@ export interface ContainerStatus {
   service: string;
   state: string;
   health: string;
+  /** The image as the container was created from it: a digest ref for a pinned service. */
+  image?: string;
+  startedAt?: string;
+  /** How often docker restarted it (restart policy). */
+  restarts?: number;
 }
 
 export function parseContainerStatus(stdout: string): ContainerStatus[] {

@@ -27,5 +27,10 @@ export async function detectComposeCli(runner: Runner, wrap: (command: Command) 
  * compiled code. `npx tsx scripts/NAME.ts` runs the same code; test/cli covers that way.
  */
 export function scriptArgv(script: string, args: string[] = []): string[] {
-  return [process.execPath, path.join(REPO_ROOT, 'bin', 'aidd.js'), subcommandOf(script), ...args];
+  return aiddArgv([subcommandOf(script), ...args]);
+}
+
+/** argv of the `aidd` command as the package's bin runs it. */
+export function aiddArgv(args: string[]): string[] {
+  return [process.execPath, path.join(REPO_ROOT, 'bin', 'aidd.js'), ...args];
 }

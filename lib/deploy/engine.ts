@@ -780,7 +780,7 @@ export async function restoreBackup(session: Session, request: RestoreRequest, r
 export interface StatusReport {
   current?: string;
   release?: Record<string, unknown>;
-  services: { service: string; state: string; health: string }[];
+  services: ContainerStatus[];
   lock?: Record<string, unknown>;
   /** RELEASE/STEP of steps a deploy started on the server that still run (migrate, backup, switch). */
   runningSteps: string[];

@@ -17,7 +17,8 @@ export interface LogsRequest {
 
 /**
  * Each service's containers' logs at once, every line prefixed with its service (as compose does; v1
- * has no --since). awk prints the prefix as data, so a service name is never part of a program.
+ * has no --since). awk reads the prefix from its environment, as data: never part of a program, and
+ * not unescaped as awk -v would.
  */
 const LOGS_SCRIPT = `set -u
 project=$1 follow=$2 since=$3 tail=$4
@@ -28,7 +29,7 @@ args=(--tail "$tail")
 pids=()
 for service in "$@"; do
   for id in $(docker ps --all --quiet --filter "label=com.docker.compose.project=$project" --filter "label=com.docker.compose.service=$service" --filter label=com.docker.compose.oneoff=False); do
-    docker logs "\${args[@]}" "$id" 2>&1 | awk -v prefix="$service | " '{ print prefix $0; fflush() }' &
+    docker logs "\${args[@]}" "$id" 2>&1 | prefix="$service | " awk '{ print ENVIRON["prefix"] $0; fflush() }' &
     pids+=($!)
   done
 done
@@ -38,7 +39,7 @@ wait "\${pids[@]}"
 
 /** Finds the running container of a service, then becomes `docker exec` in it: its exit code is the command's. */
 const EXEC_SCRIPT = `id=$(docker ps --quiet --filter "label=com.docker.compose.project=$1" --filter "label=com.docker.compose.service=$2" --filter label=com.docker.compose.oneoff=False | head -n 1)
-[ -n "$id" ] || { echo "service $2 has no running container on the server; see aidd status" >&2; exit 125; }
+[ -n "$id" ] || { printf 'service %s has no running container on the server; see aidd status\n' "$2" >&2; exit 125; }
 tty=$3
 shift 3
 if [ "$tty" = tty ]; then exec docker exec --interactive --tty "$id" "$@"; else exec docker exec --interactive "$id" "$@"; fi

@@ -13,7 +13,7 @@ import { pullCommand } from '../../lib/build/docker.ts';
 import type { Command } from '../../lib/core/exec.ts';
 import { freePort } from '../../lib/core/net.ts';
 import { startRegistry, startSshServer, type Registry, type SshServer } from '../../lib/sandbox/sandbox.ts';
-import { REPO_ROOT, scriptArgv } from '../../lib/app/target.ts';
+import { aiddArgv, REPO_ROOT, scriptArgv } from '../../lib/app/target.ts';
 import { buildPushEnv, handshakes, removeProject, sandboxSshArgs, requireDocker, SANDBOX_DIR, snapshot, tempDir, testRunner, uniqueName, useProxyImage } from './harness.ts';
 
 const runner = testRunner();
@@ -266,6 +266,45 @@ describe('any compose app: Hello Compose and a fixture with variables, built, de
     expect(history.code, history.stderr).toBe(0);
     const actions = (JSON.parse(history.stdout) as { action: string; result: string }[]).map((entry) => `${entry.action}:${entry.result}`);
     expect(actions).toEqual(['deploy:deployed', 'deploy:deployed', 'deploy:unchanged', 'rollback:ok']);
+  });
+
+  it('aidd status, logs and exec work on the live release over the same SSH connection', async () => {
+    const aidd = async (args: string[], input?: string): Promise<Run> => {
+      const result = await runner.attempt({ argv: aiddArgv([...args]), env: { ...buildPushEnv(registry, owner, dockerConfig), CI: 'true' }, input, timeoutMs: 120_000 });
+      transcript.push(result.stdout, result.stderr);
+      return { code: result.exitCode, stdout: result.stdout, stderr: result.stderr };
+    };
+    const target = ['--compose', hello.compose, ...sshArgs()];
+
+    const status = await aidd(['status', ...target]);
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stdout).toContain(`current release: ${firstRelease}`);
+    for (const service of ['web', 'worker']) {
+      expect(status.stdout).toMatch(new RegExp(`^  ${service} +running +healthy +\\S+ +0 +${registry.address.replace(/\./g, '\\.')}/${owner}/hello-${service}@sha256:[0-9a-f]{64}$`, 'm'));
+    }
+    const json = JSON.parse((await aidd(['status', ...target, '--json'])).stdout) as { services: { service: string; image: string; restarts: number; startedAt: string }[] };
+    expect(json.services.map((service) => service.image).every((image) => /@sha256:[0-9a-f]{64}$/.test(image))).toBe(true);
+    expect(json.services.every((service) => service.restarts === 0 && Date.parse(service.startedAt) > 0)).toBe(true);
+
+    const logs = await aidd(['logs', ...target, 'worker', '--tail', '5']);
+    expect(logs.code, logs.stderr).toBe(0);
+    const lines = logs.stdout.split('\n').filter(Boolean);
+    expect(lines.length).toBeGreaterThan(0);
+    expect(lines.every((line) => line.startsWith('worker | '))).toBe(true);
+    const recent = await aidd(['logs', ...target, '--since', '1h']);
+    expect(recent.code, recent.stderr).toBe(0);
+    expect(recent.stdout).toMatch(/^worker \| /m);
+
+    // Each word reaches the container's command as it is, quotes and $(...) included.
+    const words = await aidd(['exec', 'web', ...target, '--', 'sh', '-c', 'echo "[$0] [$1]"', 'a b', '$(touch /tmp/aidd-exec-marker)']);
+    expect(words.code, words.stderr).toBe(0);
+    expect(words.stdout.trim()).toBe('[a b] [$(touch /tmp/aidd-exec-marker)]');
+    expect((await aidd(['exec', 'web', ...target, '--', 'sh', '-c', 'exit 7'])).code).toBe(7);
+    expect((await aidd(['exec', 'web', ...target, '--', 'sh', '-c', 'read line; echo "got $line"'], 'hello\n')).stdout.trim()).toBe('got hello');
+
+    const unknown = await aidd(['logs', ...target, 'nosuch']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr.trim()).toBe('ssh-deploy: error: --logs: "nosuch" is not a service of the compose file; its services are web, worker');
   });
 
   describe('a fixture whose compose file needs variables and whose aidd.yml declares none', () => {

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { helpText, isInteractive, parseCli, parseSeconds, requireNode, UsageError, type ScriptSpec } from '../../lib/core/cli.ts';
+import { helpText, isInteractive, parseCli, parseSeconds, requireNode, UsageError, type ScriptSpec, type Values } from '../../lib/core/cli.ts';
+import { thrown } from './thrown.ts';
 
 const spec: ScriptSpec = {
   name: 'example',
@@ -38,6 +39,43 @@ describe('parseCli', () => {
     expect(text).toContain('--host HOST');
     expect(text).toContain('[env EXAMPLE_HOST]');
     expect(text).toContain('Exit codes: 0 ok');
+  });
+});
+
+describe('parseCli positionals and --version', () => {
+  const withWords: ScriptSpec = { ...spec, name: 'words', positionals: '[SERVICE...]' };
+
+  it('refuses words after the flags when the script takes none', () => {
+    for (const argv of [['extra'], ['--host', 'h', 'extra'], ['--', 'extra']]) {
+      const error = thrown(() => parseCli(spec, argv));
+      expect(error).toBeInstanceOf(UsageError);
+      expect(error.exitCode).toBe(2);
+      expect(error.message.startsWith("Unexpected argument 'extra'"), error.message).toBe(true);
+      expect(error.message.endsWith('; see --help')).toBe(true);
+    }
+  });
+
+  it('puts the words in _ when the script takes them, flags anywhere, and everything after -- as words', () => {
+    expect(parseCli(withWords, ['api', '--json', 'bot', '--host', 'h'])).toMatchObject({ _: ['api', 'bot'], json: true, host: 'h' });
+    expect(parseCli(withWords, ['--json'])).toMatchObject({ _: [], json: true });
+    expect(parseCli(withWords, ['api', '--', 'sh', '-c', '--json'])).toMatchObject({ _: ['api', 'sh', '-c', '--json'] });
+    expect((parseCli(withWords, ['api', '--', 'sh', '-c', '--json']) as Values).json).toBeUndefined();
+    expect(() => parseCli(withWords, ['api', '--hots'])).toThrow(UsageError);
+  });
+
+  it('returns version for --version, before checking anything else', () => {
+    expect(parseCli(spec, ['--version'])).toBe('version');
+    expect(parseCli(withWords, ['api', '--version'])).toBe('version');
+    expect(parseCli(spec, ['--help', '--version'])).toBe('help');
+  });
+
+  it('shows the words in the usage line and lists --version', () => {
+    expect(helpText(withWords).split('\n')[0]).toBe('Usage: npx tsx scripts/words.ts [options] [SERVICE...]');
+    expect(helpText(spec).split('\n')[0]).toBe('Usage: npx tsx scripts/example.ts [options]');
+    for (const text of [helpText(spec), helpText(withWords)]) {
+      expect(text).toMatch(/^ {6}--version +Show the toolkit version\.$/m);
+      expect(text).toMatch(/^ {2}-h, --help +Show this help\.$/m);
+    }
   });
 });
 
