@@ -22,6 +22,7 @@ import {
 import { checkDeployInputs } from '../lib/deploy/inputs.ts';
 import { checkLogsOptions, checkServices, execCommand, logsCommand } from '../lib/deploy/operate.ts';
 import { formatStatus } from '../lib/deploy/status-view.ts';
+import { pinTagsWithin } from '../lib/build/registry-api.ts';
 import { DEFAULT_PROXY_IMAGE, PROXY_CONTAINER } from '../lib/deploy/proxy.ts';
 import { readEnvFile } from '../lib/env/env-file.ts';
 import { appEnvSchema } from '../lib/env/app-env.ts';
@@ -189,13 +190,18 @@ async function deployRequestFrom(
   const { services, refs, revision } = imageRefs(values, app, registry);
   const envFile = stringValue(values, 'server-env');
   const tokenValue = process.env.REGISTRY_TOKEN ?? process.env.GHCR_TOKEN;
+  const registryUser = typed.registryUser ?? process.env.REGISTRY_USER;
+  const registryToken = typed.token ?? (tokenValue ? new Secret(tokenValue) : undefined);
+  const credentials = registryUser && registryToken ? { username: registryUser, password: registryToken } : undefined;
   const request: DeployRequest = {
     app,
     proxyImage: stringValue(values, 'proxy-image') ?? DEFAULT_PROXY_IMAGE,
     refs,
     registry,
-    registryUser: typed.registryUser ?? process.env.REGISTRY_USER,
-    registryToken: typed.token ?? (tokenValue ? new Secret(tokenValue) : undefined),
+    registryUser,
+    registryToken,
+    // Tags pinned from here while the connection opens; a registry not answering in time leaves them to the server.
+    pinTags: (tags) => pinTagsWithin(registry, credentials, tags, 3_000),
     env: envFile ? readServerEnv(envFile, app) : undefined,
     // An empty .env would not do: then the server must already have one, or --server-env gives it.
     envRequired: validate({}, appEnvSchema(app), 'production').length > 0,

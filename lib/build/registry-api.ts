@@ -122,3 +122,29 @@ export class RegistryClient {
     return `Bearer ${token}`;
   }
 }
+
+/**
+ * Each tag ref in `client`'s registry pinned to the digest the tag names now (REPO@sha256:...); digest
+ * refs, refs of other registries and tags the registry does not know stay as they are.
+ */
+export async function pinTags(client: RegistryClient, refs: Record<string, string>): Promise<Record<string, string>> {
+  const pinned = await Promise.all(
+    Object.entries(refs).map(async ([service, ref]) => {
+      const match = /^([^/]+)\/(.+):([^:/@]+)$/.exec(ref);
+      if (ref.includes('@') || !match || match[1] !== client.registry) return [service, ref] as const;
+      const manifest = await client.manifest(match[2]!, match[3]!);
+      return [service, manifest ? `${match[1]}/${match[2]}@${manifest.digest}` : ref] as const;
+    }),
+  );
+  return Object.fromEntries(pinned);
+}
+
+/**
+ * pinTags against `registry` within `deadlineMs`: every request is aborted at the deadline, so none
+ * outlives it (nor keeps the process alive), and the refs come back unpinned.
+ */
+export async function pinTagsWithin(registry: string, credentials: RegistryCredentials | undefined, refs: Record<string, string>, deadlineMs: number): Promise<Record<string, string>> {
+  const deadline = AbortSignal.timeout(deadlineMs);
+  const fetchWithin: typeof fetch = (input, init) => fetch(input, { ...init, signal: init?.signal ? AbortSignal.any([init.signal, deadline]) : deadline });
+  return pinTags(new RegistryClient(registry, credentials, fetchWithin), refs).catch(() => refs);
+}

@@ -33,6 +33,8 @@ export const SUBCOMMANDS: Record<string, Subcommand> = {
     summary: "run a command in a service's running container",
     argv: (rest) => {
       const service = leading(rest);
+      // --help and --version need no service: ssh-deploy answers them before anything else.
+      if (!service && rest.some((word) => ['-h', '--help', '--version'].includes(word))) return rest;
       if (!service) throw new UsageError('aidd exec needs a service first: aidd exec SERVICE [options] -- COMMAND...');
       return ['--exec', service, ...rest.slice(1)];
     },

@@ -389,7 +389,8 @@ export function pinnedRefs(stdout: string, refs: Record<string, string>): Record
  */
 export function remoteAccess(session: Session, listen: Record<string, number> = {}, probes: ReadinessProbes = {}): StackAccess {
   const wrap = (command: Command) => remoteCommand(session.ssh, command);
-  const forwarded = new Map<string, string>();
+  // One forward per port, even when several checks ask for it at once.
+  const forwarded = new Map<string, Promise<string>>();
   let listing: Promise<ContainerStatus[]> | undefined;
   const publishedPort = async (service: string, port: number) => {
     const id = (await session.runner.run(wrap(serviceContainerCommand(session.layout.project, service)))).stdout.split('\n')[0];
@@ -399,15 +400,20 @@ export function remoteAccess(session: Session, listen: Record<string, number> = 
     return Number(published.split(':')[1]);
   };
   return {
-    async baseUrl(service, port) {
+    baseUrl(service, port) {
       const key = `${service}:${port}`;
-      const known = forwarded.get(key);
-      if (known) return known;
-      const remotePort = listen[key] ?? (await publishedPort(service, port));
-      const localPort = await freePort();
-      await session.runner.run(forwardCommand(session.ssh, localPort, remotePort));
-      const url = `http://127.0.0.1:${localPort}`;
-      forwarded.set(key, url);
+      let url = forwarded.get(key);
+      if (!url) {
+        url = (async () => {
+          const remotePort = listen[key] ?? (await publishedPort(service, port));
+          const localPort = await freePort();
+          await session.runner.run(forwardCommand(session.ssh, localPort, remotePort));
+          return `http://127.0.0.1:${localPort}`;
+        })();
+        // A failed forward is asked again by the next check, not remembered.
+        url.catch(() => forwarded.delete(key));
+        forwarded.set(key, url);
+      }
       return url;
     },
     async healthcheckPasses(status) {
@@ -477,6 +483,8 @@ export interface DeployRequest {
   registry: string;
   registryUser?: string;
   registryToken?: Secret;
+  /** Asks the registry which digest each tag names now (lib/build/registry-api.ts pinTagsWithin). */
+  pinTags?: (refs: Record<string, string>) => Promise<Record<string, string>>;
   /** New .env content for the server; undefined keeps the current one. */
   env?: string;
   /** The app's compose needs variables, so a first deploy without `env` cannot start. */
@@ -547,20 +555,26 @@ async function begin(session: Session, report: DeployReport, beside?: () => Prom
 
 export async function deploy(session: Session, request: DeployRequest, report = newReport('deploy')): Promise<DeployReport> {
   const { logger, layout } = session;
+  // Tags are pinned to digests here while the connection opens: the server then pulls only what it
+  // lacks (a no-op deploy pulls nothing and needs no login), and a tag moved meanwhile cannot change
+  // this release. Where this machine cannot ask the registry in time, the server's pull resolves them.
+  const pinning = session.runner.dryRun || !request.pinTags ? Promise.resolve(request.refs) : request.pinTags(request.refs).catch(() => request.refs);
+  let refs = request.refs;
   // Pulling needs no lock: it changes nothing another run relies on, and it is the long part.
   const pull = () =>
-    timed(session, report, 'pull', `Pulling ${Object.values(request.refs).join(', ')}`, () =>
-      runRemote(
+    timed(session, report, 'pull', `Pulling ${Object.values(request.refs).join(', ')}`, async () => {
+      refs = await pinning;
+      return runRemote(
         session,
-        scripts.pullScript(layout, { registry: request.registry, username: request.registryUser, token: request.registryToken?.reveal(), refs: Object.values(request.refs) }),
+        scripts.pullScript(layout, { registry: request.registry, username: request.registryUser, token: request.registryToken?.reveal(), refs: Object.values(refs) }),
         DEADLINES_MS.pull,
-      ),
-    );
+      );
+    });
   let pulling: Promise<Result> | undefined;
   const facts = await begin(session, report, () => (pulling = pull()));
   const pulled = await (pulling ?? pull());
-  const pulledImages = session.runner.dryRun ? request.refs : pinnedRefs(pulled.stdout, request.refs);
-  const contents = contentKeys(pulled.stdout, request.refs);
+  const pulledImages = session.runner.dryRun ? refs : pinnedRefs(pulled.stdout, refs);
+  const contents = contentKeys(pulled.stdout, refs);
   report.images = pulledImages;
   const envVars = request.env === undefined ? undefined : parseEnv(request.env);
 

@@ -275,26 +275,30 @@ DOCKER_CONFIG=$(mktemp -d)
 export DOCKER_CONFIG
 trap 'rm -rf "$DOCKER_CONFIG"' EXIT
 refs=(${request.refs})
+# One inspect per image: its digests on the first line, what the content key hashes on the second.
+inspect() { docker image inspect --format ${`{{join .RepoDigests " "}}\n${CONTENT_KEY_FORMAT}`} "$1"; }
+infos=()
 missing=()
 for index in "\${!refs[@]}"; do
   ref=\${refs[$index]}
-  [[ "$ref" == *@sha256:* ]] && docker image inspect "$ref" >/dev/null 2>&1 || missing+=("$index")
+  if [[ "$ref" == *@sha256:* ]] && info=$(inspect "$ref" 2>/dev/null); then infos[$index]=$info; else missing+=("$index"); fi
 done
 # Logging in is a registry round trip: only when an image is to be pulled.
 if [ "\${#missing[@]}" -gt 0 ]; then
 ${login}
 fi
 pids=()
-for index in "\${!refs[@]}"; do pids+=(0); done
 for index in "\${missing[@]}"; do
   docker pull --quiet "\${refs[$index]}" >/dev/null 2>"$DOCKER_CONFIG/pull-$index.err" &
   pids[$index]=$!
 done
 for index in "\${!refs[@]}"; do
   ref=\${refs[$index]}
-  [ "\${pids[$index]}" = 0 ] || wait "\${pids[$index]}" || { echo "pulling $ref failed: $(tail -n1 "$DOCKER_CONFIG/pull-$index.err")" >&2; exit ${REMOTE_EXIT.pullFailed}; }
-  # One inspect per image: its digests on the first line, what the content key hashes on the second.
-  info=$(docker image inspect --format ${`{{join .RepoDigests " "}}\n${CONTENT_KEY_FORMAT}`} "$ref")
+  if [ -z "\${infos[$index]+set}" ]; then
+    wait "\${pids[$index]}" || { echo "pulling $ref failed: $(tail -n1 "$DOCKER_CONFIG/pull-$index.err")" >&2; exit ${REMOTE_EXIT.pullFailed}; }
+    infos[$index]=$(inspect "$ref")
+  fi
+  info=\${infos[$index]}
   echo "digest $ref \${info%%$'\n'*}"
   echo "content $ref $(printf '%s\n' "\${info#*$'\n'}" | sha256sum | cut -c1-64)"
 done

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { parseChallenge, RegistryClient, registryBaseUrl } from '../../lib/build/registry-api.ts';
+import { parseChallenge, pinTags, pinTagsWithin, RegistryClient, registryBaseUrl } from '../../lib/build/registry-api.ts';
 import { redact, Secret } from '../../lib/core/secrets.ts';
 
 const MANIFEST = JSON.stringify({
@@ -106,5 +107,47 @@ describe('RegistryClient', () => {
     const client = new RegistryClient('127.0.0.1:5000', undefined, fakeFetch(() => new Response(MANIFEST)).fetch);
     const expected = `sha256:${createHash('sha256').update(MANIFEST).digest('hex')}`;
     expect((await client.manifest('acme/aidd-api', 'latest'))?.digest).toBe(expected);
+  });
+});
+
+describe('pinTags', () => {
+  it("pins the registry's tags to the digests they name now; digest refs, other registries and unknown tags stay", async () => {
+    const registry = fakeFetch((call) =>
+      call.url.endsWith('/manifests/missing')
+        ? new Response('{}', { status: 404 })
+        : new Response(MANIFEST, { status: 200, headers: { 'docker-content-digest': `sha256:${call.url.includes('/api/') ? 'aa' : 'ff'}` } }),
+    );
+    const pinned = await pinTags(new RegistryClient('127.0.0.1:5000', undefined, registry.fetch), {
+      api: '127.0.0.1:5000/me/api:v2',
+      web: '127.0.0.1:5000/me/web@sha256:00',
+      db: 'postgres:16-alpine',
+      other: 'ghcr.io/me/api:v2',
+      gone: '127.0.0.1:5000/me/api:missing',
+    });
+    expect(pinned).toEqual({
+      api: '127.0.0.1:5000/me/api@sha256:aa',
+      web: '127.0.0.1:5000/me/web@sha256:00',
+      db: 'postgres:16-alpine',
+      other: 'ghcr.io/me/api:v2',
+      gone: '127.0.0.1:5000/me/api:missing',
+    });
+    expect(registry.calls.map((call) => call.url).sort()).toEqual(['http://127.0.0.1:5000/v2/me/api/manifests/missing', 'http://127.0.0.1:5000/v2/me/api/manifests/v2']);
+  });
+
+  it('leaves the tags as they are when the registry does not answer within the deadline', async () => {
+    // A registry on loopback that accepts the connection and never answers.
+    const sockets: Socket[] = [];
+    const silent = createServer((socket) => void sockets.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const address = `127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    try {
+      const refs = { api: `${address}/me/api:v2` };
+      const started = Date.now();
+      expect(await pinTagsWithin(address, undefined, refs, 300)).toEqual(refs);
+      expect(Date.now() - started).toBeLessThan(3_000);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      silent.close();
+    }
   });
 });

@@ -251,6 +251,17 @@ describe('deploy engine, against a scripted server', () => {
     expect(server.scripts.finish).toMatch(/^protected=\(\S+ r2\)$/m);
   });
 
+  it('pulls the digests the registry pinned the tags to; a registry that cannot pin leaves the tags to the server', async () => {
+    const pinnedServer = new FakeServer(twoLive, 'r2');
+    const pinned = await deploy(session(pinnedServer), { ...request, pinTags: async () => ({ api: 'reg/me/aidd-api@sha256:aa' }) });
+    expect(pinned.ok).toBe(true);
+    expect(pinnedServer.scripts.pull).toMatch(/^refs=\(reg\/me\/aidd-api@sha256:aa\)$/m);
+    const unpinnedServer = new FakeServer(twoLive, 'r2');
+    const unpinned = await deploy(session(unpinnedServer), { ...request, pinTags: async () => Promise.reject(new Error('registry unreachable')) });
+    expect(unpinned.ok).toBe(true);
+    expect(unpinnedServer.scripts.pull).toMatch(/^refs=\(reg\/me\/aidd-api:v2\)$/m);
+  });
+
   it('decides from the state read under the lock: another deploy that finished meanwhile is backed up, recorded and restored', async () => {
     const server = new FakeServer(twoLive, 'r2');
     server.during.set('lock', () => server.otherDeploy('r3'));

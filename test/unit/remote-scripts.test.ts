@@ -498,9 +498,10 @@ case "$*" in
     [ "$(wc -l < "$AIDD_CALLS")" -ge "$AIDD_PULLS" ] || echo "$ref" >> "$AIDD_CALLS.alone"
     [ "$ref" != "$AIDD_MISSING" ] || { echo "Error response from daemon: manifest for $ref not found: manifest unknown" >&2; exit 1; } ;;
   *RepoDigests*RootFS.Layers*)
+    # The server has an image it was given (AIDD_PRESENT) or has pulled.
+    [[ " $AIDD_PRESENT " == *" $ref "* ]] || grep -qxF "$ref" "$AIDD_CALLS" 2>/dev/null || exit 1
     echo "other/mirror@sha256:00 $repository@sha256:$(printf %s "$ref" | sha256sum | cut -c1-8)"
     echo "layers of $repository" ;;
-  "image inspect "*) [[ " $AIDD_PRESENT " == *" $ref "* ]] ;;
 esac
 `,
   { mode: 0o755 },

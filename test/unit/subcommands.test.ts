@@ -61,6 +61,12 @@ describe('SUBCOMMANDS', () => {
       expect(error.message.startsWith('aidd exec needs a service first')).toBe(true);
     }
   });
+
+  it('passes exec --help and --version to ssh-deploy without a service', () => {
+    expect(resolve('exec', ['--help'])).toEqual(['ssh-deploy', ['--help']]);
+    expect(resolve('exec', ['-h'])).toEqual(['ssh-deploy', ['-h']]);
+    expect(resolve('exec', ['--version'])).toEqual(['ssh-deploy', ['--version']]);
+  });
 });
 
 describe('subcommandOf', () => {
