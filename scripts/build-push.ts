@@ -54,6 +54,7 @@ const spec: ScriptSpec = {
     'no-push': { type: 'boolean', help: 'Build and tag only; the registry is not touched.' },
     parallel: { type: 'string', value: 'N', env: 'AIDD_BUILD_PARALLEL', help: 'Builds running at once (default 2).' },
     'version-tag': { type: 'string', value: 'SEMVER', help: 'Also tag :SEMVER (default: from GITHUB_REF refs/tags/vX.Y.Z).' },
+    'no-latest': { type: 'boolean', env: 'AIDD_NO_LATEST', help: 'Leave :latest where it is (build.yml passes it everywhere but the default branch).' },
     output: { type: 'string', value: 'FILE', help: 'Append <service>_image, <service>_digest and revision lines here (default: $GITHUB_OUTPUT).' },
     'dry-run': { type: 'boolean', help: 'Print the commands that would change anything, run none of them.' },
     verbose: { type: 'boolean', short: 'v', help: 'Print every command and stream build output.' },
@@ -102,7 +103,7 @@ await runScript(spec, async (values) => {
   if ((await runner.attempt(dockerInfoCommand())).exitCode !== 0) {
     throw new ToolError('no Docker engine answers `docker info`; start Docker (on a fresh Debian machine: sudo bash .ci/provision)');
   }
-  const tags = imageTags(revision, version);
+  const tags = imageTags(revision, version, values['no-latest'] !== true);
   if (revision.dirty) logger.warn(`uncommitted changes: tagging :${tags[0]} only, never :latest`);
   const builder = await detectBuilder(runner);
   const cache = cacheMode(builder, hasGithubActionsCache(process.env));

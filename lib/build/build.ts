@@ -58,10 +58,13 @@ export function resolveVersionTag(flag: string | undefined, githubRef: string | 
   return tag ? SEMVER.exec(tag)?.[1] : undefined;
 }
 
-/** The commit sha always; `latest` and the version only for a clean tree, so a dirty build never becomes latest. */
-export function imageTags(revision: Pick<Revision, 'sha' | 'dirty'>, version: string | undefined): string[] {
+/**
+ * The commit sha always; `latest` (unless left where it is) and the version only for a clean tree, so a
+ * dirty build never becomes latest.
+ */
+export function imageTags(revision: Pick<Revision, 'sha' | 'dirty'>, version: string | undefined, latest = true): string[] {
   if (revision.dirty) return [`${revision.sha}-dirty`];
-  return [revision.sha, 'latest', ...(version ? [version] : [])];
+  return [revision.sha, ...(latest ? ['latest'] : []), ...(version ? [version] : [])];
 }
 
 export function ociLabels(input: { source: string | undefined; revision: Revision; title: string; created: string }): Record<string, string> {

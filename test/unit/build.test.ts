@@ -56,6 +56,8 @@ describe('tags and versions', () => {
   it('tags a clean tree with the full sha and latest, plus the version when there is one', () => {
     expect(imageTags(revision, undefined)).toEqual([SHA, 'latest']);
     expect(imageTags(revision, '1.2.3')).toEqual([SHA, 'latest', '1.2.3']);
+    expect(imageTags(revision, '1.2.3', false)).toEqual([SHA, '1.2.3']);
+    expect(imageTags(revision, undefined, false)).toEqual([SHA]);
   });
 
   it('tags a dirty tree <sha>-dirty only: never latest, never a version', () => {
