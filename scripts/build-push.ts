@@ -20,6 +20,7 @@ import {
   resolveVersionTag,
   selectServices,
   sourceUrl,
+  summaryMarkdown,
   summaryTable,
   TOKEN_VARIABLES,
   type ImageResult,
@@ -32,6 +33,7 @@ import { gitRemoteCommand, readRevision } from '../lib/app/revision.ts';
 import { dockerInfoCommand, loginCommand } from '../lib/build/docker.ts';
 import { Runner } from '../lib/core/exec.ts';
 import { createLogger, printJson } from '../lib/core/log.ts';
+import { appendStepSummary } from '../lib/core/github-actions.ts';
 import { RegistryClient } from '../lib/build/registry-api.ts';
 import { Secret } from '../lib/core/secrets.ts';
 import { DEFAULT_COMPOSE_FILE } from '../lib/app/target.ts';
@@ -160,6 +162,7 @@ await runScript(spec, async (values) => {
   const images: ImageResult[] = built.map((item) => imageResult(item, publications.get(item.plan.service)));
   const ok = buildFailures.length === 0 && pushFailures.length === 0;
   if (outputFile && ok && !runner.dryRun) appendFileSync(outputFile, githubOutputLines(images, revision).join('\n') + '\n');
+  if (!runner.dryRun && images.length > 0) appendStepSummary(summaryMarkdown(images, built, revision.sha, ok));
   if (json) printJson({ ok, registry, owner, revision: revision.sha, dirty: revision.dirty, images });
   else if (images.length > 0) process.stdout.write(`${summaryTable(images, built)}\n`);
 

@@ -22,6 +22,8 @@ import {
 import { checkDeployInputs } from '../lib/deploy/inputs.ts';
 import { checkLogsOptions, checkServices, execCommand, logsCommand } from '../lib/deploy/operate.ts';
 import { formatStatus } from '../lib/deploy/status-view.ts';
+import { deploySummary } from '../lib/deploy/summary.ts';
+import { appendStepSummary } from '../lib/core/github-actions.ts';
 import { pinTagsWithin } from '../lib/build/registry-api.ts';
 import { DEFAULT_PROXY_IMAGE, PROXY_CONTAINER } from '../lib/deploy/proxy.ts';
 import { readEnvFile } from '../lib/env/env-file.ts';
@@ -253,6 +255,13 @@ await runScript(spec, async (flags) => {
   const where = `${stringValue(flags, 'user') ?? '?'}@${stringValue(flags, 'host') ?? '?'}:${stringValue(flags, 'path') ?? '/opt/aidd'}`;
   let project = stringValue(flags, 'project') ?? '';
   let printed = false;
+  let summarized = false;
+  // The job summary on GitHub Actions: one section per run, however it ends.
+  const summarize = (value: Parameters<typeof deploySummary>[0]) => {
+    if (summarized || runner.dryRun) return;
+    summarized = true;
+    appendStepSummary(deploySummary(value));
+  };
   let notified = false;
   const output = (value: unknown) => {
     printJson(value);
@@ -276,7 +285,9 @@ await runScript(spec, async (flags) => {
     const reportFailure = stringValue(flags, 'report-failure');
     if (reportFailure) {
       await notify(`FAILED before the deploy started: ${reportFailure}`);
-      output({ ...newReport('deploy'), error: `failed before the deploy started: ${reportFailure}` });
+      const failed = { ...newReport('deploy'), error: `failed before the deploy started: ${reportFailure}` };
+      summarize(failed);
+      output(failed);
       return EXIT.failed;
     }
     const app = await loadComposeApp((flags.compose as string[] | undefined) ?? DEFAULT_REGISTRY_COMPOSE_FILE, { runner });
@@ -387,6 +398,7 @@ await runScript(spec, async (flags) => {
         process.stdout.write(`${outcomeLine(done)}\n`);
       }
       await notify(outcomeLine(done));
+      summarize(done);
       if (done.result === 'rolled-back') return EXIT.rolledBack;
       if (!done.ok && !runner.dryRun) throw new ToolError(done.error ?? `${done.action} failed`);
       return EXIT.ok;
@@ -398,6 +410,7 @@ await runScript(spec, async (flags) => {
     }
   } catch (error) {
     if (json && !printed) output(failureJson(mode, report, error));
+    if (report) summarize(failureJson(mode, report, error));
     await notify(`FAILED: ${error instanceof Error ? error.message : String(error)}`);
     throw error;
   }

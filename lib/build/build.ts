@@ -22,6 +22,7 @@ import {
   type LocalImage,
 } from './docker.ts';
 import type { Command, Result, Runner } from '../core/exec.ts';
+import { markdownTable } from '../core/github-actions.ts';
 import { formatTable, type Logger } from '../core/log.ts';
 import type { RegistryClient, RemoteManifest } from './registry-api.ts';
 
@@ -454,8 +455,21 @@ export function githubOutputLines(images: ImageResult[], revision: Revision): st
   return [...lines, `revision=${revision.sha}`];
 }
 
+const SUMMARY_HEADER = ['service', 'tags', 'digest', 'size', 'seconds', 'cache', 'push'];
+
+/** The images of a run as a table on the terminal. */
 export function summaryTable(images: ImageResult[], built: BuiltImage[]): string {
-  const rows = images.map((image) => {
+  return formatTable(SUMMARY_HEADER, summaryRows(images, built));
+}
+
+/** The same for the job summary on GitHub Actions, with whole digests (what a deploy pins). */
+export function summaryMarkdown(images: ImageResult[], built: BuiltImage[], revision: string, ok: boolean): string {
+  const rows = summaryRows(images, built).map((row, index) => row.map((cell, column) => (column === 2 && images[index]!.digest ? `\`${images[index]!.digest}\`` : cell)));
+  return `### build-push: ${ok ? 'ok' : 'failed'}\n\ncommit \`${revision}\`\n\n${markdownTable(SUMMARY_HEADER, rows)}\n`;
+}
+
+function summaryRows(images: ImageResult[], built: BuiltImage[]): string[][] {
+  return images.map((image) => {
     const { cache, local } = built.find((item) => item.plan.service === image.service)!;
     return [
       image.service,
@@ -467,5 +481,4 @@ export function summaryTable(images: ImageResult[], built: BuiltImage[]): string
       image.pushed ? 'pushed' : image.digest ? 'already there' : 'no',
     ];
   });
-  return formatTable(['service', 'tags', 'digest', 'size', 'seconds', 'cache', 'push'], rows);
 }

@@ -1,6 +1,7 @@
 // Flags, help, errors and exit codes, the same way in every script.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { errorAnnotation, inGithubActions } from './github-actions.ts';
 import { redact } from './secrets.ts';
 
 /** Exit codes shared by every script; documented in README and each --help. */
@@ -138,6 +139,8 @@ export async function runScript(spec: ScriptSpec, body: (values: Values) => Prom
     const exitCode = error instanceof ToolError ? error.exitCode : EXIT.failed;
     const message = error instanceof Error ? error.message : String(error);
     process.stderr.write(redact(`${spec.name}: error: ${message.split('\n')[0]}`) + '\n');
+    // On GitHub Actions the same line becomes an annotation on the run's page (stderr: stdout may hold --json).
+    if (inGithubActions()) process.stderr.write(`${errorAnnotation(spec.name, message.split('\n')[0]!)}\n`);
     if (process.env.AIDD_DEBUG && error instanceof Error && error.stack) process.stderr.write(redact(error.stack) + '\n');
     process.exitCode = exitCode;
   }

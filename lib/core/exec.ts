@@ -3,6 +3,7 @@
 import os from 'node:os';
 // zx/core: the process runner alone, without the scripting globals zx loads for its own scripts (a third of its start-up).
 import { $, type ProcessPromise } from 'zx/core';
+import { GROUP_END, groupStart, inGithubActions } from './github-actions.ts';
 import { redact, REDACTED, Secret } from './secrets.ts';
 import type { Logger } from './log.ts';
 
@@ -116,11 +117,15 @@ export class Runner {
       detached: command.shielded === true && !command.interactive,
       ...(command.interactive ? { stdio: 'inherit' as const } : {}),
     })`${program} ${args}`;
+    // On GitHub Actions, long output folds into a group the log shows closed.
+    const grouped = command.stream === true && inGithubActions();
+    if (grouped) process.stderr.write(`${groupStart(text)}\n`);
     if (command.stream) {
       child.stdout.on('data', (chunk: Buffer) => this.#forward(chunk));
       child.stderr.on('data', (chunk: Buffer) => this.#forward(chunk));
     }
     const output = await child;
+    if (grouped) process.stderr.write(`${GROUP_END}\n`);
     return {
       // Killed by a signal (a timeout sends SIGTERM): the shell's convention, 128 + the signal number.
       exitCode: output.exitCode ?? 128 + (output.signal ? (os.constants.signals[output.signal] ?? 0) : 0),

@@ -104,3 +104,17 @@ teardown() {
     [[ "$stderr" != *"$value"* ]]
   done
 }
+
+@test "on GitHub Actions, ssh-deploy's error is also an annotation, and a run that failed before deploying writes the job summary" {
+  export GITHUB_ACTIONS=true
+  run --separate-stderr script ssh-deploy --host 192.0.2.1 --user deploy --key "$scratch/key" --known-hosts "$scratch/known_hosts" --owner me --tag 'v1;reboot'
+  assert_failure 2
+  assert_equal "${#stderr_lines[@]}" 2
+  assert_equal "${stderr_lines[0]}" 'ssh-deploy: error: --tag "v1;reboot" is not an image tag (letters, digits, _ . -; up to 128)'
+  assert_equal "${stderr_lines[1]}" '::error title=ssh-deploy::--tag "v1;reboot" is not an image tag (letters, digits, _ . -; up to 128)'
+
+  export GITHUB_STEP_SUMMARY="$scratch/summary.md"
+  run --separate-stderr script ssh-deploy --host 192.0.2.1 --user deploy --report-failure 'writing .env.production from the secrets failed'
+  assert_failure 1
+  assert_equal "$(cat "$scratch/summary.md")" "$(printf '### deploy: failed\n\nrelease `-`, previous `-`\n\n**failed before the deploy started: writing .env.production from the secrets failed**')"
+}

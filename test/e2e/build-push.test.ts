@@ -113,7 +113,8 @@ describe('build-push on a real engine and registry', () => {
   });
 
   it('builds and pushes all three, tagged by commit and latest, with the digests the registry reports', async () => {
-    const result = report(await buildPush(['--output', outputFile]));
+    const summaryFile = path.join(path.dirname(outputFile), 'step_summary.md');
+    const result = report(await buildPush(['--output', outputFile], { GITHUB_STEP_SUMMARY: summaryFile }));
     published = result.images;
     for (const image of published) {
       const repository = `${registry.address}/${owner}/aidd-${image.service}`;
@@ -128,6 +129,10 @@ describe('build-push on a real engine and registry', () => {
       ...published.flatMap((image) => [`${image.service}_image=${image.ref}`, `${image.service}_digest=${image.digest}`]),
       `revision=${sha}`,
     ]);
+    // The job summary on GitHub Actions: one row per image with its whole digest.
+    const summary = readFileSync(summaryFile, 'utf8');
+    expect(summary).toContain(`### build-push: ok\n\ncommit \`${sha}\``);
+    for (const image of published) expect(summary).toMatch(new RegExp(`^\\| ${image.service} \\| .* \\| \`${image.digest}\` \\| .* \\| pushed \\|$`, 'm'));
   });
 
   it('labels each image with its OCI source, revision, created (the commit time) and title', async () => {
