@@ -34,6 +34,7 @@ import { dockerInfoCommand, loginCommand } from '../lib/build/docker.ts';
 import { Runner } from '../lib/core/exec.ts';
 import { createLogger, printJson } from '../lib/core/log.ts';
 import { appendStepSummary } from '../lib/core/github-actions.ts';
+import { liveOutputWanted, terminalBoard } from '../lib/core/live-output.ts';
 import { RegistryClient } from '../lib/build/registry-api.ts';
 import { Secret } from '../lib/core/secrets.ts';
 import { DEFAULT_COMPOSE_FILE } from '../lib/app/target.ts';
@@ -79,8 +80,10 @@ function parseParallel(value: string | undefined): number {
 await runScript(spec, async (values) => {
   const json = values.json === true;
   const verbose = values.verbose === true;
-  const logger = createLogger({ prefix: spec.name, quiet: json });
-  const runner = new Runner({ logger, dryRun: values['dry-run'] === true, verbose });
+  // On a terminal each build's output folds into live lines; --verbose prints all of it.
+  const live = !json && !verbose && liveOutputWanted() ? terminalBoard() : undefined;
+  const logger = createLogger({ prefix: spec.name, quiet: json, live });
+  const runner = new Runner({ logger, dryRun: values['dry-run'] === true, verbose, live });
   const push = values['no-push'] !== true;
 
   // Every answer is checked before anything runs: bad input changes nothing.
@@ -134,7 +137,7 @@ await runScript(spec, async (values) => {
 
   logger.step(`Building ${plans.map((plan) => plan.service).join(', ')} (${Math.min(parallel, plans.length)} at a time)`);
   const builds = await mapWithLimit(plans, parallel, async (plan) => {
-    const built = await buildImage(runner, builder, plan, { cache, push, stream: verbose });
+    const built = await buildImage(runner, builder, plan, { cache, push, stream: verbose || live !== undefined });
     logger.info(`${plan.service}: built in ${built.seconds.toFixed(1)}s, ${built.cache.cached}/${built.cache.steps} steps cached`);
     return built;
   });

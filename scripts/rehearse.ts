@@ -12,6 +12,7 @@ import { composeCommand, loadComposeApp, type ComposeTarget } from '../lib/app/c
 import { Runner, type Command } from '../lib/core/exec.ts';
 import { localAccess } from '../lib/app/local-stack.ts';
 import { createLogger, formatTable, printJson, type Logger } from '../lib/core/log.ts';
+import { liveOutputWanted, terminalBoard } from '../lib/core/live-output.ts';
 import { freePort } from '../lib/core/net.ts';
 import { ensureDockerEngine, startRegistry, startSshServer } from '../lib/sandbox/sandbox.ts';
 import { formatOutcomes, runSmoke } from '../lib/app/smoke.ts';
@@ -50,7 +51,7 @@ interface Stage {
 
 /** One toolkit script as a user runs it, its progress streamed. */
 function toolCommand(script: string, args: string[], env: Record<string, string> = {}): Command {
-  return { argv: scriptArgv(script, args), env: { CI: 'true', ...env }, timeoutMs: 1_800_000, stream: true };
+  return { argv: scriptArgv(script, args), env: { CI: 'true', ...env }, timeoutMs: 1_800_000, stream: true, title: script };
 }
 
 async function stage<T>(stages: Stage[], logger: Logger, name: string, what: string, work: () => Promise<T>, result: (value: T) => string): Promise<T> {
@@ -63,8 +64,9 @@ async function stage<T>(stages: Stage[], logger: Logger, name: string, what: str
 
 await runScript(spec, async (values) => {
   const json = values.json === true;
-  const logger = createLogger({ prefix: spec.name, quiet: json });
-  const runner = new Runner({ logger, dryRun: values['dry-run'] === true, verbose: values.verbose === true });
+  const live = !json && liveOutputWanted() ? terminalBoard() : undefined;
+  const logger = createLogger({ prefix: spec.name, quiet: json, live });
+  const runner = new Runner({ logger, dryRun: values['dry-run'] === true, verbose: values.verbose === true, live });
   const app = await loadComposeApp(DEFAULT_COMPOSE_FILE, { runner });
   const deadlineMs = parseSeconds(stringValue(values, 'timeout'), '--timeout', 180) * 1000;
   const localOnly = values.local === true || runner.dryRun;
@@ -82,7 +84,7 @@ await runScript(spec, async (values) => {
   await stage(stages, logger, 'D0', 'local .env, compose up, smoke test', async () => {
     await runner.run(toolCommand('setup-env', ['--target', 'local', '--file', envFile, '--generate']));
     const target: ComposeTarget = { cli: await detectComposeCli(runner), files: app.files, projectName: LOCAL_PROJECT, projectDir: app.dir, envFile };
-    await runner.run(composeCommand(target, ['up', '--detach', '--build'], { env: baseImages, stream: true, timeoutMs: 1_800_000 }));
+    await runner.run({ ...composeCommand(target, ['up', '--detach', '--build'], { env: baseImages, stream: true, timeoutMs: 1_800_000 }), title: `compose up --build (project ${LOCAL_PROJECT})` });
     if (runner.dryRun) return [];
     const outcomes = await runSmoke(localAccess(runner, LOCAL_PROJECT), { services: app.services.map((service) => service.name), http: app.config.smoke, deadlineMs });
     if (!json) process.stdout.write(`${formatOutcomes(outcomes)}\n`);

@@ -266,7 +266,7 @@ export function imageBuildCommand(builder: Builder, plan: ImagePlan, options: { 
     labels: plan.labels,
     cacheFrom,
   });
-  const common = { timeoutMs: 1_800_000, stream: options.stream };
+  const common = { timeoutMs: 1_800_000, stream: options.stream, title: `building ${plan.service}` };
   if (builder.kind === 'buildx') {
     // --load: pushes go through `docker push` after every build succeeded, and skip what the registry has.
     const exports = cacheTo.flatMap((ref) => ['--cache-to', ref]);

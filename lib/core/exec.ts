@@ -4,6 +4,7 @@ import os from 'node:os';
 // zx/core: the process runner alone, without the scripting globals zx loads for its own scripts (a third of its start-up).
 import { $, type ProcessPromise } from 'zx/core';
 import { GROUP_END, groupStart, inGithubActions } from './github-actions.ts';
+import type { LiveBoard } from './live-output.ts';
 import { redact, REDACTED, Secret } from './secrets.ts';
 import type { Logger } from './log.ts';
 
@@ -18,6 +19,8 @@ export interface Command {
   readOnly?: boolean;
   /** Forward output lines (redacted) while the command runs: long builds and pulls. */
   stream?: boolean;
+  /** What the live view calls a streamed command (default: the command itself). */
+  title?: string;
   /** Hands the terminal to the command (a walkthrough calling another walkthrough); nothing is captured. */
   interactive?: boolean;
   /**
@@ -76,12 +79,15 @@ export interface RunnerOptions {
   /** Print each command before it runs. */
   verbose?: boolean;
   logger: Logger;
+  /** On a terminal: streamed output folds into live lines (lib/core/live-output.ts). */
+  live?: LiveBoard;
 }
 
 export class Runner {
   readonly dryRun: boolean;
   readonly #verbose: boolean;
   readonly #logger: Logger;
+  readonly #live: LiveBoard | undefined;
   /** Every command this runner was asked to run, in order (the dry-run plan). */
   readonly plan: string[] = [];
 
@@ -89,6 +95,7 @@ export class Runner {
     this.dryRun = options.dryRun ?? false;
     this.#verbose = options.verbose ?? false;
     this.#logger = options.logger;
+    this.#live = options.live;
   }
 
   /** Runs a command and returns its result whatever the exit code. */
@@ -117,15 +124,23 @@ export class Runner {
       detached: command.shielded === true && !command.interactive,
       ...(command.interactive ? { stdio: 'inherit' as const } : {}),
     })`${program} ${args}`;
-    // On GitHub Actions, long output folds into a group the log shows closed.
-    const grouped = command.stream === true && inGithubActions();
+    // On a terminal, long output folds into live lines; on GitHub Actions, into a group the log shows closed.
+    const live = command.stream && this.#live ? { board: this.#live, id: this.#live.start(command.title ?? text) } : undefined;
+    const grouped = command.stream === true && !live && inGithubActions();
     if (grouped) process.stderr.write(`${groupStart(text)}\n`);
     if (command.stream) {
-      child.stdout.on('data', (chunk: Buffer) => this.#forward(chunk));
-      child.stderr.on('data', (chunk: Buffer) => this.#forward(chunk));
+      const forward = (chunk: Buffer) => {
+        for (const line of chunk.toString().split('\n')) {
+          if (live) live.board.line(live.id, line);
+          else if (line.trim() !== '') this.#logger.info(`  | ${line}`);
+        }
+      };
+      child.stdout.on('data', forward);
+      child.stderr.on('data', forward);
     }
     const output = await child;
     if (grouped) process.stderr.write(`${GROUP_END}\n`);
+    live?.board.end(live.id, { ok: output.exitCode === 0, fullOutput: `${output.stdout}${output.stderr}` });
     return {
       // Killed by a signal (a timeout sends SIGTERM): the shell's convention, 128 + the signal number.
       exitCode: output.exitCode ?? 128 + (output.signal ? (os.constants.signals[output.signal] ?? 0) : 0),
@@ -143,9 +158,4 @@ export class Runner {
     return result;
   }
 
-  #forward(chunk: Buffer): void {
-    for (const line of chunk.toString().split('\n')) {
-      if (line.trim() !== '') this.#logger.info(`  | ${line}`);
-    }
-  }
 }

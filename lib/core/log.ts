@@ -1,4 +1,5 @@
 // Human progress goes to stderr so stdout stays clean for --json results.
+import type { LiveBoard } from './live-output.ts';
 import { redact } from './secrets.ts';
 
 export interface Logger {
@@ -7,9 +8,12 @@ export interface Logger {
   warn(message: string): void;
 }
 
-export function createLogger(options: { quiet?: boolean; prefix: string }): Logger {
+export function createLogger(options: { quiet?: boolean; prefix: string; live?: LiveBoard }): Logger {
   const write = (line: string) => {
-    if (!options.quiet) process.stderr.write(redact(line) + '\n');
+    if (options.quiet) return;
+    // Above the live lines of running commands, when there are any.
+    if (options.live) options.live.above(`${line}\n`);
+    else process.stderr.write(redact(line) + '\n');
   };
   return {
     step: (message) => write(`==> ${message}`),
