@@ -3,6 +3,8 @@
 // ended, and a failure also shows its last 30 lines and where the whole output was saved. Log lines
 // written meanwhile (lib/core/log.ts) go above the live lines. Only on a terminal: elsewhere output is
 // printed line by line, as CI logs want it.
+// Why not @clack/prompts' taskLog: tried on this terminal view, it overwrites log lines written while it
+// runs, shows no elapsed time, and keeps only its own line limit of a failed command's output.
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
