@@ -54,7 +54,7 @@ const spec: ScriptSpec = {
     registry: { type: 'string', value: 'HOST', env: 'REGISTRY', help: 'Registry host (default ghcr.io).' },
     owner: { type: 'string', value: 'NAME', env: 'IMAGE_OWNER', help: 'Image owner, lowercased (default: GITHUB_REPOSITORY_OWNER).' },
     username: { type: 'string', value: 'NAME', env: 'REGISTRY_USER', help: 'Registry user for docker login (default: GITHUB_ACTOR).' },
-    'no-push': { type: 'boolean', help: 'Build and tag only; the registry is not touched.' },
+    'no-push': { type: 'boolean', help: 'Build and tag only; nothing is pushed (the build may still read its cache from the registry).' },
     parallel: { type: 'string', value: 'N', env: 'AIDD_BUILD_PARALLEL', help: 'Builds running at once (default 2).' },
     'version-tag': { type: 'string', value: 'SEMVER', help: 'Also tag :SEMVER (default: from GITHUB_REF refs/tags/vX.Y.Z).' },
     'no-latest': { type: 'boolean', env: 'AIDD_NO_LATEST', help: 'Leave :latest where it is (build.yml passes it everywhere but the default branch).' },

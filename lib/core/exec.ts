@@ -128,17 +128,23 @@ export class Runner {
     const live = command.stream && this.#live ? { board: this.#live, id: this.#live.start(command.title ?? text) } : undefined;
     const grouped = command.stream === true && !live && inGithubActions();
     if (grouped) process.stderr.write(`${groupStart(text)}\n`);
+    const show = (line: string) => {
+      if (live) live.board.line(live.id, line);
+      else if (line.trim() !== '') this.#logger.info(`  | ${line}`);
+    };
+    // A line split across chunks is shown once it is whole.
+    const pending = { stdout: '', stderr: '' };
     if (command.stream) {
-      const forward = (chunk: Buffer) => {
-        for (const line of chunk.toString().split('\n')) {
-          if (live) live.board.line(live.id, line);
-          else if (line.trim() !== '') this.#logger.info(`  | ${line}`);
-        }
-      };
-      child.stdout.on('data', forward);
-      child.stderr.on('data', forward);
+      for (const stream of ['stdout', 'stderr'] as const) {
+        child[stream].on('data', (chunk: Buffer) => {
+          const lines = (pending[stream] + chunk.toString()).split('\n');
+          pending[stream] = lines.pop()!;
+          for (const line of lines) show(line);
+        });
+      }
     }
     const output = await child;
+    for (const rest of Object.values(pending)) if (rest) show(rest);
     if (grouped) process.stderr.write(`${GROUP_END}\n`);
     live?.board.end(live.id, { ok: output.exitCode === 0, fullOutput: `${output.stdout}${output.stderr}` });
     return {

@@ -52,7 +52,7 @@ export class LiveBoard {
   line(id: number, text: string): void {
     const running = this.#running.get(id);
     if (!running || text.trim() === '') return;
-    running.lines.push(text);
+    running.lines.push(plain(text));
     if (running.lines.length > FAILURE_LINES) running.lines.shift();
     this.#redraw();
   }
@@ -108,11 +108,23 @@ export class LiveBoard {
   }
 }
 
-/** The whole output of a failed command, redacted, in a private directory (0700; the file 0600). */
+/**
+ * The whole output of a failed command, redacted, in a private directory (0700; the file 0600). Where
+ * it cannot be saved, says why: the command's own failure is what matters.
+ */
 function saveOutput(text: string): string {
-  const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'aidd-output-')), 'output.log');
-  writeFileSync(file, redact(text), { mode: 0o600 });
-  return file;
+  try {
+    const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'aidd-output-')), 'output.log');
+    writeFileSync(file, redact(text), { mode: 0o600 });
+    return file;
+  } catch (error) {
+    return `not saved (${(error as Error).message})`;
+  }
+}
+
+/** A line as the live view can draw it in one row: no escape sequences, carriage returns or tabs of its own. */
+function plain(line: string): string {
+  return line.replace(/\x1b\[[0-9;?]*[ -\/]*[@-~]/g, '').replace(/\r/g, '').replace(/\t/g, '  ');
 }
 
 /** The board on this process's stderr. */

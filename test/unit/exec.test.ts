@@ -62,3 +62,14 @@ describe('runner', () => {
     expect(Date.now() - started).toBeLessThan(5000);
   });
 });
+
+describe('streamed output', () => {
+  it('shows each line once it is whole, even when it arrives in pieces, and the last one without a newline', async () => {
+    const lines: string[] = [];
+    const logger = { step: () => undefined, info: (message: string) => void lines.push(message), warn: () => undefined };
+    const runner = new Runner({ logger });
+    const result = await runner.run({ argv: ['sh', '-c', 'printf "ab"; sleep 0.2; printf "c\\nd"; sleep 0.2; printf "e"'], stream: true, timeoutMs: 10_000 });
+    expect(result.stdout).toBe('abc\nde');
+    expect(lines).toEqual(['  | abc', '  | de']);
+  });
+});
