@@ -9,6 +9,7 @@ import {
   DEFAULT_HEALTH_TIMEOUT_MS,
   deploy,
   describeActor,
+  diffRelease,
   history,
   newReport,
   openSession,
@@ -22,6 +23,7 @@ import {
 import { checkDeployInputs } from '../lib/deploy/inputs.ts';
 import { checkLogsOptions, checkServices, execCommand, logsCommand } from '../lib/deploy/operate.ts';
 import { formatStatus } from '../lib/deploy/status-view.ts';
+import { formatDiff } from '../lib/deploy/diff-view.ts';
 import { deploySummary } from '../lib/deploy/summary.ts';
 import { appendStepSummary } from '../lib/core/github-actions.ts';
 import { pinTagsWithin } from '../lib/build/registry-api.ts';
@@ -89,6 +91,7 @@ const spec: ScriptSpec = {
     status: { type: 'boolean', help: 'Show the current release, its services and health, and the lock.' },
     history: { type: 'boolean', help: 'Show the audit log (last 20 actions).' },
     'break-lock': { type: 'boolean', help: 'Remove a stale deploy lock (audited).' },
+    diff: { type: 'boolean', help: 'Show what this deploy would change (images, compose file, .env names) and change nothing; the pull only adds images.' },
     logs: { type: 'boolean', help: "Print the live release's logs, each line prefixed with its service; services as words after the flags (default all)." },
     follow: { type: 'boolean', short: 'f', help: 'With --logs: keep printing new lines until Ctrl-C.' },
     since: { type: 'string', value: 'WHEN', help: 'With --logs: only lines since a duration ago (10m, 1h30m) or a date (2026-11-28T10:00:00Z).' },
@@ -247,7 +250,7 @@ await runScript(spec, async (flags) => {
   const json = flags.json === true;
   const logger = createLogger({ prefix: spec.name, quiet: json });
   const runner = new Runner({ logger, dryRun: flags['dry-run'] === true, verbose: flags.verbose === true });
-  const modes = ['rollback', 'restore-backup', 'status', 'history', 'break-lock', 'logs', 'exec', 'report-failure'].filter((name) => flags[name] === true || stringValue(flags, name));
+  const modes = ['rollback', 'restore-backup', 'status', 'history', 'break-lock', 'diff', 'logs', 'exec', 'report-failure'].filter((name) => flags[name] === true || stringValue(flags, name));
   const mode = modes[0] ?? 'deploy';
   // A deploy, a rollback and a restore keep their report from the start, so a failure can still show how far they got.
   const report = mode === 'deploy' || mode === 'rollback' || mode === 'restore-backup' ? newReport(mode) : undefined;
@@ -298,7 +301,8 @@ await runScript(spec, async (flags) => {
     const reason = stringValue(flags, 'reason') ?? 'deploy';
 
     // On a terminal, a walkthrough asks for what the flags left out; elsewhere a missing answer is an error.
-    const deploying = mode === 'deploy';
+    // A --diff is decided as a deploy is: it needs the same inputs.
+    const deploying = mode === 'deploy' || mode === 'diff';
     const appServices = app.services.map((service) => service.name);
     const logServices = mode === 'logs' ? checkServices('--logs', words, appServices) : [];
     const execService = stringValue(flags, 'exec');
@@ -369,6 +373,12 @@ await runScript(spec, async (flags) => {
         const entries = await history(session, 20);
         if (json) output(entries);
         else for (const entry of entries) process.stdout.write(`${String(entry.time)}  ${String(entry.action).padEnd(11)} ${String(entry.result).padEnd(12)} ${String(entry.release ?? '')}  ${String(entry.who ?? '')}\n`);
+        return EXIT.ok;
+      }
+      if (mode === 'diff' && deployRequest) {
+        const diff = await diffRelease(session, deployRequest);
+        if (json) output(diff);
+        else if (!runner.dryRun) process.stdout.write(formatDiff(diff));
         return EXIT.ok;
       }
       if (logsOptions) {

@@ -5,6 +5,7 @@
 // server's state as read under the lock, never from what it saw before.
 import { randomBytes } from 'node:crypto';
 import { parse as parseEnv } from 'dotenv';
+import { createTwoFilesPatch } from 'diff';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EXIT, ToolError, UsageError } from '../core/cli.ts';
@@ -17,7 +18,7 @@ import type { Logger } from '../core/log.ts';
 import * as scripts from './remote-scripts.ts';
 import { REMOTE_EXIT, type ReadinessProbes, type RemoteLayout, type SwitchPlan } from './remote-scripts.ts';
 import { freePort } from '../core/net.ts';
-import { redact, type Secret } from '../core/secrets.ts';
+import { redact, registerSecret, type Secret } from '../core/secrets.ts';
 import { runSmoke, type CheckOutcome, type StackAccess } from '../app/smoke.ts';
 import { closeCommand, explainSshFailure, forwardCommand, openCommand, remoteCommand, remoteScriptCommand, type SshTarget } from './ssh.ts';
 
@@ -553,28 +554,34 @@ async function begin(session: Session, report: DeployReport, beside?: () => Prom
   return facts;
 }
 
-export async function deploy(session: Session, request: DeployRequest, report = newReport('deploy')): Promise<DeployReport> {
-  const { logger, layout } = session;
-  // Tags are pinned to digests here while the connection opens: the server then pulls only what it
-  // lacks (a no-op deploy pulls nothing and needs no login), and a tag moved meanwhile cannot change
-  // this release. Where this machine cannot ask the registry in time, the server's pull resolves them.
+/**
+ * Connects, and pulls the request's images beside the preflight: the part of a deploy that needs no
+ * lock (it changes nothing another run relies on, and it is the long part). Tags are pinned to digests
+ * while the connection opens: the server then pulls only what it lacks (a no-op deploy pulls nothing
+ * and needs no login), and a tag moved meanwhile cannot change this release. Where this machine
+ * cannot ask the registry in time, the server's pull resolves them.
+ */
+async function connectAndPull(session: Session, request: DeployRequest, report: DeployReport): Promise<{ facts: ServerFacts; pulledImages: Record<string, string>; contents: Record<string, string> }> {
   const pinning = session.runner.dryRun || !request.pinTags ? Promise.resolve(request.refs) : request.pinTags(request.refs).catch(() => request.refs);
   let refs = request.refs;
-  // Pulling needs no lock: it changes nothing another run relies on, and it is the long part.
   const pull = () =>
     timed(session, report, 'pull', `Pulling ${Object.values(request.refs).join(', ')}`, async () => {
       refs = await pinning;
       return runRemote(
         session,
-        scripts.pullScript(layout, { registry: request.registry, username: request.registryUser, token: request.registryToken?.reveal(), refs: Object.values(refs) }),
+        scripts.pullScript(session.layout, { registry: request.registry, username: request.registryUser, token: request.registryToken?.reveal(), refs: Object.values(refs) }),
         DEADLINES_MS.pull,
       );
     });
   let pulling: Promise<Result> | undefined;
   const facts = await begin(session, report, () => (pulling = pull()));
   const pulled = await (pulling ?? pull());
-  const pulledImages = session.runner.dryRun ? refs : pinnedRefs(pulled.stdout, refs);
-  const contents = contentKeys(pulled.stdout, refs);
+  return { facts, pulledImages: session.runner.dryRun ? refs : pinnedRefs(pulled.stdout, refs), contents: contentKeys(pulled.stdout, refs) };
+}
+
+export async function deploy(session: Session, request: DeployRequest, report = newReport('deploy')): Promise<DeployReport> {
+  const { logger, layout } = session;
+  const { facts, pulledImages, contents } = await connectAndPull(session, request, report);
   report.images = pulledImages;
   const envVars = request.env === undefined ? undefined : parseEnv(request.env);
 
@@ -715,6 +722,54 @@ export async function deploy(session: Session, request: DeployRequest, report = 
     await runRemote(session, scripts.discardReleaseScript(layout, id, line), DEADLINES_MS.audit);
     return report;
   }, request.env === undefined ? listenVariables(request.app) : []);
+}
+
+export interface ReleaseDiff {
+  /** The live release, if any. */
+  current?: string;
+  /** Per service: the image live now, the one this deploy would run, and whether its content is the same (its container kept). */
+  images: { service: string; from?: string; to: string; kept: boolean }[];
+  /** A unified diff of the live release's compose file and the one this deploy would upload; empty when they are the same. */
+  compose: string;
+  /** The .env variables this deploy would add, remove or change, by name only; all empty without --server-env. */
+  env: { added: string[]; removed: string[]; changed: string[] };
+}
+
+/**
+ * What a deploy would change, decided as the deploy decides it (the same pull, the same plan), without
+ * the lock, an upload or a switch: the pull only adds images to the server. Values never leave this
+ * function: the .env is compared by name and value, and reported by name.
+ */
+export async function diffRelease(session: Session, request: DeployRequest): Promise<ReleaseDiff> {
+  const { facts, pulledImages, contents } = await connectAndPull(session, request, newReport('deploy'));
+  const live = facts.current ? facts.records[facts.current] : undefined;
+  const files = session.runner.dryRun ? new Map<string, string[]>() : parseLines((await runRemote(session, scripts.currentFilesScript(session.layout), DEADLINES_MS.audit)).stdout);
+  const decode = (name: string) => Buffer.from(files.get(name)?.[0] ?? '', 'base64').toString('utf8');
+  const currentEnv = parseEnv(decode('env'));
+  for (const value of Object.values(currentEnv)) registerSecret(value);
+  const newEnv = request.env === undefined ? currentEnv : parseEnv(request.env);
+  const plan = planRelease({
+    app: request.app,
+    project: session.layout.project,
+    id: 'diff',
+    pulled: pulledImages,
+    contents,
+    live,
+    vars: newEnv,
+    envUploaded: request.env !== undefined,
+    envChanged: request.env !== undefined && sha256(request.env) !== facts.currentEnvSha,
+  });
+  const currentCompose = decode('compose');
+  return {
+    ...(facts.current ? { current: facts.current } : {}),
+    images: Object.entries(plan.images).map(([service, to]) => ({ service, ...(live?.images?.[service] ? { from: live.images[service] } : {}), to, kept: plan.kept.includes(service) })),
+    compose: currentCompose === plan.compose ? '' : createTwoFilesPatch('live release', 'this deploy', currentCompose, plan.compose, '', '', { context: 2 }),
+    env: {
+      added: Object.keys(newEnv).filter((name) => !(name in currentEnv)).sort(),
+      removed: Object.keys(currentEnv).filter((name) => !(name in newEnv)).sort(),
+      changed: Object.keys(newEnv).filter((name) => name in currentEnv && currentEnv[name] !== newEnv[name]).sort(),
+    },
+  };
 }
 
 export interface RollbackRequest {

@@ -832,6 +832,14 @@ export function historyScript(layout: RemoteLayout, lines: number): string {
 `);
 }
 
+/** The live release's compose file and .env, base64 on one line each: what a --diff compares with. */
+export function currentFilesScript(layout: RemoteLayout): string {
+  return remoteScript(layout, 'current-files', sh`
+if [ -f "$deploy/current/docker-compose.yml" ]; then echo "compose=$(base64 -w0 < "$deploy/current/docker-compose.yml")"; fi
+if [ -f "$deploy/current/.env" ]; then echo "env=$(base64 -w0 < "$deploy/current/.env")"; fi
+`);
+}
+
 /** Prints a release's record. */
 export function releaseRecordScript(layout: RemoteLayout, id: string): string {
   return remoteScript(layout, 'release-record', sh`

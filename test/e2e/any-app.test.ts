@@ -14,7 +14,7 @@ import type { Command } from '../../lib/core/exec.ts';
 import { freePort } from '../../lib/core/net.ts';
 import { startRegistry, startSshServer, type Registry, type SshServer } from '../../lib/sandbox/sandbox.ts';
 import { aiddArgv, REPO_ROOT, scriptArgv } from '../../lib/app/target.ts';
-import { buildPushEnv, handshakes, removeProject, sandboxSshArgs, requireDocker, SANDBOX_DIR, snapshot, tempDir, testRunner, uniqueName, useProxyImage } from './harness.ts';
+import { buildPushEnv, containerStarts, handshakes, removeProject, sandboxSshArgs, requireDocker, SANDBOX_DIR, snapshot, tempDir, testRunner, uniqueName, useProxyImage } from './harness.ts';
 
 const runner = testRunner();
 const owner = uniqueName('any-app');
@@ -301,6 +301,26 @@ describe('any compose app: Hello Compose and a fixture with variables, built, de
     expect(words.stdout.trim()).toBe('[a b] [$(touch /tmp/aidd-exec-marker)]');
     expect((await aidd(['exec', 'web', ...target, '--', 'sh', '-c', 'exit 7'])).code).toBe(7);
     expect((await aidd(['exec', 'web', ...target, '--', 'sh', '-c', 'read line; echo "got $line"'], 'hello\n')).stdout.trim()).toBe('got hello');
+
+    // deploy --diff: decided as the deploy would be, nothing changed on the server.
+    const before = { releases: releases(), containers: await containerStarts(runner, owner) };
+    const ref = (report: BuildReport, service: string) => report.images.find((image) => image.service === service)!.ref!;
+    const diffArgs = ['deploy', ...target, '--registry', registry.address, '--images-from', imagesFile('v2-diff', v2), '--diff'];
+    const diff = await aidd([...diffArgs, '--json']);
+    expect(diff.code, diff.stderr).toBe(0);
+    const changes = JSON.parse(diff.stdout) as { current: string; images: { service: string; from?: string; to: string; kept: boolean }[]; compose: string; env: Record<string, string[]> };
+    expect(changes.current).toBe(firstRelease);
+    expect(changes.images.find((image) => image.service === 'web')).toEqual({ service: 'web', from: ref(v1, 'web'), to: ref(v2, 'web'), kept: false });
+    // The worker's image differs only in its revision label: its content, and so its container, stay.
+    expect(changes.images.find((image) => image.service === 'worker')).toEqual({ service: 'worker', from: ref(v1, 'worker'), to: ref(v1, 'worker'), kept: true });
+    expect(changes.compose).toMatch(new RegExp(`^-\\s+image: ${ref(v1, 'web').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'));
+    expect(changes.compose).toMatch(new RegExp(`^\\+\\s+image: ${ref(v2, 'web').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'));
+    expect(changes.env).toEqual({ added: [], removed: [], changed: [] });
+    const text = await aidd(diffArgs);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toContain(`  web: ${ref(v1, 'web')} -> ${ref(v2, 'web')}`);
+    expect(text.stdout).toContain('  worker: unchanged content, container kept');
+    expect({ releases: releases(), containers: await containerStarts(runner, owner) }).toEqual(before);
 
     const unknown = await aidd(['logs', ...target, 'nosuch']);
     expect(unknown.code).toBe(2);

@@ -8,6 +8,7 @@ import { Runner, type Command, type Result } from '../../lib/core/exec.ts';
 import { createLogger } from '../../lib/core/log.ts';
 import {
   abandon,
+  diffRelease,
   deploy,
   InterruptedError,
   newReport,
@@ -32,7 +33,7 @@ interface Release {
   env?: string;
 }
 
-type Step = 'preflight' | 'pull' | 'lock' | 'unlock' | 'upload' | 'backup' | 'restore' | 'migrate' | 'up' | 'finish' | 'discard' | 'audit';
+type Step = 'preflight' | 'pull' | 'lock' | 'unlock' | 'upload' | 'backup' | 'restore' | 'migrate' | 'up' | 'finish' | 'discard' | 'audit' | 'current-files';
 
 /** Which remote script a command carries, from text every version of it has. */
 function stepOf(script: string): Step {
@@ -40,6 +41,7 @@ function stepOf(script: string): Step {
     // The switch may pull the proxy's image, so it is told apart before the pull.
     ['up', '# aidd-devops: switch\n'],
     ['preflight', 'disk_free_kb='],
+    ['current-files', '# aidd-devops: current-files\n'],
     ['pull', 'docker pull'],
     ['unlock', 'echo unlocked'],
     ['lock', 'mkdir "$deploy/lock"'],
@@ -181,6 +183,11 @@ class FakeServer extends Runner {
       case 'discard':
         this.releases.delete(idOf(script));
         return ok();
+      case 'current-files': {
+        const current = this.current ? this.releases.get(this.current) : undefined;
+        const line = (name: string, text: string | undefined) => (text === undefined ? '' : `${name}=${Buffer.from(text).toString('base64')}\n`);
+        return ok(`${line('compose', current?.compose)}${line('env', current?.env)}`);
+      }
       default:
         return ok();
     }
@@ -260,6 +267,26 @@ describe('deploy engine, against a scripted server', () => {
     const unpinned = await deploy(session(unpinnedServer), { ...request, pinTags: async () => Promise.reject(new Error('registry unreachable')) });
     expect(unpinned.ok).toBe(true);
     expect(unpinnedServer.scripts.pull).toMatch(/^refs=\(reg\/me\/aidd-api:v2\)$/m);
+  });
+
+  it('--diff decides as a deploy would and changes nothing: images, the compose file, .env names without values', async () => {
+    const server = new FakeServer(twoLive, 'r2');
+    server.pullOutput = 'digest reg/me/aidd-api:v2 reg/me/aidd-api@sha256:aa\ncontent reg/me/aidd-api:v2 content-1\n';
+    const first = await deploy(session(server), { ...request, env: 'API_KEY=old-value-1\nKEEP=1\nGONE=1\n' });
+    expect(first.ok).toBe(true);
+    server.steps = [];
+    server.pullOutput = 'digest reg/me/aidd-api:v3 reg/me/aidd-api@sha256:bb\ncontent reg/me/aidd-api:v3 content-2\n';
+    const diff = await diffRelease(session(server), { ...request, refs: { api: 'reg/me/aidd-api:v3' }, env: 'API_KEY=new-value-2\nKEEP=1\nADDED=1\n' });
+    expect(diff).toMatchObject({
+      current: first.release,
+      images: [{ service: 'api', from: 'reg/me/aidd-api@sha256:aa', to: 'reg/me/aidd-api@sha256:bb', kept: false }],
+      env: { added: ['ADDED'], removed: ['GONE'], changed: ['API_KEY'] },
+    });
+    expect(diff.compose).toMatch(/^-\s+image: reg\/me\/aidd-api@sha256:aa$/m);
+    expect(diff.compose).toMatch(/^\+\s+image: reg\/me\/aidd-api@sha256:bb$/m);
+    expect(JSON.stringify(diff)).not.toMatch(/old-value-1|new-value-2/);
+    // Read-only: no lock, no upload, no switch.
+    expect(server.steps.sort()).toEqual(['current-files', 'preflight', 'pull']);
   });
 
   it('decides from the state read under the lock: another deploy that finished meanwhile is backed up, recorded and restored', async () => {
