@@ -487,6 +487,9 @@ describe('ssh-deploy against a real sshd, registry and Docker engine', () => {
     it('a bad registry token', async () => {
       const before = snapshot(deployDir);
       const v3 = await pushVariant(`FROM ${images.api}\nENV AIDD_BUILD=v3\n`, `${images.api!.split('@')[0]}:v3`);
+      // The server (this machine's engine) must lack the image: one it has is never pulled, so no login is tried.
+      for (const ref of [`${images.api!.split('@')[0]}:v3`, v3]) await runner.attempt({ argv: ['docker', 'image', 'rm', ref], timeoutMs: 60_000 });
+      expect((await runner.attempt({ argv: ['docker', 'image', 'inspect', v3], readOnly: true })).exitCode).not.toBe(0);
       const run = await runTool(
         'ssh-deploy',
         [...sshArgs(), '--registry', registry.address, '--images-from', imagesFile('bad-token', { ...images, api: v3 })],
