@@ -678,39 +678,58 @@ elif ! docker exec "$proxy" cat "$proxy_config" | cmp -s - "$main_file"; then
 fi
 rm -f "$main_file"
 reload() { docker exec "$proxy" caddy reload --config "$proxy_config" --adapter caddyfile >"$log" 2>&1; }
+holders=()
 if ! docker exec "$proxy" cat "$app_file" 2>/dev/null | cmp -s - "$rel/proxy.caddy"; then
+  # A port the routes add that another program holds makes the reload fail, and a failed reload leaves
+  # behind the sockets Caddy opened for it (caddy#7175), which then answer with stale routes: so each
+  # port the proxy does not serve yet is tried first. One a container of the live release publishes (the
+  # first switch from a release without the proxy) is freed by stopping that container; any other holder
+  # stops the deploy here, before the routes change.
+  served=$(docker exec "$proxy" sh -c 'cat "$1"/*.caddy 2>/dev/null || true' sh ${`${PROXY_CONFIG_DIR}/apps`} | { grep -o '^https\?://[^ {]*:[0-9]*' || true; } | sed 's/.*://' | sort -u)
+  for listener in "\${listeners[@]}"; do
+    port=\${listener%%=*}
+    ! grep -qx "$port" <<<"$served" || continue
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || continue
+    held=
+    for container in "\${old[@]}"; do ! docker port "$container" 2>/dev/null | grep -q ":$port\$" || { holders+=("$container"); held=1; }; done
+    if [ -z "$held" ]; then
+      remove_new
+      rm -f "$log"
+      echo "the proxy cannot listen on 127.0.0.1:$port for \${listener#*=}: address already in use (another program holds it); free it or publish the service on another port" >&2
+      exit 1
+    fi
+  done
+  [ "\${#holders[@]}" -eq 0 ] || docker stop --time 30 "\${holders[@]}" >/dev/null
   docker exec "$proxy" sh -c '[ ! -f "$1" ] || cp "$1" "$1.previous"' sh "$app_file"
   docker exec -i "$proxy" sh -c 'cat > "$1"' sh "$app_file" < "$rel/proxy.caddy"
   changed=1
 fi
-if [ "\${changed:-0}" = 1 ] && ! reload; then
+# A reload that fails on a port a container of the live release publishes on an address the check above
+# cannot reach stops that container and tries once more; one that still fails (the port taken
+# meanwhile, a bad site) puts the previous routes back.
+if [ "\${changed:-0}" = 1 ] && ! reload && ! {
   busy=$(grep -o 'listen tcp [^ ]*: bind: address already in use' "$log" | head -n 1 | sed 's/^listen tcp //; s/: bind.*//' || true)
-  holders=()
+  late=()
   if [ -n "$busy" ]; then
-    for container in "\${old[@]}"; do ! docker port "$container" 2>/dev/null | grep -q ":\${busy##*:}\$" || holders+=("$container"); done
+    for container in "\${old[@]}"; do ! docker port "$container" 2>/dev/null | grep -q ":\${busy##*:}\$" || late+=("$container"); done
   fi
-  if [ "\${#holders[@]}" -gt 0 ]; then
-    # The first switch from a release without the proxy: its containers hold the listen ports, so they
-    # stop first (the one deploy with a short gap).
-    docker stop --time 30 "\${holders[@]}" >/dev/null
+  [ "\${#late[@]}" -gt 0 ] && docker stop --time 30 "\${late[@]}" >/dev/null && holders+=("\${late[@]}") && reload
+}; then
+  said=$(grep -v '^[[:space:]]*$' "$log" | tail -n 1 | tail -c 300)
+  busy=$(grep -o 'listen tcp [^ ]*: bind: address already in use' "$log" | head -n 1 | sed 's/^listen tcp //; s/: bind.*//' || true)
+  docker exec "$proxy" sh -c 'if [ -f "$1.previous" ]; then mv "$1.previous" "$1"; else rm -f "$1"; fi' sh "$app_file"
+  reload || true
+  [ "\${#holders[@]}" -eq 0 ] || docker start "\${holders[@]}" >/dev/null 2>&1 || true
+  remove_new
+  rm -f "$log"
+  if [ -n "$busy" ]; then
+    who=
+    for listener in "\${listeners[@]}"; do [ "\${listener%%=*}" != "\${busy##*:}" ] || who=\${listener#*=}; done
+    echo "the proxy cannot listen on $busy\${who:+ for $who}: address already in use (another program holds it); free it or publish the service on another port" >&2
+  else
+    echo "the proxy refused the new routes: $said" >&2
   fi
-  if ! reload; then
-    said=$(grep -v '^[[:space:]]*$' "$log" | tail -n 1 | tail -c 300)
-    busy=$(grep -o 'listen tcp [^ ]*: bind: address already in use' "$log" | head -n 1 | sed 's/^listen tcp //; s/: bind.*//' || true)
-    docker exec "$proxy" sh -c 'if [ -f "$1.previous" ]; then mv "$1.previous" "$1"; else rm -f "$1"; fi' sh "$app_file"
-    reload || true
-    [ "\${#holders[@]}" -eq 0 ] || docker start "\${holders[@]}" >/dev/null 2>&1 || true
-    remove_new
-    rm -f "$log"
-    if [ -n "$busy" ]; then
-      who=
-      for listener in "\${listeners[@]}"; do [ "\${listener%%=*}" != "\${busy##*:}" ] || who=\${listener#*=}; done
-      echo "the proxy cannot listen on $busy\${who:+ for $who}: address already in use (another program holds it); free it or publish the service on another port" >&2
-    else
-      echo "the proxy refused the new routes: $said" >&2
-    fi
-    exit 1
-  fi
+  exit 1
 fi
 docker exec "$proxy" rm -f "$app_file.previous"
 

@@ -311,15 +311,15 @@ describe('any compose app: Hello Compose and a fixture with variables, built, de
     const changes = JSON.parse(diff.stdout) as { current: string; images: { service: string; from?: string; to: string; kept: boolean }[]; compose: string; env: Record<string, string[]> };
     expect(changes.current).toBe(firstRelease);
     expect(changes.images.find((image) => image.service === 'web')).toEqual({ service: 'web', from: ref(v1, 'web'), to: ref(v2, 'web'), kept: false });
-    // The worker's image differs only in its revision label: its content, and so its container, stay.
-    expect(changes.images.find((image) => image.service === 'worker')).toEqual({ service: 'worker', from: ref(v1, 'worker'), to: ref(v1, 'worker'), kept: true });
+    // Both services are built from one image holding the page, so the worker's content changed too.
+    expect(changes.images.find((image) => image.service === 'worker')).toEqual({ service: 'worker', from: ref(v1, 'worker'), to: ref(v2, 'worker'), kept: false });
     expect(changes.compose).toMatch(new RegExp(`^-\\s+image: ${ref(v1, 'web').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'));
     expect(changes.compose).toMatch(new RegExp(`^\\+\\s+image: ${ref(v2, 'web').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'));
     expect(changes.env).toEqual({ added: [], removed: [], changed: [] });
     const text = await aidd(diffArgs);
     expect(text.code, text.stderr).toBe(0);
     expect(text.stdout).toContain(`  web: ${ref(v1, 'web')} -> ${ref(v2, 'web')}`);
-    expect(text.stdout).toContain('  worker: unchanged content, container kept');
+    expect(text.stdout).toContain(`  worker: ${ref(v1, 'worker')} -> ${ref(v2, 'worker')}`);
     expect({ releases: releases(), containers: await containerStarts(runner, owner) }).toEqual(before);
 
     const unknown = await aidd(['logs', ...target, 'nosuch']);

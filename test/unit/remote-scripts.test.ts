@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
+import { createServer, type AddressInfo } from 'node:net';
 import { contentKeys, parseState, pinnedRefs } from '../../lib/deploy/engine.ts';
 import * as scripts from '../../lib/deploy/remote-scripts.ts';
 
@@ -397,7 +398,8 @@ describe('the switch on a server', () => {
   it('puts the previous routes back when the proxy refuses the new ones, and removes the new containers', () => {
     const server = switchServer({ api: 20000, frontend: 20010 }, { api: 20001 });
     const refusal = 'Error: adapting config using caddyfile: unrecognized directive: bogus';
-    writeFileSync(path.join(server.state, 'reload-fails'), `${refusal}\n${refusal}\n`);
+    // One refusal: the routes are put back at once (a failed reload is not tried again).
+    writeFileSync(path.join(server.state, 'reload-fails'), `${refusal}\n`);
     const result = runSwitch(server);
     expect(result.status).toBe(1);
     expect(result.stderr).toBe(`the proxy refused the new routes: ${refusal}\n`);
@@ -424,6 +426,26 @@ describe('the switch on a server', () => {
     expect(stopped).toBeLessThan(reloads[1]!);
     expect(callAt(calls, 'docker stop --time 30 old-api old-frontend')).toBeGreaterThan(reloads[1]!);
     expect(server.read('served')).toBe(NEW_ROUTES);
+  });
+
+  it('a new listen port another program holds stops the switch before the routes change: no reload, no socket left in the proxy', async () => {
+    // A real listener on loopback: the script's connection lands in its backlog while spawnSync blocks.
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const port = (holder.address() as AddressInfo).port;
+    try {
+      const server = switchServer({ api: 20000, frontend: 20010 }, { api: 20001, frontend: 20010 }, OLD_ROUTES);
+      const result = runSwitch(server, { ...plan, listeners: [`${port}=api`, '3000=frontend'] });
+      expect(result.status).toBe(1);
+      expect(result.stderr).toBe(`the proxy cannot listen on 127.0.0.1:${port} for api: address already in use (another program holds it); free it or publish the service on another port\n`);
+      expect(server.read('etc/caddy/apps/p.caddy')).toBe(OLD_ROUTES);
+      const calls = server.calls();
+      expect(calls.filter((call) => call.includes('caddy reload'))).toEqual([]);
+      expect(calls).toContain('docker rm -f new-api');
+      expect(calls).not.toContain('docker stop --time 30 old-api');
+    } finally {
+      holder.close();
+    }
   });
 
   it('a listen port another program holds: one line naming the address and the service, the old containers untouched', () => {
