@@ -33,7 +33,7 @@ import { gitRemoteCommand, readRevision } from '../lib/app/revision.ts';
 import { dockerInfoCommand, loginCommand } from '../lib/build/docker.ts';
 import { Runner } from '../lib/core/exec.ts';
 import { createLogger, printJson } from '../lib/core/log.ts';
-import { appendStepSummary } from '../lib/core/github-actions.ts';
+import { appendStepSummary, inGithubActions } from '../lib/core/github-actions.ts';
 import { liveOutputWanted, terminalBoard } from '../lib/core/live-output.ts';
 import { RegistryClient } from '../lib/build/registry-api.ts';
 import { Secret } from '../lib/core/secrets.ts';
@@ -137,7 +137,8 @@ await runScript(spec, async (values) => {
 
   logger.step(`Building ${plans.map((plan) => plan.service).join(', ')} (${Math.min(parallel, plans.length)} at a time)`);
   const builds = await mapWithLimit(plans, parallel, async (plan) => {
-    const built = await buildImage(runner, builder, plan, { cache, push, stream: verbose || live !== undefined });
+    // Build output shows with --verbose, folded on a terminal, and in collapsed groups on GitHub Actions.
+    const built = await buildImage(runner, builder, plan, { cache, push, stream: verbose || live !== undefined || inGithubActions() });
     logger.info(`${plan.service}: built in ${built.seconds.toFixed(1)}s, ${built.cache.cached}/${built.cache.steps} steps cached`);
     return built;
   });

@@ -130,7 +130,8 @@ export class Runner {
     if (grouped) process.stderr.write(`${groupStart(text)}\n`);
     const show = (line: string) => {
       if (live) live.board.line(live.id, line);
-      else if (line.trim() !== '') this.#logger.info(`  | ${line}`);
+      // Prefixed with what produced it, so lines of builds running side by side can be told apart.
+      else if (line.trim() !== '') this.#logger.info(`  ${command.title ? `${command.title} ` : ''}| ${line}`);
     };
     // A line split across chunks is shown once it is whole.
     const pending = { stdout: '', stderr: '' };

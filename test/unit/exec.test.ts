@@ -72,4 +72,11 @@ describe('streamed output', () => {
     expect(result.stdout).toBe('abc\nde');
     expect(lines).toEqual(['  | abc', '  | de']);
   });
+
+  it('prefixes each line with the command\'s title, so side-by-side builds can be told apart', async () => {
+    const lines: string[] = [];
+    const logger = { step: () => undefined, info: (message: string) => void lines.push(message), warn: () => undefined };
+    await new Runner({ logger }).run({ argv: ['sh', '-c', 'echo one; echo two'], stream: true, title: 'building api', timeoutMs: 10_000 });
+    expect(lines).toEqual(['  building api | one', '  building api | two']);
+  });
 });
