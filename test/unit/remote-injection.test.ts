@@ -7,6 +7,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as scripts from '../../lib/deploy/remote-scripts.ts';
+import { freePort } from '../../lib/core/net.ts';
+
+// A free port: the switch tries each new listen port before reloading the proxy.
+const LISTEN_PORT = await freePort();
 
 const scratch = mkdtempSync(path.join(os.tmpdir(), 'aidd-injection-'));
 const markers = path.join(scratch, 'markers');
@@ -62,7 +66,7 @@ function builders(value: string): [string, string, Record<string, string>?][] {
       { service: `${value}-2`, port: 3000, hostPort: 20002 },
     ],
     direct: [value, 'postgres'],
-    listeners: [`8000=${value}`],
+    listeners: [`${LISTEN_PORT}=${value}`],
     settled: [value],
     proxyImage: value,
     proxyMainConfig: value,

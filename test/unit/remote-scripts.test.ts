@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import { createServer, type AddressInfo } from 'node:net';
 import { contentKeys, parseState, pinnedRefs } from '../../lib/deploy/engine.ts';
 import * as scripts from '../../lib/deploy/remote-scripts.ts';
+import { freePort } from '../../lib/core/net.ts';
 
 const bin = mkdtempSync(path.join(os.tmpdir(), 'aidd-stubs-'));
 // `docker ps` answers with the container id in AIDD_CONTAINER, none when the database is not running;
@@ -219,7 +220,10 @@ exit 0
   { mode: 0o755 },
 );
 
-const NEW_ROUTES = '# p: routes of r2\nhttp://:8000 {\n\treverse_proxy 127.0.0.1:20000 127.0.0.1:20001\n}\n';
+// The proxy's listen ports: free ones, as the switch tries each new one before reloading.
+const API_LISTEN = await freePort();
+const WEB_LISTEN = await freePort();
+const NEW_ROUTES = `# p: routes of r2\nhttp://:${API_LISTEN} {\n\treverse_proxy 127.0.0.1:20000 127.0.0.1:20001\n}\n`;
 const OLD_ROUTES = '# p: routes of r1\n';
 const MAIN_CONFIG = '{\n\tadmin off\n}\nimport /etc/caddy/apps/*.caddy\n';
 
@@ -267,7 +271,7 @@ const plan: scripts.SwitchPlan = {
     { service: 'frontend', port: 3000, hostPort: 20010 },
   ],
   direct: ['postgres', 'bot'],
-  listeners: ['8000=api', '3000=frontend'],
+  listeners: [`${API_LISTEN}=api`, `${WEB_LISTEN}=frontend`],
   settled: [],
   proxyImage: 'caddy:2',
   proxyMainConfig: MAIN_CONFIG,
@@ -411,16 +415,16 @@ describe('the switch on a server', () => {
   });
 
   it('on the first switch to the proxy, stops the containers holding the listen ports before the proxy takes them', () => {
-    // r1 published the api on 8000 itself, with no proxy route: the proxy cannot bind 8000 until it stops.
-    const server = switchServer({ api: 8000, frontend: 3000 }, { api: 20001, frontend: 20010 }, '');
-    writeFileSync(path.join(server.state, 'reload-fails'), 'Error: loading new config: listen tcp 127.0.0.1:8000: bind: address already in use\n');
+    // r1 published the api on the listen port itself, with no proxy route: the proxy cannot bind it until it stops.
+    const server = switchServer({ api: API_LISTEN, frontend: WEB_LISTEN }, { api: 20001, frontend: 20010 }, '');
+    writeFileSync(path.join(server.state, 'reload-fails'), `Error: loading new config: listen tcp 127.0.0.1:${API_LISTEN}: bind: address already in use\n`);
     const result = runSwitch(server);
     expect(result.stderr).toBe('');
     expect(result.status).toBe(0);
     const calls = server.calls();
     const reloads = calls.flatMap((call, index) => (call.includes('caddy reload') ? [index] : []));
     expect(reloads).toHaveLength(2);
-    // Only the container holding 8000 stops before the proxy takes it; the frontend's stops after the switch.
+    // Only the container holding the api's port stops before the proxy takes it; the frontend's stops after the switch.
     const stopped = callAt(calls, 'docker stop --time 30 old-api');
     expect(reloads[0]).toBeLessThan(stopped);
     expect(stopped).toBeLessThan(reloads[1]!);
@@ -435,7 +439,7 @@ describe('the switch on a server', () => {
     const port = (holder.address() as AddressInfo).port;
     try {
       const server = switchServer({ api: 20000, frontend: 20010 }, { api: 20001, frontend: 20010 }, OLD_ROUTES);
-      const result = runSwitch(server, { ...plan, listeners: [`${port}=api`, '3000=frontend'] });
+      const result = runSwitch(server, { ...plan, listeners: [`${port}=api`, `${WEB_LISTEN}=frontend`] });
       expect(result.status).toBe(1);
       expect(result.stderr).toBe(`the proxy cannot listen on 127.0.0.1:${port} for api: address already in use (another program holds it); free it or publish the service on another port\n`);
       expect(server.read('etc/caddy/apps/p.caddy')).toBe(OLD_ROUTES);
@@ -450,11 +454,11 @@ describe('the switch on a server', () => {
 
   it('a listen port another program holds: one line naming the address and the service, the old containers untouched', () => {
     const server = switchServer({ api: 20000, frontend: 20010 }, { api: 20001, frontend: 20010 }, OLD_ROUTES);
-    const refusal = 'Error: loading new config: listen tcp 127.0.0.1:8000: bind: address already in use';
+    const refusal = `Error: loading new config: listen tcp 127.0.0.1:${API_LISTEN}: bind: address already in use`;
     writeFileSync(path.join(server.state, 'reload-fails'), `${refusal}\n${refusal}\n`);
     const result = runSwitch(server);
     expect(result.status).toBe(1);
-    expect(result.stderr).toBe('the proxy cannot listen on 127.0.0.1:8000 for api: address already in use (another program holds it); free it or publish the service on another port\n');
+    expect(result.stderr).toBe(`the proxy cannot listen on 127.0.0.1:${API_LISTEN} for api: address already in use (another program holds it); free it or publish the service on another port\n`);
     expect(server.read('etc/caddy/apps/p.caddy')).toBe(OLD_ROUTES);
     const calls = server.calls();
     expect(calls.filter((call) => call.startsWith('docker stop') && call.includes('old-'))).toEqual([]);
