@@ -100,11 +100,15 @@ export function parseCli(spec: ScriptSpec, argv: string[]): Values | 'help' | 'v
   return values;
 }
 
+/** CI set to anything but empty, false or 0, as CI systems set it. */
+export function inCi(env: NodeJS.ProcessEnv = process.env): boolean {
+  const ci = env.CI;
+  return ci !== undefined && ci !== '' && ci !== 'false' && ci !== '0';
+}
+
 /** Prompts are allowed only on a real terminal outside CI; everywhere else a missing answer is an error. */
 export function isInteractive(): boolean {
-  const ci = process.env.CI;
-  const inCi = ci !== undefined && ci !== '' && ci !== 'false' && ci !== '0';
-  return Boolean(process.stdin.isTTY && process.stdout.isTTY) && !inCi;
+  return Boolean(process.stdin.isTTY && process.stdout.isTTY) && !inCi();
 }
 
 export function stringValue(values: Values, name: string): string | undefined {

@@ -8,6 +8,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { inCi } from './cli.ts';
 import { redact } from './secrets.ts';
 
 /** Lines of each running command shown under its title. */
@@ -134,7 +135,6 @@ export function terminalBoard(): LiveBoard {
 
 /** Live output is for a person at a terminal: not in CI, not with NO_COLOR, not when stderr is a pipe. */
 export function liveOutputWanted(env: NodeJS.ProcessEnv = process.env, stderrIsTty = Boolean(process.stderr.isTTY)): boolean {
-  const ci = env.CI !== undefined && env.CI !== '' && env.CI !== 'false' && env.CI !== '0';
   // NO_COLOR counts when set and not empty (no-color.org).
-  return stderrIsTty && !ci && !env.NO_COLOR && env.TERM !== 'dumb';
+  return stderrIsTty && !inCi(env) && !env.NO_COLOR && env.TERM !== 'dumb';
 }
