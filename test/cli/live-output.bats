@@ -4,6 +4,7 @@
 # The app is a copy of examples/hello-compose (two busybox images; the offline stand-in base is cached
 # here), built with --no-push for registry 127.0.0.1:1, so nothing ever leaves loopback.
 load common
+load terminal
 
 setup() {
   command -v tmux >/dev/null || fail 'tmux is needed for the live-output tests (apt-get install tmux)'
@@ -19,6 +20,9 @@ setup() {
   # A private tmux server and a session named after the test, so the tests never touch a user's sessions.
   TMUX_SOCKET="${BATS_TEST_TMPDIR}/tmux.sock"
   SESSION="live-output-${BATS_TEST_NUMBER}"
+  TMUX_TARGET="${SESSION}"
+  # A build may take a while on a cold cache.
+  WAIT_SECONDS=120
   RAW="${BATS_TEST_TMPDIR}/raw.txt"
 }
 
@@ -69,23 +73,6 @@ start_build() {
     "until [ -e '${go}' ]; do sleep 0.05; done; $(build_command "$1"); sleep 600"
   tmux -S "${TMUX_SOCKET}" pipe-pane -t "${SESSION}" "cat >>'${RAW}'"
   touch "${go}"
-}
-
-# The whole screen, scroll-back included, lines joined where the terminal wrapped them; extra flags
-# go to capture-pane (-e keeps the escape sequences).
-screen() {
-  tmux -S "${TMUX_SOCKET}" capture-pane -p -J -S - -t "${SESSION}" "$@"
-}
-
-# Waits up to 120 s until the screen shows TEXT.
-wait_for() {
-  local text="$1" tries
-  for ((tries = 0; tries < 600; tries++)); do
-    if screen | grep -qF -- "${text}"; then return 0; fi
-    sleep 0.2
-  done
-  fail "the screen never showed: ${text}
-$(screen)"
 }
 
 # The exit code the pane printed.

@@ -2,6 +2,7 @@
 # The setup-env walkthrough on a real terminal: tmux gives the script a pseudo-terminal, the test
 # types into it with send-keys and reads the screen with capture-pane.
 load setup-env
+load terminal
 
 setup() {
   command -v tmux >/dev/null || fail 'tmux is needed for the walkthrough tests (apt-get install tmux)'
@@ -26,22 +27,6 @@ start_walkthrough() {
   local command
   printf -v command '%q ' env -u CI TERM=xterm-256color "${TSX}" "${ROOT}/scripts/setup-env.ts" "$@"
   tmux -S "${TMUX_SOCKET}" new-session -d -x 120 -y 60 -c "${WORK}" "${command}; echo \"[exit \$?]\"; sleep 600"
-}
-
-# The whole screen, scroll-back included, lines joined where the terminal wrapped them.
-screen() {
-  tmux -S "${TMUX_SOCKET}" capture-pane -p -J -S - -t 0
-}
-
-# Waits up to 30 s until the screen shows TEXT.
-wait_for() {
-  local text="$1" tries
-  for ((tries = 0; tries < 150; tries++)); do
-    if screen | grep -qF -- "${text}"; then return 0; fi
-    sleep 0.2
-  done
-  fail "the screen never showed: ${text}
-$(screen)"
 }
 
 keys() {
