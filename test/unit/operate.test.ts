@@ -3,25 +3,21 @@
 // here under sh with a stub docker first on PATH: every value reaches docker as one argument, unchanged,
 // and none ever runs as a command.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { UsageError } from '../../lib/core/cli.ts';
 import type { Command } from '../../lib/core/exec.ts';
 import { checkLogsOptions, checkServices, execCommand, logsCommand, type LogsRequest } from '../../lib/deploy/operate.ts';
 import { sshOptions, type SshTarget } from '../../lib/deploy/ssh.ts';
+import { clearStubShell, stubCalls, stubShell } from './stub-shell.ts';
 import { thrown } from './thrown.ts';
 
 const target: SshTarget = { host: '127.0.0.1', port: 22, user: 'u', keyFile: '/k', knownHostsFile: '/kh', controlPath: '/c' };
 
-const scratch = mkdtempSync(path.join(os.tmpdir(), 'aidd-operate-'));
+const shell = stubShell('aidd-operate');
 /** The remote command's working directory: an injected `touch NAME` would leave NAME here. */
-const markers = path.join(scratch, 'markers');
-const home = path.join(scratch, 'home');
-const bin = path.join(scratch, 'bin');
-const calls = path.join(scratch, 'calls');
-for (const dir of [markers, home, bin, calls]) mkdirSync(dir);
+const { markers, bin } = shell;
 
 const CONTAINER = '0123456789ab';
 // Each call's argv, NUL-separated, in a file of its own (logs runs several docker calls at once). `ps`
@@ -29,7 +25,7 @@ const CONTAINER = '0123456789ab';
 writeFileSync(
   path.join(bin, 'docker'),
   `#!/bin/bash
-printf '%s\\0' "$@" > "$(mktemp "$AIDD_CALLS/call.XXXXXXXX")"
+printf '%s\\0' "$@" > "$(mktemp "$AIDD_STUB_CALLS/call.XXXXXXXX")"
 case "$1" in
   ps) [ -n "$AIDD_NO_CONTAINER" ] || echo ${CONTAINER} ;;
   logs) printf 'first line\\nsecond line\\n' ;;
@@ -41,7 +37,7 @@ exit 0
 );
 
 beforeEach(() => {
-  for (const dir of [calls, markers]) for (const file of readdirSync(dir)) rmSync(path.join(dir, file), { recursive: true });
+  clearStubShell(shell, { markers: true });
 });
 
 /** The command string the server's login shell would parse: the last element of the ssh argv. */
@@ -53,17 +49,12 @@ function remoteOf(command: Command): string {
 function runRemote(command: Command, env: Record<string, string> = {}): { code: number | null; stdout: string; stderr: string } {
   const result = spawnSync('sh', ['-c', remoteOf(command)], {
     cwd: markers,
-    env: { PATH: `${bin}:/usr/bin:/bin`, HOME: home, AIDD_CALLS: calls, ...env },
+    env: { ...shell.env, ...env },
     input: '',
     encoding: 'utf8',
     timeout: 20_000,
   });
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
-}
-
-/** Every docker call's argv (without "docker"), in no particular order. */
-function dockerCalls(): string[][] {
-  return readdirSync(calls).map((file) => readFileSync(path.join(calls, file), 'utf8').split('\0').slice(0, -1));
 }
 
 function filters(project: string, service: string): string[] {
@@ -164,7 +155,7 @@ describe('execCommand', () => {
   it('runs docker exec in the service\'s running container, without a TTY when there is no terminal', () => {
     const result = runRemote(execCommand(target, 'myapp', 'api', ['python', 'manage.py', 'shell'], false));
     expect(result.code, result.stderr).toBe(7);
-    const made = dockerCalls();
+    const made = stubCalls(shell);
     expect(made).toContainEqual(['ps', '--quiet', ...filters('myapp', 'api')]);
     expect(made).toContainEqual(['exec', '--interactive', CONTAINER, 'python', 'manage.py', 'shell']);
     expect(made).toHaveLength(2);
@@ -173,7 +164,7 @@ describe('execCommand', () => {
   it('asks docker for a TTY on a terminal', () => {
     const result = runRemote(execCommand(target, 'myapp', 'api', ['sh'], true));
     expect(result.code, result.stderr).toBe(7);
-    expect(dockerCalls()).toContainEqual(['exec', '--interactive', '--tty', CONTAINER, 'sh']);
+    expect(stubCalls(shell)).toContainEqual(['exec', '--interactive', '--tty', CONTAINER, 'sh']);
   });
 
   it("exits with the command's exit code", () => {
@@ -187,17 +178,17 @@ describe('execCommand', () => {
     const result = runRemote(execCommand(target, 'myapp', 'worker', ['sh'], false), { AIDD_NO_CONTAINER: '1' });
     expect(result.code).toBe(125);
     expect(result.stderr).toBe('service worker has no running container on the server; see aidd status\n');
-    expect(dockerCalls()).toEqual([['ps', '--quiet', ...filters('myapp', 'worker')]]);
+    expect(stubCalls(shell)).toEqual([['ps', '--quiet', ...filters('myapp', 'worker')]]);
   });
 
   it.each(hostile)('never runs a project, service or command word with %s, and passes each unchanged', (_name, value) => {
     for (const tty of [false, true]) {
-      for (const file of readdirSync(calls)) rmSync(path.join(calls, file));
+      clearStubShell(shell);
       const words = [value, 'echo', value, `--${value}`];
       const result = runRemote(execCommand(target, value, value, words, tty));
       expect(readdirSync(markers)).toEqual([]);
       expect(result.code, result.stderr).toBe(7);
-      const made = dockerCalls();
+      const made = stubCalls(shell);
       expect(made).toContainEqual(['ps', '--quiet', ...filters(value, value)]);
       expect(made).toContainEqual(['exec', '--interactive', ...(tty ? ['--tty'] : []), CONTAINER, ...words]);
       expect(made).toHaveLength(2);
@@ -226,7 +217,7 @@ describe('logsCommand', () => {
     const result = runRemote(logsCommand(target, request({ services: ['api', 'bot'] })));
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout.split('\n').filter(Boolean).sort()).toEqual(['api | first line', 'api | second line', 'bot | first line', 'bot | second line']);
-    const made = dockerCalls();
+    const made = stubCalls(shell);
     expect(made).toContainEqual(['ps', '--all', '--quiet', ...filters('myapp', 'api')]);
     expect(made).toContainEqual(['ps', '--all', '--quiet', ...filters('myapp', 'bot')]);
     expect(made.filter((call) => call[0] === 'logs')).toEqual([
@@ -237,13 +228,13 @@ describe('logsCommand', () => {
 
   it('passes --tail, --since and --follow to docker logs', () => {
     runRemote(logsCommand(target, request({ tail: 'all', since: '2026-11-28T10:00:00+02:00', follow: true })));
-    expect(dockerCalls().filter((call) => call[0] === 'logs')).toEqual([['logs', '--tail', 'all', '--since', '2026-11-28T10:00:00+02:00', '--follow', CONTAINER]]);
-    for (const file of readdirSync(calls)) rmSync(path.join(calls, file));
+    expect(stubCalls(shell).filter((call) => call[0] === 'logs')).toEqual([['logs', '--tail', 'all', '--since', '2026-11-28T10:00:00+02:00', '--follow', CONTAINER]]);
+    clearStubShell(shell);
     runRemote(logsCommand(target, request({ tail: '5', follow: true })));
-    expect(dockerCalls().filter((call) => call[0] === 'logs')).toEqual([['logs', '--tail', '5', '--follow', CONTAINER]]);
-    for (const file of readdirSync(calls)) rmSync(path.join(calls, file));
+    expect(stubCalls(shell).filter((call) => call[0] === 'logs')).toEqual([['logs', '--tail', '5', '--follow', CONTAINER]]);
+    clearStubShell(shell);
     runRemote(logsCommand(target, request({ tail: 'all', since: '10m' })));
-    expect(dockerCalls().filter((call) => call[0] === 'logs')).toEqual([['logs', '--tail', 'all', '--since', '10m', CONTAINER]]);
+    expect(stubCalls(shell).filter((call) => call[0] === 'logs')).toEqual([['logs', '--tail', 'all', '--since', '10m', CONTAINER]]);
   });
 
   it('exits 1 with one line when no service has a container', () => {
@@ -251,7 +242,7 @@ describe('logsCommand', () => {
     expect(result.code).toBe(1);
     expect(result.stdout).toBe('');
     expect(result.stderr).toBe('no container of api bot runs on the server; see aidd status\n');
-    expect(dockerCalls().map((call) => call[0])).toEqual(['ps', 'ps']);
+    expect(stubCalls(shell).map((call) => call[0])).toEqual(['ps', 'ps']);
   });
 
   it.each(hostile)('never runs a project or service with %s, passes it unchanged and prints it literally', (_name, value) => {
@@ -259,7 +250,7 @@ describe('logsCommand', () => {
     expect(readdirSync(markers)).toEqual([]);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toBe(`${value} | first line\n${value} | second line\n`);
-    const made = dockerCalls();
+    const made = stubCalls(shell);
     expect(made).toContainEqual(['ps', '--all', '--quiet', ...filters(value, value)]);
     expect(made).toContainEqual(['logs', '--tail', '100', CONTAINER]);
     expect(made).toHaveLength(2);
@@ -268,6 +259,6 @@ describe('logsCommand', () => {
   it.each(hostile)('never runs a --since or --tail with %s (were one to get past the checks)', (_name, value) => {
     runRemote(logsCommand(target, request({ since: value, tail: value })));
     expect(readdirSync(markers)).toEqual([]);
-    expect(dockerCalls()).toContainEqual(['logs', '--tail', value, '--since', value, CONTAINER]);
+    expect(stubCalls(shell)).toContainEqual(['logs', '--tail', value, '--since', value, CONTAINER]);
   });
 });

@@ -2,22 +2,18 @@
 // hostile values in every slot that takes one; each script then runs under bash with stub docker and
 // docker-compose first on PATH, and no injected command may have left its marker file.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as scripts from '../../lib/deploy/remote-scripts.ts';
+import { clearStubShell, stubCalls, stubShell } from './stub-shell.ts';
 import { freePort } from '../../lib/core/net.ts';
 
 // A free port: the switch tries each new listen port before reloading the proxy.
 const LISTEN_PORT = await freePort();
 
-const scratch = mkdtempSync(path.join(os.tmpdir(), 'aidd-injection-'));
-const markers = path.join(scratch, 'markers');
-const home = path.join(scratch, 'home');
-const bin = path.join(scratch, 'bin');
-const calls = path.join(scratch, 'calls');
-for (const dir of [markers, home, bin, calls]) mkdirSync(dir);
+const shell = stubShell('aidd-injection');
+const { scratch, markers, home, bin } = shell;
 
 // Stubs record their argv (NUL-separated, a file per call: the pull runs several at once, and appends
 // to one log would interleave) and answer just enough for every script to run to its end: a container
@@ -105,7 +101,7 @@ function runScript(script: string, env: Record<string, string> = {}): void {
     execFileSync('bash', ['-s'], {
       input: script,
       cwd: scratch,
-      env: { PATH: `${bin}:/usr/bin:/bin`, HOME: home, AIDD_STUB_CALLS: calls, ...env },
+      env: { ...shell.env, ...env },
       stdio: ['pipe', 'ignore', 'ignore'],
       timeout: 20_000,
     });
@@ -114,14 +110,9 @@ function runScript(script: string, env: Record<string, string> = {}): void {
   }
 }
 
-/** Every stub call's argv, in no particular order. */
-function stubCalls(): string[][] {
-  return readdirSync(calls).map((file) => readFileSync(path.join(calls, file), 'utf8').split('\0').slice(0, -1));
-}
-
 describe('remote scripts never run a value as a command', () => {
   it.each(hostile)('a value with %s', (_name, value) => {
-    for (const dir of [calls, markers]) for (const file of readdirSync(dir)) rmSync(path.join(dir, file));
+    clearStubShell(shell, { markers: true });
     // The release exists, so the switch runs past its first check (the upload cannot make a directory
     // whose name holds a slash); the discard removes it again.
     mkdirSync(releaseDir(value), { recursive: true });
@@ -129,7 +120,7 @@ describe('remote scripts never run a value as a command', () => {
     for (const [, script, env] of builders(value)) runScript(script, env);
     expect(readdirSync(markers)).toEqual([]);
     // The value reached docker as one whole argument: quoted, neither run nor split.
-    const made = stubCalls();
+    const made = stubCalls(shell);
     expect(made).toContainEqual(['docker', 'pull', '--quiet', value]);
     expect(made).toContainEqual(['docker', 'login', value, `--username=${value}`, '--password-stdin']);
     expect(made.some((call) => call[0] === 'docker-compose' && call.includes('run') && call.at(-2) === value && call.at(-1) === 'upgrade')).toBe(true);
