@@ -1,8 +1,8 @@
 // aidd: one command for everyday work. Each subcommand runs one of the scripts in this process, with
 // its mode flag (lib/core/subcommands.ts): the same code as `npx tsx scripts/ssh-deploy.ts --status`.
 import { fileURLToPath } from 'node:url';
-import { EXIT, requireNode, TOOLKIT_VERSION, ToolError, UsageError } from '../lib/core/cli.ts';
-import { aiddHelp, SUBCOMMANDS } from '../lib/core/subcommands.ts';
+import { EXIT, requireNode, SUBCOMMAND_USAGE_VARIABLE, TOOLKIT_VERSION, ToolError, UsageError } from '../lib/core/cli.ts';
+import { aiddHelp, SUBCOMMANDS, subcommandUsage } from '../lib/core/subcommands.ts';
 
 const [name, ...rest] = process.argv.slice(2);
 try {
@@ -15,8 +15,10 @@ try {
     const subcommand = SUBCOMMANDS[name];
     if (!subcommand) throw new UsageError(`unknown command ${JSON.stringify(name)}; the commands are ${Object.keys(SUBCOMMANDS).join(', ')} (aidd --help)`);
     const script = fileURLToPath(new URL(`./${subcommand.script}.ts`, import.meta.url));
-    // The script reads its flags from process.argv, as when it is run on its own.
+    // The script reads its flags from process.argv, as when it is run on its own, and its --help
+    // shows how it was invoked.
     process.argv = [process.argv[0]!, script, ...subcommand.argv(rest)];
+    process.env[SUBCOMMAND_USAGE_VARIABLE] = subcommandUsage(name);
     await import(script);
   }
 } catch (error) {

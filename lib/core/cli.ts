@@ -59,7 +59,11 @@ export type Values = Record<string, string | boolean | string[] | undefined>;
 
 const EXIT_HELP = `Exit codes: 0 ok, 1 failed, 2 bad input (nothing changed), 3 refused (lock held or host key mismatch), 4 deploy failed and rolled back, 130 cancelled (Ctrl-C), 143 stopped (SIGTERM).`;
 
-export function helpText(spec: ScriptSpec): string {
+/**
+ * `usage` is how the script was invoked when that was not `npx tsx scripts/NAME.ts`: `aidd status`
+ * gives its own usage line and the script form it stands for (lib/core/subcommands.ts).
+ */
+export function helpText(spec: ScriptSpec, usage?: string): string {
   const rows = Object.entries({ ...spec.options, help: { type: 'boolean', help: 'Show this help.', short: 'h' } as OptionSpec, version: { type: 'boolean', help: 'Show the toolkit version.' } as OptionSpec }).map(
     ([name, option]) => {
       const flag = `${option.short ? `-${option.short}, ` : '    '}--${name}${option.type === 'string' ? ` ${option.value ?? 'VALUE'}` : ''}`;
@@ -68,7 +72,7 @@ export function helpText(spec: ScriptSpec): string {
     },
   );
   const examples = spec.examples?.length ? `\nExamples:\n${spec.examples.map((line) => `  ${line}`).join('\n')}\n` : '';
-  return `Usage: npx tsx scripts/${spec.name}.ts [options]${spec.positionals ? ` ${spec.positionals}` : ''}\n\n${spec.summary}\n\nOptions:\n${rows.join('\n')}\n${examples}\n${EXIT_HELP}\n`;
+  return `Usage: ${usage ?? `npx tsx scripts/${spec.name}.ts [options]${spec.positionals ? ` ${spec.positionals}` : ''}`}\n\n${spec.summary}\n\nOptions:\n${rows.join('\n')}\n${examples}\n${EXIT_HELP}\n`;
 }
 
 /** Parses argv; flags absent on the command line fall back to their environment variable. */
@@ -116,7 +120,6 @@ export function stringValue(values: Values, name: string): string | undefined {
   return typeof value === 'string' && value !== '' ? value : undefined;
 }
 
-/** Runs a script's body: --help, one-line errors on stderr, exit codes through process.exitCode. */
 /** "aidd-devops VERSION", from the toolkit's package.json. */
 export const TOOLKIT_VERSION = `aidd-devops ${(JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version}`;
 
@@ -130,12 +133,18 @@ export function requireNode(version: string): void {
   throw new ToolError(`Node.js ${MIN_NODE.major}.${MIN_NODE.minor} or newer is needed, this is ${version}; install Node.js ${MIN_NODE.major} LTS (nvm install, as .nvmrc says) and run again`);
 }
 
+/** Set by `aidd` for the script it runs (the usage line of the subcommand); not passed on to child processes. */
+export const SUBCOMMAND_USAGE_VARIABLE = 'AIDD_SUBCOMMAND_USAGE';
+
+/** Runs a script's body: --help, one-line errors on stderr, exit codes through process.exitCode. */
 export async function runScript(spec: ScriptSpec, body: (values: Values) => Promise<number | void>): Promise<void> {
+  const usage = process.env[SUBCOMMAND_USAGE_VARIABLE];
+  delete process.env[SUBCOMMAND_USAGE_VARIABLE];
   try {
     requireNode(process.versions.node);
     const values = parseCli(spec, process.argv.slice(2));
     if (values === 'help' || values === 'version') {
-      process.stdout.write(values === 'help' ? helpText(spec) : `${TOOLKIT_VERSION}\n`);
+      process.stdout.write(values === 'help' ? helpText(spec, usage) : `${TOOLKIT_VERSION}\n`);
       return;
     }
     process.exitCode = (await body(values)) ?? EXIT.ok;

@@ -6,6 +6,8 @@ import { UsageError } from './cli.ts';
 export interface Subcommand {
   script: 'ssh-deploy' | 'build-push' | 'smoke-test' | 'setup-env' | 'rehearse';
   usage: string;
+  /** The same as a script command line, for its --help: `--status [options]`. */
+  scriptUsage?: string;
   summary: string;
   /** The script's argv for the words after the subcommand. */
   argv: (rest: string[]) => string[];
@@ -21,15 +23,21 @@ export const SUBCOMMANDS: Record<string, Subcommand> = {
   rollback: {
     script: 'ssh-deploy',
     usage: '[ID] [options]',
+    scriptUsage: '--rollback [--to ID] [options]',
     summary: 'go back to the release live before the current one, or to release ID',
     argv: (rest) => (leading(rest) ? ['--rollback', '--to', rest[0]!, ...rest.slice(1)] : ['--rollback', ...rest]),
   },
-  status: { script: 'ssh-deploy', usage: '[options]', summary: "the live release: each service's image, state and health; the proxy; the lock", argv: (rest) => ['--status', ...rest] },
-  history: { script: 'ssh-deploy', usage: '[options]', summary: 'the audit log: who deployed what, when, and how it ended', argv: (rest) => ['--history', ...rest] },
-  logs: { script: 'ssh-deploy', usage: '[-f] [--since 10m] [--tail N] [options] [SERVICE...]', summary: "the live release's logs, by service", argv: (rest) => ['--logs', ...rest] },
+  status: { script: 'ssh-deploy', usage: '[options]', scriptUsage: '--status [options]', summary: "the live release: each service's image, state and health; the proxy; the lock", argv: (rest) => ['--status', ...rest] },
+  history: { script: 'ssh-deploy', usage: '[options]', scriptUsage: '--history [options]', summary: 'the audit log: who deployed what, when, and how it ended', argv: (rest) => ['--history', ...rest] },
+  logs: {
+    script: 'ssh-deploy',
+    usage: '[-f] [--since 10m] [--tail N] [options] [SERVICE...]',
+    scriptUsage: '--logs [-f] [--since 10m] [--tail N] [options] [SERVICE...]',
+    summary: "the live release's logs, by service", argv: (rest) => ['--logs', ...rest] },
   exec: {
     script: 'ssh-deploy',
     usage: 'SERVICE [options] -- COMMAND...',
+    scriptUsage: '--exec SERVICE [options] -- COMMAND...',
     summary: "run a command in a service's running container",
     argv: (rest) => {
       const service = leading(rest);
@@ -39,12 +47,22 @@ export const SUBCOMMANDS: Record<string, Subcommand> = {
       return ['--exec', service, ...rest.slice(1)];
     },
   },
-  unlock: { script: 'ssh-deploy', usage: '[options]', summary: 'remove a stale deploy lock (audited)', argv: (rest) => ['--break-lock', ...rest] },
+  unlock: { script: 'ssh-deploy', usage: '[options]', scriptUsage: '--break-lock [options]', summary: 'remove a stale deploy lock (audited)', argv: (rest) => ['--break-lock', ...rest] },
   smoke: { script: 'smoke-test', usage: '[options]', summary: 'prove a running stack healthy: locally, on the server, or by URL', argv: (rest) => rest },
   build: { script: 'build-push', usage: '[options]', summary: "build the app's images and push them to the registry", argv: (rest) => rest },
   env: { script: 'setup-env', usage: '[options]', summary: 'create, complete and check a .env against the app\'s variables', argv: (rest) => rest },
   rehearse: { script: 'rehearse', usage: '[options]', summary: 'the whole road on this machine: local stack, registry, deploy to a private sshd', argv: (rest) => rest },
 };
+
+/**
+ * The top of `aidd NAME --help`, above the script's own help: the subcommand's usage, the script command
+ * line it stands for, and what it does.
+ */
+export function subcommandUsage(name: string): string {
+  const subcommand = SUBCOMMANDS[name]!;
+  const summary = `${subcommand.summary[0]!.toUpperCase()}${subcommand.summary.slice(1)}.`;
+  return `aidd ${name} ${subcommand.usage}\n   or: npx tsx scripts/${subcommand.script}.ts ${subcommand.scriptUsage ?? '[options]'}\n\n${summary}`;
+}
 
 /** Which subcommand runs a script with its own flags unchanged (what `npm run NAME` runs). */
 export function subcommandOf(script: string): string {

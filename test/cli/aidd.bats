@@ -66,43 +66,57 @@ assert_usage_error() {
   assert_equal "$stderr" ""
 }
 
-@test "the ssh-deploy subcommands' --help shows ssh-deploy's usage, with the logs and exec flags" {
-  for name in deploy rollback status history logs unlock; do
+@test "each ssh-deploy subcommand's --help names itself, the script command it stands for, and ssh-deploy's options" {
+  local -A forms=(
+    [deploy]='deploy [options]|[options]'
+    [rollback]='rollback [ID] [options]|--rollback [--to ID] [options]'
+    [status]='status [options]|--status [options]'
+    [history]='history [options]|--history [options]'
+    [logs]='logs [-f] [--since 10m] [--tail N] [options] [SERVICE...]|--logs [-f] [--since 10m] [--tail N] [options] [SERVICE...]'
+    [unlock]='unlock [options]|--break-lock [options]'
+  )
+  for name in "${!forms[@]}"; do
     run --separate-stderr aidd "$name" --help
     assert_success
     assert_equal "$stderr" ""
-    assert_line --index 0 'Usage: npx tsx scripts/ssh-deploy.ts [options] [SERVICE... with --logs | -- COMMAND... with --exec]'
+    assert_line --index 0 "Usage: aidd ${forms[$name]%%|*}"
+    assert_line --index 1 "   or: npx tsx scripts/ssh-deploy.ts ${forms[$name]#*|}"
     assert_line --regexp '^  -f, --follow +With --logs: keep printing new lines until Ctrl-C\.$'
     assert_line --regexp '^      --logs +Print the live release'
     assert_line --regexp '^      --since WHEN +With --logs: only lines since'
     assert_line --regexp '^      --tail N +With --logs: the last N lines'
     assert_line --regexp '^      --exec SERVICE +Run the command after -- in the service'
   done
+  run --separate-stderr aidd status --help
+  assert_line --index 2 "The live release: each service's image, state and health; the proxy; the lock."
 }
 
-@test "aidd exec SERVICE --help shows ssh-deploy's usage" {
-  run --separate-stderr aidd exec api --help
-  assert_success
-  assert_equal "$stderr" ""
-  assert_line --index 0 'Usage: npx tsx scripts/ssh-deploy.ts [options] [SERVICE... with --logs | -- COMMAND... with --exec]'
+@test "aidd exec --help, with or without a service, shows the exec usage" {
+  for args in "exec api --help" "exec --help"; do
+    run --separate-stderr aidd $args
+    assert_success
+    assert_equal "$stderr" ""
+    assert_line --index 0 'Usage: aidd exec SERVICE [options] -- COMMAND...'
+    assert_line --index 1 '   or: npx tsx scripts/ssh-deploy.ts --exec SERVICE [options] -- COMMAND...'
+  done
 }
 
-@test "aidd exec --help shows ssh-deploy's usage, as every other subcommand's --help does" {
-  run --separate-stderr aidd exec --help
-  assert_success
-  assert_equal "$stderr" ""
-  assert_line --index 0 'Usage: npx tsx scripts/ssh-deploy.ts [options] [SERVICE... with --logs | -- COMMAND... with --exec]'
-}
-
-@test "aidd smoke, build, env and rehearse --help show their own script's usage" {
+@test "aidd smoke, build, env and rehearse --help name themselves and their own script" {
   local -A scripts=([smoke]=smoke-test [build]=build-push [env]=setup-env [rehearse]=rehearse)
   for name in "${!scripts[@]}"; do
     run --separate-stderr aidd "$name" --help
     assert_success
     assert_equal "$stderr" ""
-    assert_line --index 0 "Usage: npx tsx scripts/${scripts[$name]}.ts [options]"
+    assert_line --index 0 "Usage: aidd $name [options]"
+    assert_line --index 1 "   or: npx tsx scripts/${scripts[$name]}.ts [options]"
     assert_output --partial 'Exit codes: 0 ok, 1 failed, 2 bad input'
   done
+}
+
+@test "a script run on its own keeps its script usage line" {
+  run --separate-stderr npx tsx scripts/ssh-deploy.ts --help
+  assert_success
+  assert_line --index 0 'Usage: npx tsx scripts/ssh-deploy.ts [options] [SERVICE... with --logs | -- COMMAND... with --exec]'
 }
 
 @test "aidd frob names the unknown command and lists the commands" {

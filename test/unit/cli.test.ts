@@ -72,6 +72,8 @@ describe('parseCli positionals and --version', () => {
   it('shows the words in the usage line and lists --version', () => {
     expect(helpText(withWords).split('\n')[0]).toBe('Usage: npx tsx scripts/words.ts [options] [SERVICE...]');
     expect(helpText(spec).split('\n')[0]).toBe('Usage: npx tsx scripts/example.ts [options]');
+    // How `aidd NAME` invoked it, when it did.
+    expect(helpText(spec, 'aidd example [options]\n   or: npx tsx scripts/example.ts [options]').split('\n').slice(0, 2)).toEqual(['Usage: aidd example [options]', '   or: npx tsx scripts/example.ts [options]']);
     for (const text of [helpText(spec), helpText(withWords)]) {
       expect(text).toMatch(/^ {6}--version +Show the toolkit version\.$/m);
       expect(text).toMatch(/^ {2}-h, --help +Show this help\.$/m);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { UsageError } from '../../lib/core/cli.ts';
-import { aiddHelp, subcommandOf, SUBCOMMANDS } from '../../lib/core/subcommands.ts';
+import { aiddHelp, subcommandOf, SUBCOMMANDS, subcommandUsage } from '../../lib/core/subcommands.ts';
 import { thrown } from './thrown.ts';
 
 /** The script and argv `aidd NAME ...rest` runs. */
@@ -66,6 +66,27 @@ describe('SUBCOMMANDS', () => {
     expect(resolve('exec', ['--help'])).toEqual(['ssh-deploy', ['--help']]);
     expect(resolve('exec', ['-h'])).toEqual(['ssh-deploy', ['-h']]);
     expect(resolve('exec', ['--version'])).toEqual(['ssh-deploy', ['--version']]);
+  });
+});
+
+describe('subcommandUsage', () => {
+  it('names the subcommand, the script command line it stands for, and what it does', () => {
+    expect(subcommandUsage('rollback').split('\n')).toEqual([
+      'aidd rollback [ID] [options]',
+      '   or: npx tsx scripts/ssh-deploy.ts --rollback [--to ID] [options]',
+      '',
+      'Go back to the release live before the current one, or to release ID.',
+    ]);
+    expect(subcommandUsage('build').split('\n').slice(0, 2)).toEqual(['aidd build [options]', '   or: npx tsx scripts/build-push.ts [options]']);
+  });
+
+  it("names in the script form exactly the mode flag each subcommand adds", () => {
+    for (const [name, subcommand] of Object.entries(SUBCOMMANDS)) {
+      const words = name === 'exec' ? ['api'] : name === 'rollback' ? ['ID'] : [];
+      const added = subcommand.argv(words).filter((word) => word.startsWith('--'));
+      const named = (subcommand.scriptUsage ?? '[options]').split(' ').filter((word) => /^\[?--[a-z-]+\]?$/.test(word) && !['[-f]', '[--since', '[--tail'].includes(word));
+      expect(named.map((word) => word.replace(/^\[|\]$/g, '')), name).toEqual(added);
+    }
   });
 });
 
