@@ -3,18 +3,17 @@
 // database) goes through build-push and ssh-deploy: first deploy without any .env, a second release,
 // a no-op redeploy, --rollback, --status, --history. A fixture whose compose file needs variables but
 // whose aidd.yml declares none is checked by setup-env and deployed. Bad input changes nothing.
-import { cpSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pullCommand } from '../../lib/build/docker.ts';
-import type { Command } from '../../lib/core/exec.ts';
 import { freePort } from '../../lib/core/net.ts';
 import { startRegistry, startSshServer, type Registry, type SshServer } from '../../lib/sandbox/sandbox.ts';
 import { aiddArgv, REPO_ROOT, scriptArgv } from '../../lib/app/target.ts';
-import { buildPushEnv, containerStarts, handshakes, removeProject, sandboxSshArgs, requireDocker, SANDBOX_DIR, snapshot, tempDir, testRunner, uniqueName, useProxyImage } from './harness.ts';
+import { buildPushEnv, committedCopy, containerStarts, type AppCopy, handshakes, removeProject, sandboxSshArgs, requireDocker, SANDBOX_DIR, snapshot, tempDir, testRunner, uniqueName, useProxyImage } from './harness.ts';
 
 const runner = testRunner();
 const owner = uniqueName('any-app');
@@ -48,24 +47,6 @@ interface BuiltImage {
 interface BuildReport {
   revision: string;
   images: BuiltImage[];
-}
-
-interface AppCopy {
-  dir: string;
-  compose: string;
-  git(args: string[]): Command;
-  sha(): Promise<string>;
-}
-
-/** A committed copy of an app in its own git repository: the tools must record its revision, not ours. */
-async function committedCopy(source: string, name: string, edit?: (dir: string) => void): Promise<AppCopy> {
-  const dir = path.join(tempDir(`aidd-${name}`), name);
-  cpSync(source, dir, { recursive: true });
-  edit?.(dir);
-  const git = (args: string[]): Command => ({ argv: ['git', '-C', dir, '-c', 'user.name=aidd-test', '-c', 'user.email=aidd-test@example.com', ...args], timeoutMs: 30_000 });
-  for (const args of [['init', '--quiet'], ['add', '--all'], ['commit', '--quiet', '--message', name]]) await runner.run(git(args));
-  const sha = async () => (await runner.run(git(['rev-parse', 'HEAD']))).stdout.trim();
-  return { dir, compose: path.join(dir, 'docker-compose.yml'), git, sha };
 }
 
 function editFile(file: string, change: (text: string) => string): void {
@@ -157,7 +138,7 @@ describe('any compose app: Hello Compose and a fixture with variables, built, de
     server = await startSshServer(runner, path.join(SANDBOX_DIR, 'sshd'));
     deployDir = path.join(server.home, 'apps', owner);
     mkdirSync(dockerConfig, { recursive: true });
-    hello = await committedCopy(HELLO_SOURCE, 'hello-compose');
+    hello = await committedCopy(runner, HELLO_SOURCE, 'aidd-hello-compose');
   });
 
   afterAll(async () => {
@@ -385,7 +366,7 @@ describe('any compose app: Hello Compose and a fixture with variables, built, de
     ];
 
     it.each(cases)('%s', async (_name, edit, message) => {
-      const bad = await committedCopy(HELLO_SOURCE, 'hello-compose', edit);
+      const bad = await committedCopy(runner, HELLO_SOURCE, 'aidd-hello-compose', { prepare: edit });
       const [images, writes, files, connections] = [await localImages(`${registry.address}/${owner}/*`), registryWrites(), snapshot(deployDir), handshakes(server.logFile)];
       expectOneLineRefusal(await buildPush(bad), 'build-push', message);
       const deployed = await deploy(bad.compose, ['--owner', owner]);
@@ -397,7 +378,7 @@ describe('any compose app: Hello Compose and a fixture with variables, built, de
     });
 
     it('an image: without a registry host while pushing', async () => {
-      const bad = await committedCopy(HELLO_SOURCE, 'hello-compose', (dir) => editFile(path.join(dir, 'docker-compose.yml'), (text) => text.replace('image: hello-web:dev', 'image: acme/web')));
+      const bad = await committedCopy(runner, HELLO_SOURCE, 'aidd-hello-compose', { prepare: (dir) => editFile(path.join(dir, 'docker-compose.yml'), (text) => text.replace('image: hello-web:dev', 'image: acme/web')) });
       const [images, writes] = [await localImages(`${registry.address}/${owner}/*`, 'acme/web'), registryWrites()];
       expectOneLineRefusal(await buildPush(bad), 'build-push', /acme\/web/);
       expect(await localImages(`${registry.address}/${owner}/*`, 'acme/web')).toEqual(images);

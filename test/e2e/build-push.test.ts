@@ -14,7 +14,7 @@ import { freePort } from '../../lib/core/net.ts';
 import { startRegistry, type Registry } from '../../lib/sandbox/sandbox.ts';
 import { runSmoke } from '../../lib/app/smoke.ts';
 import { detectComposeCli, scriptArgv } from '../../lib/app/target.ts';
-import { buildPushEnv, committedStackCopy, requireDocker, SANDBOX_DIR, tempDir, testRunner, uniqueName, writeEnvFile, type StackCopy } from './harness.ts';
+import { buildPushEnv, committedStackCopy, requireDocker, SANDBOX_DIR, tempDir, testRunner, uniqueName, writeEnvFile, type AppCopy } from './harness.ts';
 
 const runner = testRunner();
 const SERVICES = ['api', 'bot', 'frontend'];
@@ -36,7 +36,7 @@ interface BuildReport {
   images: ImageResult[];
 }
 
-let git: StackCopy['git'];
+let git: AppCopy['git'];
 
 /** Runs the script as CI would: no stdin, credentials only in the environment, a private DOCKER_CONFIG. */
 function buildPush(args: string[], env: Record<string, string> = {}): Promise<Result> {

@@ -96,24 +96,34 @@ export async function getJson(url: string): Promise<{ status: number; body: Reco
   return { status: response.status, body: (await response.json()) as Record<string, unknown> };
 }
 
-export interface StackCopy {
+export interface AppCopy {
   dir: string;
+  /** Its docker-compose.yml. */
+  compose: string;
   git(args: string[]): Command;
+  /** The commit build-push and ssh-deploy record for it. */
+  sha(): Promise<string>;
 }
 
 /**
- * A committed copy of the reference stack in a temporary git repository: build-push tags images with
- * its commit, and callers may change and commit files without touching the project. `prepare` edits the
- * copy before the first commit.
+ * A committed copy of an app directory (an .env left out) in a temporary git repository of its own:
+ * the tools must record its revision, not the toolkit's, and callers may change and commit files without
+ * touching the project. `prepare` edits the copy before the first commit.
  */
-export async function committedStackCopy(runner: Runner, prefix: string, options: { prepare?: (dir: string) => void; remote?: string } = {}): Promise<StackCopy> {
-  const dir = path.join(tempDir(prefix), 'aidd-bot');
-  cpSync(path.dirname(DEFAULT_COMPOSE_FILE), dir, { recursive: true, filter: (source) => path.basename(source) !== '.env' });
+export async function committedCopy(runner: Runner, source: string, prefix: string, options: { prepare?: (dir: string) => void; remote?: string } = {}): Promise<AppCopy> {
+  const dir = path.join(tempDir(prefix), path.basename(source));
+  cpSync(source, dir, { recursive: true, filter: (file) => path.basename(file) !== '.env' });
   options.prepare?.(dir);
   const git = (args: string[]): Command => ({ argv: ['git', '-C', dir, '-c', 'user.name=aidd-test', '-c', 'user.email=aidd-test@example.com', ...args], timeoutMs: 30_000 });
-  const steps = [['init', '--quiet'], ...(options.remote ? [['remote', 'add', 'origin', options.remote]] : []), ['add', '--all'], ['commit', '--quiet', '--message', 'stack']];
+  const steps = [['init', '--quiet'], ...(options.remote ? [['remote', 'add', 'origin', options.remote]] : []), ['add', '--all'], ['commit', '--quiet', '--message', prefix]];
   for (const args of steps) await runner.run(git(args));
-  return { dir, git };
+  const sha = async () => (await runner.run(git(['rev-parse', 'HEAD']))).stdout.trim();
+  return { dir, compose: path.join(dir, 'docker-compose.yml'), git, sha };
+}
+
+/** A committed copy of the reference stack (examples/aidd-bot). */
+export function committedStackCopy(runner: Runner, prefix: string, options: { prepare?: (dir: string) => void; remote?: string } = {}): Promise<AppCopy> {
+  return committedCopy(runner, path.dirname(DEFAULT_COMPOSE_FILE), prefix, options);
 }
 
 /** The environment build-push reads in CI, pointed at a sandbox registry, with GitHub's own variables cleared. */

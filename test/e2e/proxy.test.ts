@@ -4,16 +4,16 @@
 // a redeploy under load; a release whose new container never turns healthy; a rollback; a deploy where
 // only one service's content changed; a no-op deploy; the proxy container restarted; a second app on
 // the same proxy; a domain served over HTTPS by the proxy's internal CA.
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Command } from '../../lib/core/exec.ts';
 import { freePort } from '../../lib/core/net.ts';
 import { PROXY_CONFIG_DIR, PROXY_CONTAINER } from '../../lib/deploy/proxy.ts';
 import { startRegistry, startSshServer, type Registry, type SshServer } from '../../lib/sandbox/sandbox.ts';
 import { REPO_ROOT, scriptArgv } from '../../lib/app/target.ts';
 import {
   buildPushEnv,
+  committedCopy,
   containerStarts,
   pushVariant,
   removeProject,
@@ -62,14 +62,14 @@ interface HelloApp {
 
 /** A committed copy of Hello Compose publishing web on `port`, with aidd.yml extended by `extraSettings`. */
 async function helloCopy(project: string, extraSettings = ''): Promise<HelloApp> {
-  const dir = path.join(tempDir(`aidd-${project}`), 'hello-compose');
-  cpSync(HELLO_SOURCE, dir, { recursive: true });
   const port = await freePort();
-  const compose = path.join(dir, 'docker-compose.yml');
-  writeFileSync(compose, readFileSync(compose, 'utf8').replace('127.0.0.1:8480:8080', `127.0.0.1:${port}:8080`));
-  if (extraSettings) writeFileSync(path.join(dir, 'aidd.yml'), `${readFileSync(path.join(dir, 'aidd.yml'), 'utf8')}\n${extraSettings}`);
-  const git = (args: string[]): Command => ({ argv: ['git', '-C', dir, '-c', 'user.name=aidd-test', '-c', 'user.email=aidd-test@example.com', ...args], timeoutMs: 30_000 });
-  for (const args of [['init', '--quiet'], ['add', '--all'], ['commit', '--quiet', '--message', project]]) await runner.run(git(args));
+  const { compose } = await committedCopy(runner, HELLO_SOURCE, `aidd-${project}`, {
+    prepare: (dir) => {
+      const file = path.join(dir, 'docker-compose.yml');
+      writeFileSync(file, readFileSync(file, 'utf8').replace('127.0.0.1:8480:8080', `127.0.0.1:${port}:8080`));
+      if (extraSettings) writeFileSync(path.join(dir, 'aidd.yml'), `${readFileSync(path.join(dir, 'aidd.yml'), 'utf8')}\n${extraSettings}`);
+    },
+  });
   return { project, compose, port, url: `http://127.0.0.1:${port}` };
 }
 
