@@ -26,6 +26,7 @@ import { formatStatus } from '../lib/deploy/status-view.ts';
 import { formatDiff } from '../lib/deploy/diff-view.ts';
 import { deploySummary } from '../lib/deploy/summary.ts';
 import { appendStepSummary } from '../lib/core/github-actions.ts';
+import { liveOutputWanted, terminalBoard } from '../lib/core/live-output.ts';
 import { pinTagsWithin } from '../lib/build/registry-api.ts';
 import { DEFAULT_PROXY_IMAGE, PROXY_CONTAINER } from '../lib/deploy/proxy.ts';
 import { readEnvFile } from '../lib/env/env-file.ts';
@@ -248,12 +249,14 @@ function failureJson(mode: string, report: DeployReport | undefined, error: unkn
 
 await runScript(spec, async (flags) => {
   const json = flags.json === true;
-  const logger = createLogger({ prefix: spec.name, quiet: json });
-  const runner = new Runner({ logger, dryRun: flags['dry-run'] === true, verbose: flags.verbose === true });
   const modes = ['rollback', 'restore-backup', 'status', 'history', 'break-lock', 'diff', 'logs', 'exec', 'report-failure'].filter((name) => flags[name] === true || stringValue(flags, name));
   const mode = modes[0] ?? 'deploy';
   // A deploy, a rollback and a restore keep their report from the start, so a failure can still show how far they got.
   const report = mode === 'deploy' || mode === 'rollback' || mode === 'restore-backup' ? newReport(mode) : undefined;
+  // On a terminal their steps are live lines with a spinner and elapsed time; --verbose prints every command.
+  const live = report && !json && flags.verbose !== true && liveOutputWanted() ? terminalBoard() : undefined;
+  const logger = createLogger({ prefix: spec.name, quiet: json, live });
+  const runner = new Runner({ logger, dryRun: flags['dry-run'] === true, verbose: flags.verbose === true, live });
   // Where the notifications say it happened, from the flags alone: a run may fail before the target is resolved.
   const where = `${stringValue(flags, 'user') ?? '?'}@${stringValue(flags, 'host') ?? '?'}:${stringValue(flags, 'path') ?? '/opt/aidd'}`;
   let project = stringValue(flags, 'project') ?? '';
@@ -309,7 +312,7 @@ await runScript(spec, async (flags) => {
     if (execService) checkServices('--exec', [execService], appServices);
     const missing = !stringValue(flags, 'host') || !stringValue(flags, 'user') || (deploying && !stringValue(flags, 'owner') && !stringValue(flags, 'images-from'));
     const walkthrough: WalkthroughResult = isInteractive() && !json && !runner.dryRun && missing
-        ? await (await import('../lib/deploy/walkthrough.ts')).deployWalkthrough(flags, runner, deploying, project)
+        ? await (await import('../lib/deploy/walkthrough.ts')).deployWalkthrough(flags, runner, mode === 'deploy' || mode === 'diff' ? mode : 'server', project)
         : { values: flags };
     const values = walkthrough.values;
 
@@ -397,6 +400,13 @@ await runScript(spec, async (flags) => {
         return EXIT.ok;
       }
 
+      if (deployRequest && walkthrough.confirm) {
+        // The person sees what would change before saying yes, and the deploy then installs exactly
+        // the images shown (pinned by digest), even if a tag moves meanwhile.
+        const diff = await diffRelease(session, deployRequest);
+        await walkthrough.confirm(formatDiff(diff));
+        deployRequest.refs = Object.fromEntries(diff.images.map((image) => [image.service, image.to]));
+      }
       const done = deployRequest
         ? await deploy(session, deployRequest, report)
         : restoring

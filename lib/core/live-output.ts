@@ -65,7 +65,8 @@ export class LiveBoard {
     this.#running.delete(id);
     const seconds = ((now - running.started) / 1000).toFixed(1);
     let text = `${outcome.ok ? '✓' : '✗'} ${running.title} (${seconds} s)\n`;
-    if (!outcome.ok) {
+    // A step of the tool's own (no output of its own) fails with its error, which is printed anyway.
+    if (!outcome.ok && outcome.fullOutput.trim() !== '') {
       const lines = outcome.fullOutput.split('\n').filter((line) => line.trim() !== '');
       text += lines.slice(-FAILURE_LINES).map((line) => `  | ${line}\n`).join('');
       text += `  full output: ${saveOutput(outcome.fullOutput)}\n`;

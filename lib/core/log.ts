@@ -4,6 +4,11 @@ import { redact } from './secrets.ts';
 
 export interface Logger {
   step(message: string): void;
+  /**
+   * A step that takes a while: on a terminal, a live line with a spinner and the elapsed time that
+   * becomes ✓ or ✗ with its duration; elsewhere the same line as step(). Call the result when it ends.
+   */
+  task(title: string): (ok: boolean) => void;
   info(message: string): void;
   warn(message: string): void;
 }
@@ -17,6 +22,16 @@ export function createLogger(options: { quiet?: boolean; prefix: string; live?: 
   };
   return {
     step: (message) => write(`==> ${message}`),
+    task: (title) => {
+      if (options.quiet) return () => undefined;
+      if (!options.live) {
+        write(`==> ${title}`);
+        return () => undefined;
+      }
+      const { live } = options;
+      const id = live.start(title);
+      return (ok) => live.end(id, { ok, fullOutput: '' });
+    },
     info: (message) => write(`    ${message}`),
     warn: (message) => write(`${options.prefix}: warning: ${message}`),
   };

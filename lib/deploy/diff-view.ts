@@ -9,7 +9,7 @@ export function formatDiff(diff: ReleaseDiff): string {
     else if (image.from === image.to) lines.push(`  ${image.service}: same image ${image.to}`);
     else lines.push(`  ${image.service}: ${image.from ?? '(none)'} -> ${image.to}`);
   }
-  lines.push('', diff.compose ? `compose file:\n${diff.compose.trimEnd()}` : 'compose file: unchanged', '');
+  lines.push('', composeLines(diff), '');
   const { added, removed, changed } = diff.env;
   if (added.length + removed.length + changed.length === 0) lines.push('.env: unchanged (values are never shown)');
   else {
@@ -19,4 +19,14 @@ export function formatDiff(diff: ReleaseDiff): string {
     if (changed.length) lines.push(`  changed: ${changed.join(', ')}`);
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** The compose file's changes; on a first deploy the whole file is new, and only its size is worth a line. */
+function composeLines(diff: ReleaseDiff): string {
+  if (!diff.compose) return 'compose file: unchanged';
+  if (!diff.current) {
+    const added = diff.compose.split('\n').filter((line) => line.startsWith('+') && !line.startsWith('+++')).length;
+    return `compose file: new, ${added} lines (the release's docker-compose.yml, images pinned by digest)`;
+  }
+  return `compose file:\n${diff.compose.trimEnd()}`;
 }

@@ -33,6 +33,8 @@ export interface Session {
   lock?: Lock;
   /** RELEASE/STEP of a step running on the server apart from the connection, while this run waits for it. */
   runningStep?: string;
+  /** The shared connection is open: a second step that connects (a deploy after its diff) reuses it. */
+  connected?: boolean;
 }
 
 export interface StepTiming {
@@ -139,13 +141,15 @@ function remoteError(session: Session, result: Result): ToolError {
 
 /** Opens the run's single SSH connection; every later step rides on it. */
 export async function openSession(session: Session): Promise<void> {
-  if (session.runner.dryRun) return;
+  if (session.runner.dryRun || session.connected) return;
   const result = await session.runner.attempt(openCommand(session.ssh));
   if (result.exitCode !== 0) throw explainSshFailure(session.ssh, { ...result, exitCode: 255 })!;
+  session.connected = true;
 }
 
 export async function closeSession(session: Session): Promise<void> {
   if (!session.runner.dryRun) await session.runner.attempt(closeCommand(session.ssh));
+  session.connected = false;
 }
 
 /** The server's deploy state, as the preflight and lock scripts print it. */
@@ -527,14 +531,19 @@ export function newReport(action: DeployReport['action']): DeployReport {
 /** Runs and times one step; a pending signal stops the run before it, unless the step restores service. */
 async function timed<T>(session: Session, report: DeployReport, step: string, title: string, work: () => Promise<T>, interruptible = true): Promise<T> {
   const started = Date.now();
+  let ended: ((ok: boolean) => void) | undefined;
+  let ok = false;
   try {
     if (interruptible) checkpoint(session);
-    session.logger.step(title);
-    return await work();
+    ended = session.logger.task(title);
+    const result = await work();
+    ok = true;
+    return result;
   } catch (error) {
     report.failedStep ??= step;
     throw error;
   } finally {
+    ended?.(ok);
     report.steps.push({ step, ms: Date.now() - started });
   }
 }

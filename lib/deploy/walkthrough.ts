@@ -17,7 +17,15 @@ export interface WalkthroughResult {
   /** Typed at the prompt when REGISTRY_TOKEN was not set. */
   token?: Secret;
   registryUser?: string;
+  /**
+   * For a deploy: shows the summary and what the deploy would change (`diff`, formatted), and asks
+   * before anything changes; a no cancels the run.
+   */
+  confirm?: (diff: string) => Promise<void>;
 }
+
+/** What the walkthrough asks for: only the server, or also the images and .env (for a diff), and a final yes (a deploy). */
+export type WalkthroughPurpose = 'server' | 'diff' | 'deploy';
 
 const home = os.homedir();
 const notEmpty = (label: string) => (value: string | undefined) => (value?.trim() ? undefined : `${label} is needed`);
@@ -45,11 +53,8 @@ async function verifyHostKey(runner: Runner, file: string, host: string, port: n
   prompts.log.success(`Added the key to ${file}.`);
 }
 
-/**
- * Fills in what the flags left out. `deploying` is false for --status, --history, --rollback and
- * --break-lock, which need only the server.
- */
-export async function deployWalkthrough(values: Values, runner: Runner, deploying: boolean, appName: string): Promise<WalkthroughResult> {
+/** Fills in what the flags left out. --status, --history, --rollback, --logs and the like need only the server. */
+export async function deployWalkthrough(values: Values, runner: Runner, purpose: WalkthroughPurpose, appName: string): Promise<WalkthroughResult> {
   const answers: Values = { ...values };
   prompts.intro(`ssh-deploy: deploy ${appName} to your server`);
   answers.host ??= await text('Server address (SSH host)', { placeholder: '203.0.113.10', validate: notEmpty('the server address') });
@@ -65,7 +70,7 @@ export async function deployWalkthrough(values: Values, runner: Runner, deployin
   }
   if (!stringValue(answers, 'known-hosts') && !process.env.SSH_KNOWN_HOSTS) answers['known-hosts'] = path.join(home, '.ssh', 'known_hosts');
   if (stringValue(answers, 'known-hosts')) await verifyHostKey(runner, stringValue(answers, 'known-hosts')!, stringValue(answers, 'host')!, Number(answers.port));
-  if (!deploying) return { values: answers };
+  if (purpose === 'server') return { values: answers };
 
   if (!stringValue(answers, 'images-from')) {
     answers.owner ??= await text('Image owner (your GitHub user or organization, lowercase)', {
@@ -103,8 +108,13 @@ export async function deployWalkthrough(values: Values, runner: Runner, deployin
     `.env        ${stringValue(answers, 'server-env') ?? 'keep the one on the server'}`,
     `registry    ${result.token || process.env.REGISTRY_TOKEN || process.env.GHCR_TOKEN ? 'token given (hidden)' : 'no token: public images'}`,
   ];
-  prompts.note(summary.join('\n'), 'Deploy');
-  const go = answered(await prompts.confirm({ message: 'Deploy now?' }), 'nothing was deployed');
-  if (!go) cancelled('nothing was deployed');
+  if (purpose === 'deploy') {
+    result.confirm = async (diff) => {
+      prompts.note(summary.join('\n'), 'Deploy');
+      prompts.note(diff.trimEnd(), 'What this deploy changes on the server');
+      const go = answered(await prompts.confirm({ message: 'Deploy now?' }), 'nothing was deployed');
+      if (!go) cancelled('nothing was deployed');
+    };
+  }
   return result;
 }

@@ -65,14 +65,18 @@ build_command() {
   printf '%s' "${command}"
 }
 
-# Runs the build in a fresh 120x60 tmux pane; every byte the pane receives is copied to RAW. The pane
-# waits for the copy to be set up before it starts, and stays open after the build exits.
-start_build() {
+# Runs COMMAND in a fresh 120x60 tmux pane; every byte the pane receives is copied to RAW. The pane
+# waits for the copy to be set up before it starts, and stays open after the command exits.
+start_in_pane() {
   local go="${BATS_TEST_TMPDIR}/go"
   tmux -S "${TMUX_SOCKET}" new-session -d -s "${SESSION}" -x 120 -y 60 -c "${BATS_TEST_TMPDIR}" \
-    "until [ -e '${go}' ]; do sleep 0.05; done; $(build_command "$1"); sleep 600"
+    "until [ -e '${go}' ]; do sleep 0.05; done; $1; sleep 600"
   tmux -S "${TMUX_SOCKET}" pipe-pane -t "${SESSION}" "cat >>'${RAW}'"
   touch "${go}"
+}
+
+start_build() {
+  start_in_pane "$(build_command "$1")"
 }
 
 # The exit code the pane printed.
@@ -172,4 +176,26 @@ pane_exit() {
   assert_equal "$(grep -c $'\x1b' "${RAW}")" 0
   run cat "${RAW}"
   refute_output --partial 'building web ('
+}
+
+@test "on a terminal ssh-deploy's own steps are live lines that end as one ✓ or ✗ line with their time" {
+  # A server whose host key is known but where nothing listens: the connect step fails at once.
+  local port key="${BATS_TEST_TMPDIR}/client_key" host_key="${BATS_TEST_TMPDIR}/host_key" command
+  port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  ssh-keygen -q -t ed25519 -N '' -f "${key}"
+  ssh-keygen -q -t ed25519 -N '' -f "${host_key}"
+  echo "[127.0.0.1]:${port} $(cut -d' ' -f1,2 "${host_key}.pub")" >"${BATS_TEST_TMPDIR}/known_hosts"
+  printf -v command 'unset CI NO_COLOR; node %q rollback --host 127.0.0.1 --port %q --user aidd-nobody --key %q --known-hosts %q; echo "EXIT=$?"' \
+    "${ROOT}/bin/aidd.js" "${port}" "${key}" "${BATS_TEST_TMPDIR}/known_hosts"
+  start_in_pane "${command}"
+  wait_for 'EXIT='
+  run screen
+  assert_line --regexp "^✗ Connecting to aidd-nobody@127\\.0\\.0\\.1:${port} \\([0-9]+\\.[0-9] s\\)$"
+  assert_output --partial 'ssh-deploy: error: '
+  refute_line 'EXIT=0'
+  # No output of its own to show: no "full output" file for a step of the tool itself.
+  refute_output --partial 'full output:'
+  # While it ran, the same step was a spinner line.
+  run cat "${RAW}"
+  assert_output --regexp "[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏] Connecting to aidd-nobody@127\\.0\\.0\\.1:${port} \\([0-9]+ s\\)"
 }

@@ -37,6 +37,13 @@ describe('formatDiff', () => {
     );
   });
 
+  it('on a first deploy gives only the size of the compose file, all of which is new', () => {
+    const compose = '--- live release\n+++ this deploy\n@@ -0,0 +1,3 @@\n+services:\n+  web:\n+    image: reg/web@sha256:dd\n';
+    const text = formatDiff({ images: [{ service: 'web', to: 'reg/web@sha256:dd', kept: false }], compose, env: { added: ['GREETING'], removed: [], changed: [] } });
+    expect(text.split('\n')).toContain("compose file: new, 3 lines (the release's docker-compose.yml, images pinned by digest)");
+    expect(text).not.toContain('+services:');
+  });
+
   it('says when nothing would change, and when there is no live release yet', () => {
     expect(formatDiff({ images: [], compose: '', env: { added: [], removed: [], changed: [] } })).toBe(
       'live release: none (this would be the first deploy)\n\nimages:\n\ncompose file: unchanged\n\n.env: unchanged (values are never shown)\n',

@@ -66,7 +66,7 @@ describe('runner', () => {
 describe('streamed output', () => {
   it('shows each line once it is whole, even when it arrives in pieces, and the last one without a newline', async () => {
     const lines: string[] = [];
-    const logger = { step: () => undefined, info: (message: string) => void lines.push(message), warn: () => undefined };
+    const logger = { step: () => undefined, task: () => () => undefined, info: (message: string) => void lines.push(message), warn: () => undefined };
     const runner = new Runner({ logger });
     const result = await runner.run({ argv: ['sh', '-c', 'printf "ab"; sleep 0.2; printf "c\\nd"; sleep 0.2; printf "e"'], stream: true, timeoutMs: 10_000 });
     expect(result.stdout).toBe('abc\nde');
@@ -75,7 +75,7 @@ describe('streamed output', () => {
 
   it('prefixes each line with the command\'s title, so side-by-side builds can be told apart', async () => {
     const lines: string[] = [];
-    const logger = { step: () => undefined, info: (message: string) => void lines.push(message), warn: () => undefined };
+    const logger = { step: () => undefined, task: () => () => undefined, info: (message: string) => void lines.push(message), warn: () => undefined };
     await new Runner({ logger }).run({ argv: ['sh', '-c', 'echo one; echo two'], stream: true, title: 'building api', timeoutMs: 10_000 });
     expect(lines).toEqual(['  building api | one', '  building api | two']);
   });

@@ -1,7 +1,8 @@
 import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { LiveBoard, liveOutputWanted } from '../../lib/core/live-output.ts';
+import { createLogger } from '../../lib/core/log.ts';
 import { registerSecret } from '../../lib/core/secrets.ts';
 
 /** A terminal that keeps what was written; `screen` applies the two control sequences the board uses. */
@@ -61,6 +62,33 @@ describe('LiveBoard', () => {
     expect(statSync(file!).mode & 0o777).toBe(0o600);
     expect(statSync(path.dirname(file!)).mode & 0o777).toBe(0o700);
     expect(readFileSync(file!, 'utf8')).toBe(output.replace('live-secret-5521', '[REDACTED]'));
+  });
+});
+
+describe('a logger task (a step of the tool itself)', () => {
+  it('is a spinner line with its elapsed time on the board, with log lines above it, and one ✓ or ✗ line when it ends', () => {
+    const { terminal, screen } = fakeTerminal();
+    const live = new LiveBoard(terminal);
+    const logger = createLogger({ prefix: 'test', live });
+    const preflight = logger.task('Preflight: docker, compose, disk');
+    logger.info('docker 20.10, 5000 MiB free');
+    expect(screen()).toEqual(['    docker 20.10, 5000 MiB free', expect.stringMatching(/^. Preflight: docker, compose, disk \(0 s\)$/)]);
+    preflight(true);
+    const migrate = logger.task('Migrating');
+    migrate(false);
+    // A failed step has no output of its own to show: its error is printed by whoever handles it.
+    expect(screen()).toEqual(['    docker 20.10, 5000 MiB free', expect.stringMatching(/^✓ Preflight: docker, compose, disk \(0\.\d s\)$/), expect.stringMatching(/^✗ Migrating \(0\.\d s\)$/)]);
+  });
+
+  it('is a plain step line without a board, and nothing with quiet (--json)', () => {
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      createLogger({ prefix: 'test' }).task('Pulling api')(true);
+      createLogger({ prefix: 'test', quiet: true }).task('Pulling bot')(false);
+      expect(stderr.mock.calls.map(([text]) => text)).toEqual(['==> Pulling api\n']);
+    } finally {
+      stderr.mockRestore();
+    }
   });
 });
 
