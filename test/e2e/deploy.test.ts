@@ -15,6 +15,7 @@ import { freePort } from '../../lib/core/net.ts';
 import { startRegistry, startSshServer, type Registry, type SshServer } from '../../lib/sandbox/sandbox.ts';
 import { DEFAULT_COMPOSE_FILE, scriptArgv } from '../../lib/app/target.ts';
 import { getJson, handshakes, pushVariant as pushImageVariant, removeProxyRoutes, sandboxSshArgs, requireDocker, SANDBOX_DIR, snapshot, tempDir, testRunner, uniqueName, useProxyImage } from './harness.ts';
+import { startOnTerminal } from './terminal.ts';
 
 const runner = testRunner();
 const owner = uniqueName('deploy');
@@ -393,47 +394,36 @@ describe('ssh-deploy against a real sshd, registry and Docker engine', () => {
   });
 
   it('the guided walkthrough on a terminal asks what the flags left out, has the person verify the host key, and deploys', async () => {
-    const socket = path.join(scratch, 'tmux.sock');
     const knownHosts = path.join(scratch, 'walkthrough', 'known_hosts');
     const other = otherImages();
     const token = registry.password.reveal();
-    const tmux = (args: string[]) => runner.run({ argv: ['tmux', '-S', socket, ...args], timeoutMs: 10_000 });
-    const screen = async () => (await tmux(['capture-pane', '-p', '-J', '-S', '-', '-t', '0'])).stdout;
-    const waitFor = async (text: string, seconds = 30) => {
-      for (let tries = 0; tries < seconds * 5; tries += 1) {
-        if ((await screen()).includes(text)) return;
-        await sleep(200);
-      }
-      throw new Error(`the screen never showed: ${text}\n${await screen()}`);
-    };
-    const answer = async (prompt: string, text?: string) => {
-      await waitFor(prompt);
-      if (text !== undefined) await tmux(['send-keys', '-t', '0', '-l', '--', text]);
-      await tmux(['send-keys', '-t', '0', 'Enter']);
-    };
-    const command = ['env', '-u', 'CI', '-u', 'REGISTRY_TOKEN', '-u', 'REGISTRY_USER', 'TERM=xterm-256color', ...scriptArgv('ssh-deploy'),
-      '--project', owner, '--registry', registry.address, '--images-from', imagesFile('walkthrough', other), '--path', `~/apps/${owner}`, '--known-hosts', knownHosts]
-      .map((arg) => `'${arg.replace(/'/g, `'\\''`)}'`).join(' ');
+    const argv = [...scriptArgv('ssh-deploy'), '--project', owner, '--registry', registry.address, '--images-from', imagesFile('walkthrough', other), '--path', `~/apps/${owner}`, '--known-hosts', knownHosts];
     const expected = (await runner.run({ argv: ['ssh-keygen', '-lf', path.join(SANDBOX_DIR, 'sshd', 'ssh_host_ed25519_key.pub')] })).stdout.split(' ')[1]!;
-    await tmux(['new-session', '-d', '-x', '160', '-y', '50', `${command}; echo "[exit $?]"; sleep 600`]);
+    const terminal = await startOnTerminal(runner, argv, { unset: ['REGISTRY_TOKEN', 'REGISTRY_USER'] });
+    const answer = async (prompt: string, text?: string) => {
+      await terminal.waitFor(prompt);
+      if (text !== undefined) await terminal.type(text);
+      await terminal.keys('Enter');
+    };
     try {
       await answer('Server address', server.host);
       await answer('SSH user', server.user);
       await answer('SSH port', String(server.port));
       await answer('Private key file', server.keyFile);
       await answer('Fetch the key with ssh-keyscan');
-      await waitFor('Does it match exactly?');
-      expect(await screen()).toContain(expected);
-      await tmux(['send-keys', '-t', '0', 'y']);
+      expect(await terminal.waitFor('Does it match exactly?')).toContain(expected);
+      await terminal.keys('y');
       await answer('Upload a .env for the server?');
       await answer('.env file for the server', envFile);
       await answer('Registry token', token);
       await answer('Registry user', registry.user);
-      await waitFor('Deploy now?');
-      expect(await screen()).toContain('token given (hidden)');
-      await tmux(['send-keys', '-t', '0', 'Enter']);
-      await waitFor('[exit 0]', 180);
-      const shown = await screen();
+      const question = await terminal.waitFor('Deploy now?');
+      expect(question).toContain('token given (hidden)');
+      // What the deploy changes, by name only: the images, and the .env's variables without their values.
+      expect(question).toContain('What this deploy changes on the server');
+      expect(question).not.toContain(postgresPassword);
+      await terminal.keys('Enter');
+      const shown = await terminal.waitFor('[exit 0]', 180);
       expect(shown).toMatch(/deployed \d{8}T\d{6}Z-/);
       expect(shown).not.toContain(token);
       expect(shown).not.toContain(postgresPassword);
@@ -441,7 +431,7 @@ describe('ssh-deploy against a real sshd, registry and Docker engine', () => {
       expect(statSync(knownHosts).mode & 0o777).toBe(0o600);
       expect(JSON.parse(readFileSync(path.join(deployDir, 'current', 'release.json'), 'utf8'))).toMatchObject({ images: other });
     } finally {
-      await runner.attempt({ argv: ['tmux', '-S', socket, 'kill-server'] });
+      await terminal.close();
     }
   });
 

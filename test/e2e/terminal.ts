@@ -18,15 +18,16 @@ export interface Terminal {
 }
 
 /**
- * Starts argv in a 160x80 terminal, with `env` added; after the program exits the pane prints
- * `[exit CODE]` and stays open for reading.
+ * Starts argv in a 160x80 terminal, outside CI, with `env` added and `unset` removed from this process's
+ * environment; after the program exits the pane prints `[exit CODE]` and stays open for reading.
  */
-export async function startOnTerminal(runner: Runner, argv: string[], env: Record<string, string>, cwd: string): Promise<Terminal> {
+export async function startOnTerminal(runner: Runner, argv: string[], options: { env?: Record<string, string>; unset?: string[]; cwd?: string } = {}): Promise<Terminal> {
   const socket = path.join(tempDir('aidd-terminal'), 'tmux.sock');
   const tmux = (args: string[]) => runner.run({ argv: ['tmux', '-S', socket, ...args], timeoutMs: 10_000 });
-  const assignments = Object.entries(env).map(([name, value]) => `${name}=${shellQuote(value)}`);
-  const command = `env -u CI TERM=xterm-256color ${assignments.join(' ')} ${argv.map(shellQuote).join(' ')}; echo "[exit $?]"; sleep 900`;
-  await tmux(['new-session', '-d', '-x', '160', '-y', '80', '-c', cwd, command]);
+  const unset = ['CI', ...(options.unset ?? [])].flatMap((name) => ['-u', name]);
+  const assignments = Object.entries({ TERM: 'xterm-256color', ...options.env }).map(([name, value]) => `${name}=${value}`);
+  const command = `${['env', ...unset, ...assignments, ...argv].map(shellQuote).join(' ')}; echo "[exit $?]"; sleep 900`;
+  await tmux(['new-session', '-d', '-x', '160', '-y', '80', ...(options.cwd ? ['-c', options.cwd] : []), command]);
   const screen = async () => (await tmux(['capture-pane', '-p', '-J', '-S', '-', '-t', '0'])).stdout;
   return {
     screen,

@@ -28,7 +28,8 @@ const terminals: Terminal[] = [];
 /** `aidd deploy` on a terminal with the server, user and owner left to the walkthrough. */
 async function startDeploy(): Promise<Terminal> {
   const argv = aiddArgv(['deploy', '--compose', hello.compose, '--registry', registry.address, '--project', owner, '--path', `~/apps/${owner}`, '--key', server.keyFile, '--known-hosts', knownHosts, '--timeout', '60']);
-  const terminal = await startOnTerminal(runner, argv, { REGISTRY_USER: registry.user, REGISTRY_TOKEN: registry.password.reveal(), AIDD_PROXY_IMAGE: process.env.AIDD_PROXY_IMAGE!, TMPDIR: scratch }, scratch);
+  const env = { REGISTRY_USER: registry.user, REGISTRY_TOKEN: registry.password.reveal(), AIDD_PROXY_IMAGE: process.env.AIDD_PROXY_IMAGE!, TMPDIR: scratch };
+  const terminal = await startOnTerminal(runner, argv, { env, cwd: scratch });
   terminals.push(terminal);
   return terminal;
 }
