@@ -1,7 +1,6 @@
 // Deploy the registry images to a server over SSH: health-checked, locked, audited, reversible.
-import { readFileSync } from 'node:fs';
-import { EXIT, isInteractive, parseSeconds, runScript, stringValue, ToolError, UsageError, type ScriptSpec, type Values } from '../lib/core/cli.ts';
-import { defaultProjectName, loadComposeApp, type ComposeApp } from '../lib/app/compose.ts';
+import { EXIT, isInteractive, parseSeconds, runScript, stringValue, ToolError, UsageError, type ScriptSpec } from '../lib/core/cli.ts';
+import { defaultProjectName, loadComposeApp } from '../lib/app/compose.ts';
 import {
   abandon,
   breakLock,
@@ -16,33 +15,25 @@ import {
   restoreBackup,
   rollback,
   status,
-  type DeployReport,
-  type DeployRequest,
   type Session,
 } from '../lib/deploy/engine.ts';
 import { checkDeployInputs } from '../lib/deploy/inputs.ts';
+import { deployRequestFrom } from '../lib/deploy/request.ts';
+import { failureJson, outcomeLine } from '../lib/deploy/outcome.ts';
 import { checkLogsOptions, checkServices, execCommand, logsCommand } from '../lib/deploy/operate.ts';
 import { formatStatus } from '../lib/deploy/status-view.ts';
 import { formatDiff } from '../lib/deploy/diff-view.ts';
 import { deploySummary } from '../lib/deploy/summary.ts';
 import { appendStepSummary } from '../lib/core/github-actions.ts';
 import { liveOutputWanted, terminalBoard } from '../lib/core/live-output.ts';
-import { pinTagsWithin } from '../lib/build/registry-api.ts';
 import { DEFAULT_PROXY_IMAGE, PROXY_CONTAINER } from '../lib/deploy/proxy.ts';
-import { readEnvFile } from '../lib/env/env-file.ts';
-import { appEnvSchema } from '../lib/env/app-env.ts';
-import { findVariable, validate } from '../lib/env/env-schema.ts';
 import type { WalkthroughResult } from '../lib/deploy/walkthrough.ts';
 import { Runner } from '../lib/core/exec.ts';
 import { notifyTargetsFromEnv, NOTIFY_VARIABLES, sendNotifications } from '../lib/deploy/notify.ts';
-import { createLogger, printJson, type Logger } from '../lib/core/log.ts';
-import { registerSecret, Secret } from '../lib/core/secrets.ts';
+import { createLogger, printJson } from '../lib/core/log.ts';
 import { formatOutcomes } from '../lib/app/smoke.ts';
 import { resolveSshTarget, SSH_FLAGS } from '../lib/deploy/ssh.ts';
-import { builtServices, imageName, type Publishing } from '../lib/app/images.ts';
-import { appCommit } from '../lib/app/revision.ts';
 import { DEFAULT_REGISTRY_COMPOSE_FILE } from '../lib/app/target.ts';
-
 
 const spec: ScriptSpec = {
   name: 'ssh-deploy',
@@ -112,140 +103,6 @@ const spec: ScriptSpec = {
     'npx tsx scripts/ssh-deploy.ts --host 203.0.113.10 --user deploy --exec postgres -- psql -U aidd',
   ],
 };
-
-interface BuildOutput {
-  revision?: string;
-  registry?: string;
-  owner?: string;
-  images?: { service: string; repository: string; tags?: string[]; ref?: string | null }[];
-}
-
-interface ImageChoice {
-  /** The app services whose images the toolkit deploys (pinned by digest in the release). */
-  services: string[];
-  refs: Record<string, string>;
-  revision?: string;
-}
-
-/** Which image each app service runs: exactly what build-push made, or its registry name (lib/app/images.ts) at --tag. */
-function imageRefs(values: Values, app: ComposeApp, registry: string): ImageChoice {
-  const owner = stringValue(values, 'owner')?.toLowerCase();
-  const imagesFrom = stringValue(values, 'images-from');
-  if (imagesFrom) {
-    let output: BuildOutput;
-    try {
-      output = JSON.parse(readFileSync(imagesFrom, 'utf8')) as BuildOutput;
-    } catch {
-      throw new UsageError(`--images-from ${imagesFrom} is not readable build-push --json output`);
-    }
-    const publishing = { registry: output.registry ?? registry, owner: output.owner ?? owner };
-    // Without an owner, a registry-only compose file cannot tell its own images from others: the file's list is the set.
-    const listed = (output.images ?? []).map((image) => image.service).filter((service) => app.services.some((candidate) => candidate.name === service));
-    const services = publishing.owner ? builtServiceNames(app, { registry: publishing.registry, owner: publishing.owner }) : [...new Set([...builtServiceNames(app), ...listed])];
-    const refs: Record<string, string> = {};
-    for (const image of output.images ?? []) {
-      if (services.includes(image.service)) refs[image.service] = image.ref ?? `${image.repository}:${image.tags?.[0] ?? 'latest'}`;
-    }
-    if (Object.keys(refs).length === 0) throw new UsageError(`--images-from ${imagesFrom} lists none of ${services.join(', ') || 'the services of the compose file'}`);
-    return { services, refs, revision: output.revision };
-  }
-  if (!owner) throw new UsageError('no image owner given; pass --owner NAME or set IMAGE_OWNER (or --images-from FILE)');
-  const tag = stringValue(values, 'tag') ?? 'latest';
-  const publishing = { registry, owner };
-  const services = builtServiceNames(app, publishing);
-  if (services.length === 0) throw new UsageError(`${app.file} has no service with a build: section or an image under ${registry}/${owner}/; nothing to deploy`);
-  return { services, refs: Object.fromEntries(services.map((service) => [service, `${imageName(app, { name: service }, publishing).repository}:${tag}`])) };
-}
-
-function builtServiceNames(app: ComposeApp, publishing?: Publishing): string[] {
-  return builtServices(app, publishing).map((service) => service.name);
-}
-
-/**
- * Reads the .env to upload and checks it against the app's production schema before anything connects.
- * Every value is registered as a secret unless the app's aidd.yml declares its variable non-secret: a
- * .env often holds credentials (API keys) that no schema names, and no output, plan or error may show them.
- */
-function readServerEnv(file: string, app: ComposeApp): string {
-  const env = readEnvFile(file);
-  if (!env) throw new UsageError(`--server-env ${file} does not exist; create it with: npx tsx scripts/setup-env.ts --target production --file ${file}`);
-  const schema = appEnvSchema(app);
-  for (const [name, value] of Object.entries(env.values)) {
-    const declared = app.config.env?.some((variable) => variable.name === name);
-    if (!declared || findVariable(schema, name)?.secret) registerSecret(value);
-  }
-  const problems = [
-    ...env.malformed.map((line) => `line ${line.line}: ${line.reason}`),
-    ...validate(env.values, schema, 'production').map((problem) => `${problem.name}: ${problem.reason}`),
-  ];
-  if (problems.length > 0) {
-    throw new UsageError(`--server-env ${file} is not ready for production (${problems.join('; ')}); fix it with: npx tsx scripts/setup-env.ts --target production --file ${file}`);
-  }
-  return env.text;
-}
-
-async function deployRequestFrom(
-  values: Values,
-  app: ComposeApp,
-  runner: Runner,
-  logger: Logger,
-  settings: Pick<DeployRequest, 'reason' | 'keep' | 'healthTimeoutMs'>,
-  typed: Pick<WalkthroughResult, 'token' | 'registryUser'>,
-): Promise<{ request: DeployRequest; services: string[] }> {
-  const registry = stringValue(values, 'registry') ?? 'ghcr.io';
-  const { services, refs, revision } = imageRefs(values, app, registry);
-  const envFile = stringValue(values, 'server-env');
-  const tokenValue = process.env.REGISTRY_TOKEN ?? process.env.GHCR_TOKEN;
-  const registryUser = typed.registryUser ?? process.env.REGISTRY_USER;
-  const registryToken = typed.token ?? (tokenValue ? new Secret(tokenValue) : undefined);
-  const credentials = registryUser && registryToken ? { username: registryUser, password: registryToken } : undefined;
-  const request: DeployRequest = {
-    app,
-    proxyImage: stringValue(values, 'proxy-image') ?? DEFAULT_PROXY_IMAGE,
-    refs,
-    registry,
-    registryUser,
-    registryToken,
-    // Tags pinned from here while the connection opens; a registry not answering in time leaves them to the server.
-    pinTags: (tags) => pinTagsWithin(registry, credentials, tags, 3_000),
-    env: envFile ? readServerEnv(envFile, app) : undefined,
-    // An empty .env would not do: then the server must already have one, or --server-env gives it.
-    envRequired: validate({}, appEnvSchema(app), 'production').length > 0,
-    revision: stringValue(values, 'revision') ?? revision ?? (await appRevision(runner, app, logger)),
-    noBackup: values['no-backup'] === true,
-    ...settings,
-  };
-  return { request, services };
-}
-
-/** The commit of the repository holding the app's compose file; said out loud when there is none. */
-async function appRevision(runner: Runner, app: ComposeApp, logger: Logger): Promise<string> {
-  const sha = await appCommit(runner, app.dir);
-  if (!sha) logger.warn(`${app.dir} is not in a git repository with a commit; the release records revision "unknown" (pass --revision SHA)`);
-  return sha ?? 'unknown';
-}
-
-/** One line on how it ended: printed, and sent to the notification targets. */
-function outcomeLine(report: DeployReport): string {
-  const where = report.release ? ` ${report.release}` : '';
-  // Going back to an older release leaves the database as the newer one migrated it; say where the data from before is.
-  const left = report.action === 'rollback' ? report.previous : report.release;
-  const data = report.backup ? `; the database from before ${left} was deployed is in backups/${report.backup} on the server (--restore-backup ${report.backup})` : '';
-  const lines: Record<DeployReport['result'], string> = {
-    deployed: report.action === 'rollback' ? `rolled back to${where}${data}` : `deployed${where}`,
-    unchanged: `no change: release${where} already runs these images, and it is healthy`,
-    'rolled-back': `FAILED: ${report.error}; rolled back to ${report.previous}, which is serving${data}`,
-    restored: `restored backups/${report.backup} into the database of${where}`,
-    failed: `FAILED: ${report.error ?? 'see the checks'}`,
-  };
-  return lines[report.result];
-}
-
-/** The one JSON object a --json run ends with when it fails. */
-function failureJson(mode: string, report: DeployReport | undefined, error: unknown): Record<string, unknown> {
-  const message = error instanceof Error ? error.message.split('\n')[0] : String(error);
-  return report ? { ...report, ok: false, result: 'failed', error: report.error ?? message } : { ok: false, action: mode, result: 'failed', error: message };
-}
 
 await runScript(spec, async (flags) => {
   const json = flags.json === true;
