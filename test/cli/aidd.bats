@@ -189,3 +189,24 @@ assert_usage_error() {
   assert_success
   assert_output "aidd-devops ${VERSION}"
 }
+
+@test "installed into another project with npm, npx aidd runs there, on that project's app" {
+  local project="${BATS_TEST_TMPDIR}/project"
+  mkdir -p "${project}"
+  (cd "$ROOT" && npm pack --silent --pack-destination "${BATS_TEST_TMPDIR}" >/dev/null)
+  cd "${project}"
+  printf '{"name": "an-app", "version": "1.0.0", "private": true}\n' >package.json
+  # The packages come from npm's cache, filled by the npm ci that installed the toolkit's own.
+  run npm install --no-audit --no-fund --prefer-offline "${BATS_TEST_TMPDIR}/aidd-devops-${VERSION}.tgz"
+  assert_success
+  run --separate-stderr npx --no-install aidd --version </dev/null
+  assert_success
+  assert_output "aidd-devops ${VERSION}"
+  # A dry run of a deploy of the project's own app prints the plan for its images and connects nowhere.
+  cp -r "${ROOT}/examples/hello-compose" app
+  touch known_hosts
+  run --separate-stderr npx --no-install aidd deploy --dry-run --compose app/docker-compose.yml --host 127.0.0.1 --user deploy \
+    --owner acme --key "${project}/package.json" --known-hosts known_hosts </dev/null
+  assert_success
+  [[ "$stderr" == *"ghcr.io/acme/hello-web:latest"* ]] || fail "no plan for the app's images: $stderr"
+}
