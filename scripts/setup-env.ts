@@ -223,8 +223,9 @@ async function setUp(target: Target, file: string, existing: EnvFile | undefined
   }
 
   const environment = valuesFromEnvironment(schema, target, process.env);
+  // A new file has none of the variables yet: the environment answers before the defaults fill them in.
   const supplied: [string, Record<string, string>][] = [
-    ['the environment (--from-env)', values['from-env'] === true ? environment : {}],
+    [values['from-env'] === true ? 'the environment (--from-env)' : 'the environment', values['from-env'] === true || !existing ? environment : {}],
     ['--set', parseSetFlags((values.set as string[] | undefined) ?? [], target)],
   ];
   const next: Record<string, string> = { ...(existing?.values ?? newFileValues(schema, target)) };

@@ -65,6 +65,21 @@ complete_production_file() {
   assert_output '.env.production: ok for production'
 }
 
+@test "a new file takes a variable with a default from the environment, not the default; an existing file keeps its value" {
+  API_PORT=18001 REGISTRY=registry.example.com POSTGRES_PASSWORD="${KNOWN_PASSWORD}" BOT_TOKEN="${KNOWN_TOKEN}" IMAGE_OWNER=acme \
+    run --separate-stderr setup_env --target production
+  assert_success
+  assert_equal "$(dotenv_value .env.production API_PORT)" 18001
+  assert_equal "$(dotenv_value .env.production REGISTRY)" registry.example.com
+  # The file now answers: the environment fills only what it lacks (--from-env makes it win).
+  API_PORT=18002 run --separate-stderr setup_env --target production
+  assert_success
+  assert_equal "$(dotenv_value .env.production API_PORT)" 18001
+  API_PORT=abc run --separate-stderr setup_env --target production --file .env.other
+  assert_failure 2
+  assert_equal "$stderr" 'setup-env: error: API_PORT from the environment: not a TCP port (1-65535)'
+}
+
 @test "--generate fills the database password with a strong random value" {
   BOT_TOKEN="${KNOWN_TOKEN}" run setup_env --target production --generate --set IMAGE_OWNER=acme
   assert_success
