@@ -13,7 +13,7 @@ import { dockerInfoCommand } from '../build/docker.ts';
 import type { Command, Runner } from '../core/exec.ts';
 import { Secret } from '../core/secrets.ts';
 
-function portAnswers(port: number): Promise<boolean> {
+export function portAnswers(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = net.connect({ host: '127.0.0.1', port, timeout: 1000 });
     socket.once('connect', () => (socket.destroy(), resolve(true)));
@@ -22,7 +22,7 @@ function portAnswers(port: number): Promise<boolean> {
   });
 }
 
-function processAlive(pid: number): boolean {
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -31,7 +31,7 @@ function processAlive(pid: number): boolean {
   }
 }
 
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number, logFile: string): Promise<void> {
+export async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number, logFile: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await check()) return;
@@ -51,7 +51,7 @@ function readState(file: string): DaemonState | undefined {
   return processAlive(state.pid) ? state : undefined;
 }
 
-function startDetached(argv: string[], logFile: string): number {
+export function startDetached(argv: string[], logFile: string): number {
   const log = openSync(logFile, 'a');
   const child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', log, log] });
   child.unref();
@@ -135,7 +135,7 @@ export interface SshServer {
   stop(): void;
 }
 
-function keygenCommand(file: string, comment: string): Command {
+export function keygenCommand(file: string, comment: string): Command {
   return { argv: ['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', file], timeoutMs: 30_000 };
 }
 
@@ -151,11 +151,26 @@ export function deployUserCommands(user: string): Command[] {
 export async function startSshServer(runner: Runner, dir: string, user = 'aidd-deploy', extraConfig: string[] = []): Promise<SshServer> {
   if (process.getuid?.() !== 0) throw new ToolError('the local SSH server needs root (it creates a deploy user); run as root');
   mkdirSync(dir, { recursive: true, mode: 0o755 });
-  const stateFile = path.join(dir, 'state.json');
   const logFile = path.join(dir, 'sshd.log');
+  const knownHostsFile = path.join(dir, 'known_hosts');
+  const { hostKey, keyFile, home } = await prepareDeployLogin(runner, dir, user);
+  const { port, stop } = await startSshDaemon(runner, dir, { allowUsers: user, hostKey, extraConfig });
+  writeKnownHosts(knownHostsFile, port, hostKey);
+  return { host: '127.0.0.1', port, user, keyFile, knownHostsFile, home, logFile, stop };
+}
+
+export interface DeployLogin {
+  /** The server's private host key; its .pub goes into known_hosts. */
+  hostKey: string;
+  /** The deploy user's client key, mode 0600. */
+  keyFile: string;
+  home: string;
+}
+
+/** Host and client keys in `dir` (made once), and the deploy account with the client key authorized. */
+export async function prepareDeployLogin(runner: Runner, dir: string, user: string): Promise<DeployLogin> {
   const hostKey = path.join(dir, 'ssh_host_ed25519_key');
   const keyFile = path.join(dir, 'client_key');
-  const knownHostsFile = path.join(dir, 'known_hosts');
   if (!existsSync(hostKey)) await runner.run(keygenCommand(hostKey, 'aidd-sandbox-host'));
   if (!existsSync(keyFile)) await runner.run(keygenCommand(keyFile, 'aidd-sandbox-client'));
   const idResult = await runner.attempt({ argv: ['id', '-u', user], readOnly: true });
@@ -170,31 +185,39 @@ export async function startSshServer(runner: Runner, dir: string, user = 'aidd-d
   const known = existsSync(authorizedKeys) ? readFileSync(authorizedKeys, 'utf8') : '';
   if (!known.includes(publicKey.trim())) writeFileSync(authorizedKeys, known + publicKey, { mode: 0o600 });
   for (const file of [sshDir, authorizedKeys]) chownSync(file, Number(uid), Number(gid));
+  return { hostKey, keyFile, home: home! };
+}
 
+/** known_hosts holding the host key of a server reached on 127.0.0.1:port, for strict checking. */
+export function writeKnownHosts(file: string, port: number, hostKey: string): void {
+  const hostPublicKey = readFileSync(`${hostKey}.pub`, 'utf8').split(' ').slice(0, 2).join(' ');
+  writeFileSync(file, `[127.0.0.1]:${port} ${hostPublicKey}\n`);
+}
+
+export interface SshDaemonOptions {
+  /** sshd's AllowUsers: the only accounts that may log in. They need not exist yet. */
+  allowUsers: string;
+  /** Private host key file; its .pub is what clients see. */
+  hostKey: string;
+  /** More sshd_config lines (a benchmark sets the session PATH with SetEnv). */
+  extraConfig?: string[];
+}
+
+/**
+ * sshd on a free loopback port, configured in `dir` (sshd.log there), for key logins only; the accounts
+ * and their authorized_keys are the caller's. A daemon already running from `dir` is reused.
+ */
+export async function startSshDaemon(runner: Runner, dir: string, options: SshDaemonOptions): Promise<{ port: number; logFile: string; stop(): void }> {
+  if (process.getuid?.() !== 0) throw new ToolError('the local SSH server needs root; run as root');
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  const stateFile = path.join(dir, 'state.json');
+  const logFile = path.join(dir, 'sshd.log');
   let state = readState(stateFile);
   if (!state || !(await portAnswers(state.port))) {
     const port = await freePort();
     const config = path.join(dir, 'sshd_config');
     const pidFile = path.join(dir, 'sshd.pid');
-    writeFileSync(
-      config,
-      [
-        `Port ${port}`,
-        'ListenAddress 127.0.0.1',
-        `HostKey ${hostKey}`,
-        `PidFile ${pidFile}`,
-        `AllowUsers ${user}`,
-        'PasswordAuthentication no',
-        'KbdInteractiveAuthentication no',
-        'PermitRootLogin no',
-        'UsePAM no',
-        'MaxStartups 100',
-        'MaxSessions 100',
-        'Subsystem sftp /usr/lib/openssh/sftp-server',
-        ...extraConfig,
-        '',
-      ].join('\n'),
-    );
+    writeFileSync(config, sshdConfigText({ ...options, port, listenAddress: '127.0.0.1', pidFile }));
     mkdirSync('/run/sshd', { recursive: true });
     await runner.run({ argv: ['/usr/sbin/sshd', '-f', config, '-E', logFile], timeoutMs: 30_000 });
     await waitFor('sshd', () => portAnswers(port), 20_000, logFile);
@@ -202,7 +225,25 @@ export async function startSshServer(runner: Runner, dir: string, user = 'aidd-d
     writeFileSync(stateFile, JSON.stringify(state));
   }
   const { pid, port } = state;
-  const hostPublicKey = readFileSync(`${hostKey}.pub`, 'utf8').split(' ').slice(0, 2).join(' ');
-  writeFileSync(knownHostsFile, `[127.0.0.1]:${port} ${hostPublicKey}\n`);
-  return { host: '127.0.0.1', port, user, keyFile, knownHostsFile, home: home!, logFile, stop: () => stopProcess(pid) };
+  return { port, logFile, stop: () => stopProcess(pid) };
+}
+
+/** The sshd_config of a sandbox daemon: key logins only, for `allowUsers`, on `listenAddress`:`port`. */
+export function sshdConfigText(options: SshDaemonOptions & { port: number; listenAddress: string; pidFile: string }): string {
+  return [
+    `Port ${options.port}`,
+    `ListenAddress ${options.listenAddress}`,
+    `HostKey ${options.hostKey}`,
+    `PidFile ${options.pidFile}`,
+    `AllowUsers ${options.allowUsers}`,
+    'PasswordAuthentication no',
+    'KbdInteractiveAuthentication no',
+    'PermitRootLogin no',
+    'UsePAM no',
+    'MaxStartups 100',
+    'MaxSessions 100',
+    'Subsystem sftp /usr/lib/openssh/sftp-server',
+    ...(options.extraConfig ?? []),
+    '',
+  ].join('\n');
 }
