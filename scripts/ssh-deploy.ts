@@ -55,7 +55,11 @@ const spec: ScriptSpec = {
     owner: { type: 'string', value: 'NAME', env: 'IMAGE_OWNER', help: 'Registry namespace of the images, e.g. your GitHub user.' },
     tag: { type: 'string', value: 'TAG', env: 'IMAGE_TAG', help: 'Image tag to deploy (default latest); pinned to its digest in the release.' },
     'images-from': { type: 'string', value: 'FILE', env: 'AIDD_IMAGES_FILE', help: 'build-push --json output: deploy exactly those images.' },
-    revision: { type: 'string', value: 'SHA', env: 'GITHUB_SHA', help: "Git revision recorded with the release (default: the commit of the app's repository)." },
+    revision: {
+      type: 'string',
+      value: 'SHA',
+      help: "Git revision recorded with the release (default: the commit the images were built from, by their org.opencontainers.image.revision label, else the commit of the app's repository).",
+    },
     reason: { type: 'string', value: 'TEXT', help: 'Why: recorded in the lock and the audit log.' },
     keep: { type: 'string', value: 'N', env: 'AIDD_KEEP_RELEASES', help: 'Releases and backups to keep on the server (default 5).' },
     'proxy-image': {
@@ -174,7 +178,7 @@ await runScript(spec, async (flags) => {
     const values = walkthrough.values;
 
     // Inputs are all read and checked here, before the first connection.
-    const deployment = deploying ? await deployRequestFrom(values, app, runner, logger, { reason, keep, healthTimeoutMs }, walkthrough) : undefined;
+    const deployment = deploying ? await deployRequestFrom(values, app, runner, { reason, keep, healthTimeoutMs }, walkthrough) : undefined;
     const deployRequest = deployment?.request;
     checkDeployInputs({ values, project, config: app.config, services: deployment?.services ?? [], request: deployRequest });
     const restoring = stringValue(values, 'restore-backup');

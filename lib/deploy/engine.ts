@@ -9,6 +9,7 @@ import { createTwoFilesPatch } from 'diff';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EXIT, ToolError, UsageError } from '../core/cli.ts';
+import { formats } from '../env/env-schema.ts';
 import type { ComposeApp, ContainerStatus } from '../app/compose.ts';
 import { planRelease, sha256, type ReleaseRecord } from './release-plan.ts';
 import { listenVariables, proxyMainConfig } from './proxy.ts';
@@ -374,6 +375,17 @@ export function contentKeys(stdout: string, refs: Record<string, string>): Recor
   return keys;
 }
 
+/** `revision REF SHA` lines from the pull script -> the commit each service's image was built from (its OCI label), where it has one. */
+export function imageRevisions(stdout: string, refs: Record<string, string>): Record<string, string> {
+  const revisions: Record<string, string> = {};
+  const lines = stdout.split('\n').filter((line) => line.startsWith('revision '));
+  for (const [service, ref] of Object.entries(refs)) {
+    const revision = lines.find((line) => line.split(' ')[1] === ref)?.split(' ')[2];
+    if (revision && revision !== '<no value>') revisions[service] = revision;
+  }
+  return revisions;
+}
+
 /** `digest REF REPO@sha256:..` lines from the pull script -> service refs pinned by digest. */
 export function pinnedRefs(stdout: string, refs: Record<string, string>): Record<string, string> {
   const pinned: Record<string, string> = {};
@@ -494,7 +506,13 @@ export interface DeployRequest {
   env?: string;
   /** The app's compose needs variables, so a first deploy without `env` cannot start. */
   envRequired: boolean;
-  revision: string;
+  /** The git revision to record, when given (--revision, or build-push's output with --images-from). */
+  revision?: string;
+  /**
+   * Recorded when no revision is given and the images do not name one commit they were built from: the
+   * commit of the app's repository, if it has one.
+   */
+  appRevision?: string;
   reason: string;
   keep: number;
   healthTimeoutMs: number;
@@ -570,7 +588,11 @@ async function begin(session: Session, report: DeployReport, beside?: () => Prom
  * and needs no login), and a tag moved meanwhile cannot change this release. Where this machine
  * cannot ask the registry in time, the server's pull resolves them.
  */
-async function connectAndPull(session: Session, request: DeployRequest, report: DeployReport): Promise<{ facts: ServerFacts; pulledImages: Record<string, string>; contents: Record<string, string> }> {
+async function connectAndPull(
+  session: Session,
+  request: DeployRequest,
+  report: DeployReport,
+): Promise<{ facts: ServerFacts; pulledImages: Record<string, string>; contents: Record<string, string>; revision?: string }> {
   const pinning = session.runner.dryRun || !request.pinTags ? Promise.resolve(request.refs) : request.pinTags(request.refs).catch(() => request.refs);
   let refs = request.refs;
   const pull = () =>
@@ -585,19 +607,44 @@ async function connectAndPull(session: Session, request: DeployRequest, report: 
   let pulling: Promise<Result> | undefined;
   const facts = await begin(session, report, () => (pulling = pull()));
   const pulled = await (pulling ?? pull());
-  return { facts, pulledImages: session.runner.dryRun ? refs : pinnedRefs(pulled.stdout, refs), contents: contentKeys(pulled.stdout, refs) };
+  return {
+    facts,
+    pulledImages: session.runner.dryRun ? refs : pinnedRefs(pulled.stdout, refs),
+    contents: contentKeys(pulled.stdout, refs),
+    revision: builtRevision(imageRevisions(pulled.stdout, refs), Object.keys(refs)),
+  };
+}
+
+/**
+ * The commit the images were built from, when every one of them names the same one in its
+ * org.opencontainers.image.revision label (build-push labels each image of a build with it). A label is
+ * the image author's text: one that is not a plain revision is not used.
+ */
+export function builtRevision(revisions: Record<string, string>, services: string[]): string | undefined {
+  const named = new Set(services.map((service) => revisions[service]));
+  const [revision] = named;
+  return named.size === 1 && revision !== undefined && formats.revision.check(revision, 'ci') === undefined ? revision : undefined;
+}
+
+/** What a release records as its revision: the one given, else the images' own, else the app repository's. */
+function releaseRevision(session: Session, request: DeployRequest, built: string | undefined): string {
+  const revision = request.revision ?? built ?? request.appRevision;
+  if (revision) return revision;
+  session.logger.warn(`${request.app.dir} is not in a git repository with a commit, and the images name no commit they were built from; the release records revision "unknown" (pass --revision SHA)`);
+  return 'unknown';
 }
 
 export async function deploy(session: Session, request: DeployRequest, report = newReport('deploy')): Promise<DeployReport> {
   const { logger, layout } = session;
-  const { facts, pulledImages, contents } = await connectAndPull(session, request, report);
+  const { facts, pulledImages, contents, revision: built } = await connectAndPull(session, request, report);
   report.images = pulledImages;
   const envVars = request.env === undefined ? undefined : parseEnv(request.env);
+  const revision = releaseRevision(session, request, built);
 
   return withLock(session, request.reason, report, async (state) => {
     const live = state.current;
     report.previous = live;
-    const id = newReleaseId(request.revision, new Date(), state.releases);
+    const id = newReleaseId(revision, new Date(), state.releases);
     const plan = planRelease({
       app: request.app,
       project: layout.project,
@@ -641,7 +688,7 @@ export async function deploy(session: Session, request: DeployRequest, report = 
     const audit = (entry: Record<string, unknown>) =>
       runRemote(session, scripts.auditScript(layout, auditLine({ action: 'deploy', release: id, previous: live ?? null, backup: backupNote, ...entry })), DEADLINES_MS.audit);
     const releaseJson = JSON.stringify(
-      { id, revision: request.revision, ...plan.record, who: describeActor(), at: new Date().toISOString(), reason: request.reason, previous: live ?? null },
+      { id, revision, ...plan.record, who: describeActor(), at: new Date().toISOString(), reason: request.reason, previous: live ?? null },
       null,
       2,
     );

@@ -15,7 +15,7 @@ export interface DeployInputs {
   /** The app services whose images the toolkit deploys. */
   services: string[];
   /** What a deploy would send; absent for --rollback, --status, --history and --break-lock. */
-  request?: { refs: Record<string, string>; revision: string };
+  request?: { refs: Record<string, string>; revision?: string; appRevision?: string };
 }
 
 function check(label: string, value: string | undefined, format: Format): void {
@@ -43,6 +43,7 @@ export function checkDeployInputs({ values, project, config, services, request }
 
   const imagesFrom = stringValue(values, 'images-from');
   check(stringValue(values, 'revision') || !imagesFrom ? '--revision' : `the revision in --images-from ${imagesFrom}`, request.revision, formats.revision);
+  check(`the commit of the app's repository`, request.appRevision, formats.revision);
   for (const [service, ref] of Object.entries(request.refs)) {
     check(imagesFrom ? `--images-from ${imagesFrom}: the image of ${service}` : `the image of ${service} (--registry, --owner, --tag, aidd.yml image-name)`, ref, formats.imageReference);
   }

@@ -275,8 +275,9 @@ DOCKER_CONFIG=$(mktemp -d)
 export DOCKER_CONFIG
 trap 'rm -rf "$DOCKER_CONFIG"' EXIT
 refs=(${request.refs})
-# One inspect per image: its digests on the first line, what the content key hashes on the second.
-inspect() { docker image inspect --format ${`{{join .RepoDigests " "}}\n${CONTENT_KEY_FORMAT}`} "$1"; }
+# One inspect per image: its digests on the first line, the commit it was built from (its OCI label) on
+# the second, what the content key hashes on the third.
+inspect() { docker image inspect --format ${`{{join .RepoDigests " "}}\n{{index .Config.Labels "org.opencontainers.image.revision"}}\n${CONTENT_KEY_FORMAT}`} "$1"; }
 infos=()
 missing=()
 for index in "\${!refs[@]}"; do
@@ -300,7 +301,9 @@ for index in "\${!refs[@]}"; do
   fi
   info=\${infos[$index]}
   echo "digest $ref \${info%%$'\n'*}"
-  echo "content $ref $(printf '%s\n' "\${info#*$'\n'}" | sha256sum | cut -c1-64)"
+  rest=\${info#*$'\n'}
+  echo "revision $ref \${rest%%$'\n'*}"
+  echo "content $ref $(printf '%s\n' "\${rest#*$'\n'}" | sha256sum | cut -c1-64)"
 done
 `);
 }

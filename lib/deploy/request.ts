@@ -4,7 +4,6 @@
 import { readFileSync } from 'node:fs';
 import { stringValue, UsageError, type Values } from '../core/cli.ts';
 import type { Runner } from '../core/exec.ts';
-import type { Logger } from '../core/log.ts';
 import { registerSecret, Secret } from '../core/secrets.ts';
 import type { ComposeApp } from '../app/compose.ts';
 import { builtServices, imageName, type Publishing } from '../app/images.ts';
@@ -92,7 +91,6 @@ export async function deployRequestFrom(
   values: Values,
   app: ComposeApp,
   runner: Runner,
-  logger: Logger,
   settings: Pick<DeployRequest, 'reason' | 'keep' | 'healthTimeoutMs'>,
   typed: Pick<WalkthroughResult, 'token' | 'registryUser'>,
 ): Promise<{ request: DeployRequest; services: string[] }> {
@@ -115,17 +113,11 @@ export async function deployRequestFrom(
     env: envFile ? readServerEnv(envFile, app) : undefined,
     // An empty .env would not do: then the server must already have one, or --server-env gives it.
     envRequired: validate({}, appEnvSchema(app), 'production').length > 0,
-    revision: stringValue(values, 'revision') ?? revision ?? (await appRevision(runner, app, logger)),
+    revision: stringValue(values, 'revision') ?? revision,
+    appRevision: await appCommit(runner, app.dir),
     noBackup: values['no-backup'] === true,
     ...settings,
   };
   return { request, services };
-}
-
-/** The commit of the repository holding the app's compose file; said out loud when there is none. */
-async function appRevision(runner: Runner, app: ComposeApp, logger: Logger): Promise<string> {
-  const sha = await appCommit(runner, app.dir);
-  if (!sha) logger.warn(`${app.dir} is not in a git repository with a commit; the release records revision "unknown" (pass --revision SHA)`);
-  return sha ?? 'unknown';
 }
 

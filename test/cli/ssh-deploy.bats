@@ -95,7 +95,7 @@ teardown() {
   run --separate-stderr script ssh-deploy --dry-run --compose "$scratch/app/docker-compose.yml" --host 192.0.2.1 --user deploy \
     --key "$scratch/key" --known-hosts "$scratch/known_hosts" --owner me --registry 127.0.0.1:5000 --server-env "$scratch/app.env"
   assert_success
-  [[ "$stderr" == *"ssh-deploy: warning: $scratch/app is not in a git repository with a commit; the release records revision \"unknown\""* ]]
+  [[ "$stderr" == *"ssh-deploy: warning: $scratch/app is not in a git repository with a commit, and the images name no commit they were built from; the release records revision \"unknown\" (pass --revision SHA)"* ]]
   [[ "$stderr" == *'"revision": "unknown"'* ]]
   [[ "$stderr" == *"image: 127.0.0.1:5000/me/hello-web:latest"* ]]
   # The release keeps the x-app extension field as written; no service keeps its build:.

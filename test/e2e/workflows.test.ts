@@ -317,6 +317,7 @@ describe('the GitHub workflows, run step by step against the sandbox registry an
     expect(written.sort()).toEqual([`API_PORT=${apiPort}`, 'BOT_MODE=offline', `IMAGE_OWNER=${owner}`, `IMAGE_TAG=${main}`, `REGISTRY=${registry.address}`]);
 
     firstRelease = currentRelease();
+    expect(firstRelease).toMatch(new RegExp(`-${main.slice(0, 12)}$`));
     expect(releaseImages(firstRelease)).toEqual(imagesOf(built));
     expect(await apiHealth()).toMatchObject({ status: 200, body: { database: 'ok' } });
     expect(job.summary).toContain(`### deploy: deployed\n\nrelease \`${firstRelease}\`, previous \`-\``);
@@ -330,6 +331,8 @@ describe('the GitHub workflows, run step by step against the sandbox registry an
     expect(second.result, second.steps.map((item) => item.stderr).join('\n')).toBe('success');
     const secondRelease = currentRelease();
     expect(secondRelease).not.toBe(firstRelease);
+    // The release records the commit its images were built from (their label), not the one the workflow ran on.
+    expect(secondRelease).toMatch(new RegExp(`-${branch.slice(0, 12)}$`));
     const frontend = `${registry.address}/${owner}/aidd-frontend@${await manifestDigest('frontend', branch)}`;
     // The api and bot images of the branch differ from main's only in their labels: their containers stay.
     expect(releaseImages(secondRelease)).toEqual({ ...imagesOf(built), frontend });

@@ -8,6 +8,7 @@ import { Runner, type Command, type Result } from '../../lib/core/exec.ts';
 import { createLogger } from '../../lib/core/log.ts';
 import {
   abandon,
+  builtRevision,
   diffRelease,
   deploy,
   InterruptedError,
@@ -267,6 +268,24 @@ describe('deploy engine, against a scripted server', () => {
     const unpinned = await deploy(session(unpinnedServer), { ...request, pinTags: async () => Promise.reject(new Error('registry unreachable')) });
     expect(unpinned.ok).toBe(true);
     expect(unpinnedServer.scripts.pull).toMatch(/^refs=\(reg\/me\/aidd-api:v2\)$/m);
+  });
+
+  it('records the revision given, else the commit the images were built from (their label), else the app repository\'s', async () => {
+    const pulled = (label: string) => `digest reg/me/aidd-api:v2 reg/me/aidd-api@sha256:aa\nrevision reg/me/aidd-api:v2 ${label}\ncontent reg/me/aidd-api:v2 content-1\n`;
+    const cases: [Partial<DeployRequest>, string, string][] = [
+      [{ revision: 'abc123', appRevision: 'beef1234' }, 'feedc0de', 'abc123'],
+      [{ revision: undefined, appRevision: 'beef1234' }, 'feedc0de', 'feedc0de'],
+      // No label, or one that is no plain revision (an image author's text): the app repository's commit.
+      [{ revision: undefined, appRevision: 'beef1234' }, '', 'beef1234'],
+      [{ revision: undefined, appRevision: 'beef1234' }, '$(reboot)', 'beef1234'],
+      [{ revision: undefined, appRevision: undefined }, '', 'unknown'],
+    ];
+    for (const [fields, label, recorded] of cases) {
+      const server = new FakeServer(twoLive, 'r2');
+      server.pullOutput = pulled(label);
+      const report = await deploy(session(server), { ...request, ...fields });
+      expect(report.release, JSON.stringify(fields)).toMatch(new RegExp(`-${recorded.replace(/[$()]/g, '\\$&')}$`));
+    }
   });
 
   it('--diff decides as a deploy would and changes nothing: images, the compose file, .env names without values', async () => {
@@ -577,5 +596,15 @@ describe('rollback target', () => {
     const error = await failure(rollback(session(server), { app, proxyImage: 'caddy:2', reason: 'test', healthTimeoutMs: 300 }));
     expect(error.message).toBe('no release that went live before r1 is kept on the server; see --history');
     expect(server.locked).toBe(false);
+  });
+});
+
+describe('builtRevision', () => {
+  it('is the commit every image names, and nothing when they differ, one names none, or a label is not a plain revision', () => {
+    expect(builtRevision({ api: 'a1b2c3', bot: 'a1b2c3' }, ['api', 'bot'])).toBe('a1b2c3');
+    expect(builtRevision({ api: 'a1b2c3', bot: 'd4e5f6' }, ['api', 'bot'])).toBeUndefined();
+    expect(builtRevision({ api: 'a1b2c3' }, ['api', 'bot'])).toBeUndefined();
+    expect(builtRevision({ api: 'x y' }, ['api'])).toBeUndefined();
+    expect(builtRevision({}, [])).toBeUndefined();
   });
 });

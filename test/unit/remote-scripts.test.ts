@@ -8,7 +8,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import { createServer, type AddressInfo } from 'node:net';
-import { contentKeys, parseState, pinnedRefs } from '../../lib/deploy/engine.ts';
+import { contentKeys, imageRevisions, parseState, pinnedRefs } from '../../lib/deploy/engine.ts';
 import * as scripts from '../../lib/deploy/remote-scripts.ts';
 import { freePort } from '../../lib/core/net.ts';
 
@@ -527,6 +527,8 @@ case "$*" in
     # The server has an image it was given (AIDD_PRESENT) or has pulled.
     [[ " $AIDD_PRESENT " == *" $ref "* ]] || grep -qxF "$ref" "$AIDD_CALLS" 2>/dev/null || exit 1
     echo "other/mirror@sha256:00 $repository@sha256:$(printf %s "$ref" | sha256sum | cut -c1-8)"
+    # The commit build-push labels an image with; this frontend was built elsewhere, without the label.
+    if [[ "$repository" == */aidd-frontend ]]; then echo ""; else echo "0123abcd"; fi
     echo "layers of $repository" ;;
 esac
 `,
@@ -553,6 +555,8 @@ describe('the pull on a server', () => {
     expect(pinnedRefs(result.stdout, refs)).toMatchObject({ api: expect.stringMatching(/^reg\/me\/aidd-api@sha256:[0-9a-f]{8}$/), bot: expect.stringMatching(/^reg\/me\/aidd-bot@sha256:/) });
     // Two tags of one repository have one content: a deploy keeps a service whose key did not change.
     expect(contentKeys(result.stdout, refs)).toEqual({ api: key('reg/me/aidd-api'), bot: key('reg/me/aidd-bot'), frontend: key('reg/me/aidd-frontend'), worker: key('reg/me/aidd-api') });
+    // The commit each image was built from, where its label names one.
+    expect(imageRevisions(result.stdout, refs)).toEqual({ api: '0123abcd', bot: '0123abcd', worker: '0123abcd' });
   });
 
   it('logs in to the registry only when an image is to be pulled', () => {
