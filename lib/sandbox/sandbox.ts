@@ -13,7 +13,7 @@ import { dockerInfoCommand } from '../build/docker.ts';
 import type { Command, Runner } from '../core/exec.ts';
 import { Secret } from '../core/secrets.ts';
 
-export function portAnswers(port: number): Promise<boolean> {
+function portAnswers(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = net.connect({ host: '127.0.0.1', port, timeout: 1000 });
     socket.once('connect', () => (socket.destroy(), resolve(true)));
@@ -135,7 +135,7 @@ export interface SshServer {
   stop(): void;
 }
 
-export function keygenCommand(file: string, comment: string): Command {
+function keygenCommand(file: string, comment: string): Command {
   return { argv: ['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', file], timeoutMs: 30_000 };
 }
 
