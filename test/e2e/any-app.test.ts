@@ -11,9 +11,9 @@ import { parse as parseYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pullCommand } from '../../lib/build/docker.ts';
 import { freePort } from '../../lib/core/net.ts';
-import { startRegistry, startSshServer, type Registry, type SshServer } from '../../lib/sandbox/sandbox.ts';
+import type { Registry, SshServer } from '../../lib/sandbox/sandbox.ts';
 import { aiddArgv, REPO_ROOT, scriptArgv } from '../../lib/app/target.ts';
-import { buildPushEnv, committedCopy, containerStarts, type AppCopy, handshakes, removeProject, sandboxSshArgs, requireDocker, SANDBOX_DIR, snapshot, tempDir, testRunner, uniqueName, useProxyImage } from './harness.ts';
+import { buildPushEnv, committedCopy, containerStarts, handshakes, removeProject, sandboxSshArgs, snapshot, startDeploySandbox, tempDir, testRunner, uniqueName, type AppCopy } from './harness.ts';
 
 const runner = testRunner();
 const owner = uniqueName('any-app');
@@ -132,10 +132,7 @@ describe('any compose app: Hello Compose and a fixture with variables, built, de
   let firstRelease: string;
 
   beforeAll(async () => {
-    await requireDocker(runner);
-    await useProxyImage(runner);
-    registry = await startRegistry(runner, path.join(SANDBOX_DIR, 'registry'));
-    server = await startSshServer(runner, path.join(SANDBOX_DIR, 'sshd'));
+    ({ registry, server } = await startDeploySandbox(runner));
     deployDir = path.join(server.home, 'apps', owner);
     mkdirSync(dockerConfig, { recursive: true });
     hello = await committedCopy(runner, HELLO_SOURCE, 'aidd-hello-compose');

@@ -12,9 +12,9 @@ import { resolveBaseImages } from '../../lib/build/base-images.ts';
 import { loadComposeApp } from '../../lib/app/compose.ts';
 import { createLogger } from '../../lib/core/log.ts';
 import { freePort } from '../../lib/core/net.ts';
-import { startRegistry, startSshServer, type Registry, type SshServer } from '../../lib/sandbox/sandbox.ts';
+import type { Registry, SshServer } from '../../lib/sandbox/sandbox.ts';
 import { DEFAULT_COMPOSE_FILE, scriptArgv } from '../../lib/app/target.ts';
-import { getJson, handshakes, pushVariant as pushImageVariant, removeProxyRoutes, sandboxSshArgs, requireDocker, SANDBOX_DIR, snapshot, tempDir, testRunner, uniqueName, useProxyImage } from './harness.ts';
+import { getJson, handshakes, pushVariant as pushImageVariant, removeProxyRoutes, SANDBOX_DIR, sandboxSshArgs, snapshot, startDeploySandbox, tempDir, testRunner, uniqueName } from './harness.ts';
 import { startOnTerminal } from './terminal.ts';
 
 const runner = testRunner();
@@ -138,10 +138,7 @@ async function apiHealth(): Promise<{ status: number; body: Record<string, unkno
 
 describe('ssh-deploy against a real sshd, registry and Docker engine', () => {
   beforeAll(async () => {
-    await requireDocker(runner);
-    await useProxyImage(runner);
-    registry = await startRegistry(runner, path.join(SANDBOX_DIR, 'registry'));
-    server = await startSshServer(runner, path.join(SANDBOX_DIR, 'sshd'));
+    ({ registry, server } = await startDeploySandbox(runner));
     deployDir = path.join(server.home, 'apps', owner);
     mkdirSync(dockerConfig, { recursive: true });
     mkdirSync(runTmp);

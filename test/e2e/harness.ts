@@ -11,7 +11,7 @@ import { composeCommand, loadComposeApp, type ComposeApp, type ComposeTarget } f
 import { Runner, type Command } from '../../lib/core/exec.ts';
 import { createLogger } from '../../lib/core/log.ts';
 import { freePort } from '../../lib/core/net.ts';
-import { ensureDockerEngine, type Registry, type SshServer } from '../../lib/sandbox/sandbox.ts';
+import { ensureDockerEngine, startRegistry, startSshServer, type Registry, type SshServer } from '../../lib/sandbox/sandbox.ts';
 import { DEFAULT_COMPOSE_FILE, detectComposeCli, SANDBOX_DIR } from '../../lib/app/target.ts';
 
 export { SANDBOX_DIR };
@@ -23,6 +23,15 @@ export function testRunner(): Runner {
 /** The Docker engine must answer: with CI set, a missing engine fails the suite instead of skipping it. */
 export async function requireDocker(runner: Runner): Promise<void> {
   await ensureDockerEngine(runner, SANDBOX_DIR);
+}
+
+/** What every deploy test stands on: the Docker engine, the proxy image, and the sandbox's registry and sshd. */
+export async function startDeploySandbox(runner: Runner): Promise<{ registry: Registry; server: SshServer }> {
+  await requireDocker(runner);
+  await useProxyImage(runner);
+  const registry = await startRegistry(runner, path.join(SANDBOX_DIR, 'registry'));
+  const server = await startSshServer(runner, path.join(SANDBOX_DIR, 'sshd'));
+  return { registry, server };
 }
 
 export function uniqueName(prefix: string): string {

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../lib/core/net.ts';
 import { PROXY_CONFIG_DIR, PROXY_CONTAINER } from '../../lib/deploy/proxy.ts';
-import { startRegistry, startSshServer, type Registry, type SshServer } from '../../lib/sandbox/sandbox.ts';
+import type { Registry, SshServer } from '../../lib/sandbox/sandbox.ts';
 import { REPO_ROOT, scriptArgv } from '../../lib/app/target.ts';
 import {
   buildPushEnv,
@@ -18,13 +18,11 @@ import {
   pushVariant,
   removeProject,
   requestLoop,
-  requireDocker,
   sandboxSshArgs,
-  SANDBOX_DIR,
+  startDeploySandbox,
   tempDir,
   testRunner,
   uniqueName,
-  useProxyImage,
   type LoadOptions,
   type LoadResult,
 } from './harness.ts';
@@ -121,10 +119,7 @@ describe('zero-downtime switches behind the reverse proxy', () => {
   let v2: Record<string, string>;
 
   beforeAll(async () => {
-    await requireDocker(runner);
-    await useProxyImage(runner);
-    registry = await startRegistry(runner, path.join(SANDBOX_DIR, 'registry'));
-    server = await startSshServer(runner, path.join(SANDBOX_DIR, 'sshd'));
+    ({ registry, server } = await startDeploySandbox(runner));
     app = await helloCopy(owner);
     const built = await runTool('build-push', ['--compose', app.compose, '--registry', registry.address, '--owner', owner, '--json']);
     expect(built.code, built.stderr).toBe(0);

@@ -6,9 +6,9 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../lib/core/net.ts';
-import { startRegistry, startSshServer, type Registry, type SshServer } from '../../lib/sandbox/sandbox.ts';
+import type { Registry, SshServer } from '../../lib/sandbox/sandbox.ts';
 import { aiddArgv, REPO_ROOT, scriptArgv } from '../../lib/app/target.ts';
-import { buildPushEnv, committedCopy, removeProject, requireDocker, SANDBOX_DIR, tempDir, testRunner, uniqueName, useProxyImage, type AppCopy } from './harness.ts';
+import { buildPushEnv, committedCopy, removeProject, SANDBOX_DIR, startDeploySandbox, tempDir, testRunner, uniqueName, type AppCopy } from './harness.ts';
 import { startOnTerminal, type Terminal } from './terminal.ts';
 
 const runner = testRunner();
@@ -64,10 +64,7 @@ async function answerUpToTheDeploy(terminal: Terminal, options: { newHostKey: bo
 
 describe('the guided deploy on a terminal', () => {
   beforeAll(async () => {
-    await requireDocker(runner);
-    await useProxyImage(runner);
-    registry = await startRegistry(runner, path.join(SANDBOX_DIR, 'registry'));
-    server = await startSshServer(runner, path.join(SANDBOX_DIR, 'sshd'));
+    ({ registry, server } = await startDeploySandbox(runner));
     deployDir = path.join(server.home, 'apps', owner);
     mkdirSync(dockerConfig, { recursive: true });
     const port = await freePort();
