@@ -845,7 +845,12 @@ export async function rollback(session: Session, request: RollbackRequest, repor
     report.backup = backupBefore(state, state.current);
     const target = request.to ?? rollbackTarget(state);
     if (!session.runner.dryRun) {
-      if (!target) throw new ToolError(`no release that went live before ${state.current ?? 'the current one'} is kept on the server; see --history`);
+      if (!target) {
+        // Two rollbacks in a row go further back, not back and forth: the way to another release is --to.
+        const others = state.releases.filter((release) => release !== state.current);
+        const choice = others.length ? `; to go to another kept release, pass --to ID (${others.join(', ')})` : '';
+        throw new ToolError(`no release that went live before ${state.current ?? 'the current one'} is kept on the server${choice}; see --history`);
+      }
       if (!state.releases.includes(target)) throw new UsageError(`release ${target} is not on the server; kept releases: ${state.releases.join(', ') || 'none'}`);
     }
     const release = target ?? '(previous)';

@@ -597,6 +597,12 @@ describe('rollback target', () => {
     expect(error.message).toBe('no release that went live before r1 is kept on the server; see --history');
     expect(server.locked).toBe(false);
   });
+
+  it('after a rollback, names the other kept releases a second one can go to with --to', async () => {
+    const server = new FakeServer([['r1', { previous: null, live: true }], ['r2', { previous: 'r1', live: true }]], 'r1');
+    const error = await failure(rollback(session(server), { app, proxyImage: 'caddy:2', reason: 'test', healthTimeoutMs: 300 }));
+    expect(error.message).toBe('no release that went live before r1 is kept on the server; to go to another kept release, pass --to ID (r2); see --history');
+  });
 });
 
 describe('builtRevision', () => {
