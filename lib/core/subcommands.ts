@@ -4,7 +4,7 @@
 import { UsageError } from './cli.ts';
 
 export interface Subcommand {
-  script: 'ssh-deploy' | 'build-push' | 'smoke-test' | 'setup-env' | 'rehearse';
+  script: 'ssh-deploy' | 'build-push' | 'smoke-test' | 'setup-env' | 'rehearse' | 'cluster';
   usage: string;
   /** The same as a script command line, for its --help: `--status [options]`. */
   scriptUsage?: string;
@@ -52,6 +52,13 @@ export const SUBCOMMANDS: Record<string, Subcommand> = {
   build: { script: 'build-push', usage: '[options]', summary: "build the app's images and push them to the registry", argv: (rest) => rest },
   env: { script: 'setup-env', usage: '[options]', summary: 'create, complete and check a .env against the app\'s variables', argv: (rest) => rest },
   rehearse: { script: 'rehearse', usage: '[options]', summary: 'the whole road on this machine: local stack, registry, deploy to a private sshd', argv: (rest) => rest },
+  cluster: {
+    script: 'cluster',
+    usage: 'init|join|status [options]',
+    scriptUsage: 'init|join|status [options]',
+    summary: 'turn servers into a Docker Swarm over SSH: init the manager, join workers, list the nodes',
+    argv: (rest) => rest,
+  },
 };
 
 /**

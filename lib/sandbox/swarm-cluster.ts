@@ -22,7 +22,7 @@ import { ToolError } from '../core/cli.ts';
 import { shellQuote, type Command, type Runner } from '../core/exec.ts';
 import { freePort } from '../core/net.ts';
 import { Secret } from '../core/secrets.ts';
-import { prepareDeployLogin, processAlive, sshdConfigText, startDetached, waitFor, writeKnownHosts, type SshServer } from './sandbox.ts';
+import { prepareDeployLogin, processAlive, sshdConfigText, startDetached, waitFor, writeKnownHosts, type DeployLogin, type SshServer } from './sandbox.ts';
 
 const PREFIX = 'aidd-sw';
 const SUBNET = '10.77.0';
@@ -39,16 +39,24 @@ export interface SwarmNode {
   address: string;
   /** The engine's API socket. */
   socket: string;
+  /** This node's sshd, when `options.ssh` asked for one here. */
+  ssh?: SshServer;
 }
 
 export interface SwarmClusterOptions {
   /** Passed to `swarm init` (e.g. '1s'): a killed node is Down sooner than with the default 5s. */
   dispatcherHeartbeat?: string;
   /**
-   * An sshd in the manager's namespace on its address, port 22, forwarded to 127.0.0.1, where the
-   * deploy user's docker CLI talks to the manager engine. `dir` keeps the keys between runs.
+   * false: the engines start as fresh servers, in no swarm (no `swarm init` or `join`), for tests of the
+   * tool that forms one. Default true.
    */
-  ssh?: { dir: string; user?: string };
+  swarm?: boolean;
+  /**
+   * An sshd in the manager's namespace (with `everyNode`, in every node's) on the node's address, port
+   * 22, forwarded to a 127.0.0.1 port of its own, where the deploy user's docker CLI talks to that node's
+   * engine. All share one host key; `dir` keeps the keys between runs.
+   */
+  ssh?: { dir: string; user?: string; everyNode?: boolean };
 }
 
 export interface SwarmCluster {
@@ -56,7 +64,7 @@ export interface SwarmCluster {
   dir: string;
   nodes: SwarmNode[];
   manager: SwarmNode;
-  /** Present when `options.ssh` asked for it. */
+  /** The manager's sshd, present when `options.ssh` asked for it. */
   ssh?: SshServer;
   /** `docker -H unix://SOCKET ARGS` against one node's engine. */
   docker(node: SwarmNode, args: string[], timeoutMs?: number): Command;
@@ -393,11 +401,12 @@ export async function startSwarmCluster(runner: Runner, options: SwarmClusterOpt
     manager,
     docker,
     async forward(port, targets = nodes) {
-      const socket = path.join(dir, `forward-${port}.sock`);
+      const name = `forward-${port}-${targets.map((node) => node.index).join('')}`;
+      const socket = path.join(dir, `${name}.sock`);
       const localPort = await freePort();
       // Connections start from inside the manager's namespace, which reaches every node through the switch.
-      await startHelper(`forward-${port}-in`, manager.name, ['unix-to-tcp', socket, targets.map((node) => node.address).join(','), String(port)]);
-      await startHelper(`forward-${port}-host`, undefined, ['tcp-to-unix', String(localPort), socket]);
+      await startHelper(`${name}-in`, manager.name, ['unix-to-tcp', socket, targets.map((node) => node.address).join(','), String(port)]);
+      await startHelper(`${name}-host`, undefined, ['tcp-to-unix', String(localPort), socket]);
       return localPort;
     },
     async linkRegistry(port) {
@@ -421,18 +430,27 @@ export async function startSwarmCluster(runner: Runner, options: SwarmClusterOpt
       writeFileSync(path.join(nodeDir(dir, node), 'daemon.json'), '{}\n');
     }
     await Promise.all(nodes.map(startNode));
-    const heartbeat = options.dispatcherHeartbeat ? ['--dispatcher-heartbeat', options.dispatcherHeartbeat] : [];
-    await runner.run(docker(manager, ['swarm', 'init', '--advertise-addr', manager.address, '--listen-addr', `${manager.address}:2377`, '--default-addr-pool', ADDRESS_POOL, ...heartbeat]));
-    const token = new Secret((await runner.run(docker(manager, ['swarm', 'join-token', '--quiet', 'worker']))).stdout.trim());
-    // The 20.10 CLI takes the join token only as an argument (no stdin, no file), so it is on the
-    // worker's `docker swarm join` command line while that runs; the Runner prints it redacted.
-    await Promise.all(
-      nodes.slice(1).map((node) =>
-        runner.run(docker(node, ['swarm', 'join', '--token', token.reveal(), '--advertise-addr', node.address, '--listen-addr', `${node.address}:2377`, `${manager.address}:2377`])),
-      ),
-    );
-    await waitFor('all swarm nodes Ready', nodesReady, 30_000, path.join(nodeDir(dir, manager), 'dockerd.log'));
-    if (options.ssh) cluster.ssh = await startManagerSsh(runner, cluster, options.ssh);
+    if (options.swarm !== false) {
+      const heartbeat = options.dispatcherHeartbeat ? ['--dispatcher-heartbeat', options.dispatcherHeartbeat] : [];
+      await runner.run(docker(manager, ['swarm', 'init', '--advertise-addr', manager.address, '--listen-addr', `${manager.address}:2377`, '--default-addr-pool', ADDRESS_POOL, ...heartbeat]));
+      const token = new Secret((await runner.run(docker(manager, ['swarm', 'join-token', '--quiet', 'worker']))).stdout.trim());
+      // The 20.10 CLI takes the join token only as an argument (no stdin, no file), so it is on the
+      // worker's `docker swarm join` command line while that runs; the Runner prints it redacted.
+      await Promise.all(
+        nodes.slice(1).map((node) =>
+          runner.run(docker(node, ['swarm', 'join', '--token', token.reveal(), '--advertise-addr', node.address, '--listen-addr', `${node.address}:2377`, `${manager.address}:2377`])),
+        ),
+      );
+      await waitFor('all swarm nodes Ready', nodesReady, 30_000, path.join(nodeDir(dir, manager), 'dockerd.log'));
+    }
+    if (options.ssh) {
+      const user = options.ssh.user ?? 'aidd-deploy';
+      mkdirSync(options.ssh.dir, { recursive: true, mode: 0o755 });
+      const login = await prepareDeployLogin(runner, options.ssh.dir, user);
+      const sshNodes = options.ssh.everyNode ? nodes : [manager];
+      await Promise.all(sshNodes.map(async (node) => (node.ssh = await startNodeSsh(runner, cluster, node, user, login))));
+      cluster.ssh = manager.ssh;
+    }
   } catch (error) {
     const tails = logTails(dir, nodes);
     const cleanup = await teardown(runner, id).then(
@@ -444,23 +462,21 @@ export async function startSwarmCluster(runner: Runner, options: SwarmClusterOpt
   return cluster;
 }
 
-/** sshd in the manager's namespace on its address, port 22, reached through a forward on 127.0.0.1. */
-async function startManagerSsh(runner: Runner, cluster: SwarmCluster, options: { dir: string; user?: string }): Promise<SshServer> {
-  const user = options.user ?? 'aidd-deploy';
-  mkdirSync(options.dir, { recursive: true, mode: 0o755 });
-  const { hostKey, keyFile, home } = await prepareDeployLogin(runner, options.dir, user);
-  const config = path.join(cluster.dir, 'sshd_config');
-  const pidFile = path.join(cluster.dir, 'sshd.pid');
-  const logFile = path.join(cluster.dir, 'sshd.log');
-  // The deploy user's docker CLI talks to the manager engine; its socket is group docker, mode 0660.
-  const extraConfig = [`SetEnv DOCKER_HOST=unix://${cluster.manager.socket}`];
-  writeFileSync(config, sshdConfigText({ allowUsers: user, hostKey, extraConfig, port: 22, listenAddress: cluster.manager.address, pidFile }));
+/** sshd in the node's namespace on its address, port 22, reached through a forward on 127.0.0.1. */
+async function startNodeSsh(runner: Runner, cluster: SwarmCluster, node: SwarmNode, user: string, login: DeployLogin): Promise<SshServer> {
+  const { hostKey, keyFile, home } = login;
+  const config = path.join(cluster.dir, `sshd-${node.index}_config`);
+  const pidFile = path.join(cluster.dir, `sshd-${node.index}.pid`);
+  const logFile = path.join(cluster.dir, `sshd-${node.index}.log`);
+  // The deploy user's docker CLI talks to this node's engine; its socket is group docker, mode 0660.
+  const extraConfig = [`SetEnv DOCKER_HOST=unix://${node.socket}`];
+  writeFileSync(config, sshdConfigText({ allowUsers: user, hostKey, extraConfig, port: 22, listenAddress: node.address, pidFile }));
   mkdirSync('/run/sshd', { recursive: true });
-  await runner.run({ argv: ['ip', 'netns', 'exec', cluster.manager.name, '/usr/sbin/sshd', '-f', config, '-E', logFile], timeoutMs: 30_000 });
+  await runner.run({ argv: ['ip', 'netns', 'exec', node.name, '/usr/sbin/sshd', '-f', config, '-E', logFile], timeoutMs: 30_000 });
   // sshd writes its pidfile once it listens.
-  await waitFor('sshd in the manager namespace', async () => existsSync(pidFile), 20_000, logFile);
-  const port = await cluster.forward(22, [cluster.manager]);
-  const knownHostsFile = path.join(cluster.dir, 'known_hosts');
+  await waitFor(`sshd in ${node.name}`, async () => existsSync(pidFile), 20_000, logFile);
+  const port = await cluster.forward(22, [node]);
+  const knownHostsFile = path.join(cluster.dir, `known_hosts-${node.index}`);
   writeKnownHosts(knownHostsFile, port, hostKey);
   const stop = () => {
     const pid = ownedPid(pidFile, cluster.dir);

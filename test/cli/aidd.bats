@@ -1,7 +1,7 @@
 #!/usr/bin/env bats
 load common
 
-SUBCOMMAND_NAMES=(deploy rollback status history logs exec unlock smoke build env rehearse)
+SUBCOMMAND_NAMES=(deploy rollback status history logs exec unlock smoke build env rehearse cluster)
 
 # The `aidd` command as the package's bin runs it: node strips the types itself, stdin closed as in CI.
 aidd() {
@@ -121,7 +121,7 @@ assert_usage_error() {
 
 @test "aidd frob names the unknown command and lists the commands" {
   run --separate-stderr aidd frob
-  assert_usage_error aidd 'unknown command "frob"; the commands are deploy, rollback, status, history, logs, exec, unlock, smoke, build, env, rehearse (aidd --help)'
+  assert_usage_error aidd 'unknown command "frob"; the commands are deploy, rollback, status, history, logs, exec, unlock, smoke, build, env, rehearse, cluster (aidd --help)'
 }
 
 @test "aidd exec without a service says a service comes first" {

@@ -12,7 +12,7 @@ function resolve(name: string, rest: string[]): [string, string[]] {
 
 describe('SUBCOMMANDS', () => {
   it('has exactly the documented subcommands', () => {
-    expect(Object.keys(SUBCOMMANDS).sort()).toEqual(['build', 'deploy', 'env', 'exec', 'history', 'logs', 'rehearse', 'rollback', 'smoke', 'status', 'unlock']);
+    expect(Object.keys(SUBCOMMANDS).sort()).toEqual(['build', 'cluster', 'deploy', 'env', 'exec', 'history', 'logs', 'rehearse', 'rollback', 'smoke', 'status', 'unlock']);
   });
 
   it('passes the words of deploy, build, smoke, env and rehearse to their script unchanged', () => {
