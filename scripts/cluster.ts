@@ -5,7 +5,8 @@ import { Runner } from '../lib/core/exec.ts';
 import { createLogger, printJson } from '../lib/core/log.ts';
 import { parseClusterRequest } from '../lib/cluster/inputs.ts';
 import { clusterStatus, initManager, joinWorker, type LabelOutcome } from '../lib/cluster/operations.ts';
-import { disconnect, type ClusterServer } from '../lib/cluster/remote.ts';
+import type { ClusterServer } from '../lib/cluster/remote.ts';
+import { closeSession } from '../lib/deploy/engine.ts';
 import { formatNodes, notReady } from '../lib/cluster/status.ts';
 import { resolveSshTarget, SSH_FLAGS } from '../lib/deploy/ssh.ts';
 
@@ -61,7 +62,7 @@ await runScript(spec, async (values) => {
     return server;
   };
   const closeAll = async () => {
-    await Promise.all(servers.map((server) => disconnect(server).catch(() => undefined)));
+    await Promise.all(servers.filter((server) => server.connected).map((server) => closeSession(server).catch(() => undefined)));
     for (const cleanup of cleanups.splice(0)) cleanup();
   };
   // A signal closes the connections and removes the private SSH directories before the exit.

@@ -3,7 +3,8 @@
 import { EXIT, ToolError } from '../core/cli.ts';
 import type { Logger } from '../core/log.ts';
 import { REDACTED, Secret } from '../core/secrets.ts';
-import { connect, runScriptOn, type ClusterServer } from './remote.ts';
+import { openSession } from '../deploy/engine.ts';
+import { runScriptOn, type ClusterServer } from './remote.ts';
 import { initScript, joinFactsScript, joinScript, labelScript, memberScript, parseFacts, statusScript, workerStateScript } from './scripts.ts';
 import { parseNodes, type ClusterNode } from './status.ts';
 
@@ -24,7 +25,7 @@ export interface InitOutcome {
 /** `swarm init` on the manager unless it already manages a swarm; then its labels. */
 export async function initManager(manager: ClusterServer, logger: Logger, options: { advertiseAddr?: string; labels: string[] }): Promise<InitOutcome> {
   logger.step(`Connecting to ${manager.ssh.user}@${manager.ssh.host}:${manager.ssh.port}`);
-  await connect(manager);
+  await openSession(manager);
   logger.step(`Forming a swarm on ${manager.ssh.host}${options.advertiseAddr ? ` (advertising ${options.advertiseAddr})` : ''}`);
   const facts = parseFacts(await runScriptOn(manager, initScript(options)));
   return { swarm: facts.get('swarm')?.[0] === 'exists' ? 'exists' : 'created', labels: labelOutcome(facts) };
@@ -54,7 +55,7 @@ async function joinFacts(manager: ClusterServer): Promise<{ token: Secret; manag
 export async function joinWorker(worker: ClusterServer, manager: ClusterServer, logger: Logger, labels: string[]): Promise<JoinOutcome> {
   for (const server of [worker, manager]) {
     logger.step(`Connecting to ${server.ssh.user}@${server.ssh.host}:${server.ssh.port}`);
-    await connect(server);
+    await openSession(server);
   }
   const dryRun = worker.runner.dryRun;
   const state = parseFacts(await runScriptOn(worker, workerStateScript()));
@@ -89,6 +90,6 @@ export async function joinWorker(worker: ClusterServer, manager: ClusterServer, 
 
 /** Every node of the manager's swarm. */
 export async function clusterStatus(manager: ClusterServer): Promise<ClusterNode[]> {
-  await connect(manager);
+  await openSession(manager);
   return parseNodes(await runScriptOn(manager, statusScript(), 60_000));
 }

@@ -1,29 +1,13 @@
 // One strict SSH connection per server for `aidd cluster`, and the scripts' failures as one-line errors.
 import { EXIT, ToolError } from '../core/cli.ts';
-import { lastLine, type Result, type Runner } from '../core/exec.ts';
+import { lastLine, type Result } from '../core/exec.ts';
 import { redact } from '../core/secrets.ts';
 import type { ShellText } from '../deploy/remote-scripts.ts';
-import { closeCommand, explainSshFailure, openCommand, remoteScriptCommand, type SshTarget } from '../deploy/ssh.ts';
+import { explainSshFailure, remoteScriptCommand, type SshConnection, type SshTarget } from '../deploy/ssh.ts';
 import { CLUSTER_EXIT } from './scripts.ts';
 
-export interface ClusterServer {
-  runner: Runner;
-  ssh: SshTarget;
-  connected?: boolean;
-}
-
-/** Opens the server's shared connection: where a host key that does not match stops the run. */
-export async function connect(server: ClusterServer): Promise<void> {
-  if (server.runner.dryRun || server.connected) return;
-  const result = await server.runner.attempt(openCommand(server.ssh));
-  if (result.exitCode !== 0) throw explainSshFailure(server.ssh, { ...result, exitCode: 255 })!;
-  server.connected = true;
-}
-
-export async function disconnect(server: ClusterServer): Promise<void> {
-  if (server.connected) await server.runner.attempt(closeCommand(server.ssh));
-  server.connected = false;
-}
+/** A server `aidd cluster` works on, over its own shared connection (engine.ts openSession). */
+export type ClusterServer = SshConnection;
 
 /** The error for a failed script: ssh trouble, a refusal (exit 3), a missing piece (exit 2), or a failure. */
 export function scriptError(ssh: SshTarget, result: Result): ToolError {

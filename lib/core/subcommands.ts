@@ -33,7 +33,9 @@ export const SUBCOMMANDS: Record<string, Subcommand> = {
     script: 'ssh-deploy',
     usage: '[-f] [--since 10m] [--tail N] [options] [SERVICE...]',
     scriptUsage: '--logs [-f] [--since 10m] [--tail N] [options] [SERVICE...]',
-    summary: "the live release's logs, by service", argv: (rest) => ['--logs', ...rest] },
+    summary: "the live release's logs, by service",
+    argv: (rest) => ['--logs', ...rest],
+  },
   exec: {
     script: 'ssh-deploy',
     usage: 'SERVICE [options] -- COMMAND...',

@@ -13,7 +13,7 @@ import { formats } from '../env/env-schema.ts';
 import type { ComposeApp, ContainerStatus } from '../app/compose.ts';
 import { planRelease, sha256, type ReleaseRecord } from './release-plan.ts';
 import { listenVariables, proxyMainConfig } from './proxy.ts';
-import { lastLine, type Command, type Result, type Runner } from '../core/exec.ts';
+import { lastLine, type Command, type Result } from '../core/exec.ts';
 import { parsePublishedPort, projectStatus, publishedPortCommand, serviceContainerCommand } from '../app/local-stack.ts';
 import type { Logger } from '../core/log.ts';
 import * as scripts from './remote-scripts.ts';
@@ -21,12 +21,10 @@ import { REMOTE_EXIT, type ReadinessProbes, type RemoteLayout, type SwitchPlan }
 import { freePort } from '../core/net.ts';
 import { redact, registerSecret, type Secret } from '../core/secrets.ts';
 import { runSmoke, type CheckOutcome, type StackAccess } from '../app/smoke.ts';
-import { closeCommand, explainSshFailure, forwardCommand, openCommand, remoteCommand, remoteScriptCommand, type SshTarget } from './ssh.ts';
+import { closeCommand, explainSshFailure, forwardCommand, openCommand, remoteCommand, remoteScriptCommand, type SshConnection } from './ssh.ts';
 
-export interface Session {
-  runner: Runner;
+export interface Session extends SshConnection {
   logger: Logger;
-  ssh: SshTarget;
   layout: RemoteLayout;
   /** Set by the script's signal handler; the run stops at the next step boundary. */
   interrupted?: NodeJS.Signals;
@@ -34,8 +32,6 @@ export interface Session {
   lock?: Lock;
   /** RELEASE/STEP of a step running on the server apart from the connection, while this run waits for it. */
   runningStep?: string;
-  /** The shared connection is open: a second step that connects (a deploy after its diff) reuses it. */
-  connected?: boolean;
 }
 
 export interface StepTiming {
@@ -141,14 +137,14 @@ function remoteError(session: Session, result: Result): ToolError {
 }
 
 /** Opens the run's single SSH connection; every later step rides on it. */
-export async function openSession(session: Session): Promise<void> {
+export async function openSession(session: SshConnection): Promise<void> {
   if (session.runner.dryRun || session.connected) return;
   const result = await session.runner.attempt(openCommand(session.ssh));
   if (result.exitCode !== 0) throw explainSshFailure(session.ssh, { ...result, exitCode: 255 })!;
   session.connected = true;
 }
 
-export async function closeSession(session: Session): Promise<void> {
+export async function closeSession(session: SshConnection): Promise<void> {
   if (!session.runner.dryRun) await session.runner.attempt(closeCommand(session.ssh));
   session.connected = false;
 }
@@ -364,26 +360,25 @@ export function newReleaseId(revision: string, now = new Date(), existing: strin
   return id;
 }
 
+/** `KIND REF VALUE` lines of the pull script -> each service's VALUE of that kind, where it has one. */
+function pullFacts(stdout: string, kind: 'content' | 'revision', refs: Record<string, string>): Record<string, string> {
+  const facts: Record<string, string> = {};
+  const lines = stdout.split('\n').filter((line) => line.startsWith(`${kind} `));
+  for (const [service, ref] of Object.entries(refs)) {
+    const value = lines.find((line) => line.split(' ')[1] === ref)?.split(' ')[2];
+    if (value) facts[service] = value;
+  }
+  return facts;
+}
+
 /** `content REF KEY` lines from the pull script -> each service's image content key. */
 export function contentKeys(stdout: string, refs: Record<string, string>): Record<string, string> {
-  const keys: Record<string, string> = {};
-  const lines = stdout.split('\n').filter((line) => line.startsWith('content '));
-  for (const [service, ref] of Object.entries(refs)) {
-    const key = lines.find((line) => line.split(' ')[1] === ref)?.split(' ')[2];
-    if (key) keys[service] = key;
-  }
-  return keys;
+  return pullFacts(stdout, 'content', refs);
 }
 
 /** `revision REF SHA` lines from the pull script -> the commit each service's image was built from (its OCI label), where it has one. */
 export function imageRevisions(stdout: string, refs: Record<string, string>): Record<string, string> {
-  const revisions: Record<string, string> = {};
-  const lines = stdout.split('\n').filter((line) => line.startsWith('revision '));
-  for (const [service, ref] of Object.entries(refs)) {
-    const revision = lines.find((line) => line.split(' ')[1] === ref)?.split(' ')[2];
-    if (revision && revision !== '<no value>') revisions[service] = revision;
-  }
-  return revisions;
+  return Object.fromEntries(Object.entries(pullFacts(stdout, 'revision', refs)).filter(([, revision]) => revision !== '<no value>'));
 }
 
 /** `digest REF REPO@sha256:..` lines from the pull script -> service refs pinned by digest. */

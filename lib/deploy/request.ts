@@ -31,7 +31,7 @@ interface ImageChoice {
 }
 
 /** Which image each app service runs: exactly what build-push made, or its registry name (lib/app/images.ts) at --tag. */
-export function imageRefs(values: Values, app: ComposeApp, registry: string): ImageChoice {
+function imageRefs(values: Values, app: ComposeApp, registry: string): ImageChoice {
   const owner = stringValue(values, 'owner')?.toLowerCase();
   const imagesFrom = stringValue(values, 'images-from');
   if (imagesFrom) {
@@ -69,7 +69,7 @@ function builtServiceNames(app: ComposeApp, publishing?: Publishing): string[] {
  * Every value is registered as a secret unless the app's aidd.yml declares its variable non-secret: a
  * .env often holds credentials (API keys) that no schema names, and no output, plan or error may show them.
  */
-export function readServerEnv(file: string, app: ComposeApp): string {
+function readServerEnv(file: string, app: ComposeApp): string {
   const env = readEnvFile(file);
   if (!env) throw new UsageError(`--server-env ${file} does not exist; create it with: npx tsx scripts/setup-env.ts --target production --file ${file}`);
   const schema = appEnvSchema(app);

@@ -5,8 +5,16 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import os from 'node:os';
 import path from 'node:path';
 import { EXIT, stringValue, ToolError, UsageError, type OptionSpec, type Values } from '../core/cli.ts';
-import { lastLine, shellQuote, type Command, type Result } from '../core/exec.ts';
+import { lastLine, shellQuote, type Command, type Result, type Runner } from '../core/exec.ts';
 import { registerSecret } from '../core/secrets.ts';
+
+/** A run's shared connection to one server: opened once (openSession), every later command rides on it. */
+export interface SshConnection {
+  runner: Runner;
+  ssh: SshTarget;
+  /** The shared connection is open: a second step that connects (a deploy after its diff) reuses it. */
+  connected?: boolean;
+}
 
 export interface SshTarget {
   host: string;
