@@ -1,0 +1,128 @@
+// A release as a Docker Swarm stack file, for `docker stack deploy`: the release's compose document (images
+// pinned by digest, build: removed, as releaseCompose makes it) plus what a swarm needs to replace a
+// service without downtime and to undo a bad update by itself. Pure: the deploy decides with it and the
+// tests cover every rule.
+//
+// Work in progress on the swarm-target branch: nothing calls it yet.
+import { stringify } from 'yaml';
+import { UsageError } from '../../core/cli.ts';
+import type { ComposeDocument } from '../../app/compose-file.ts';
+import { interpolate, isPlainObject, type Variables } from '../../app/interpolate.ts';
+import { parsePortEntry } from '../proxy.ts';
+
+export interface SwarmSettings {
+  /** Tasks per service (default 1, or the compose file's deploy.replicas). */
+  replicas: Record<string, number>;
+  /**
+   * How a published port reaches the tasks: the routing mesh on every node (ingress, Docker's default), or
+   * only the node a task runs on (host: for kernels without IP_VS, where the routing mesh does not work).
+   */
+  publish: 'ingress' | 'host';
+  /** How services reach each other: one virtual IP (vip) or the tasks' addresses in DNS (dnsrr: without IP_VS). */
+  endpointMode: 'vip' | 'dnsrr';
+}
+
+/** Docker's duration syntax (1m30s, 500ms) in milliseconds; undefined for anything else. */
+export function durationMs(value: unknown): number | undefined {
+  if (typeof value !== 'string' || value === '') return undefined;
+  const units: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1_000, ms: 1, us: 0.001, ns: 0.000001 };
+  let total = 0;
+  let rest = value;
+  while (rest !== '') {
+    const match = /^(\d+(?:\.\d+)?)(h|ms|m|s|us|ns)/.exec(rest);
+    if (!match) return undefined;
+    total += Number(match[1]) * units[match[2]!]!;
+    rest = rest.slice(match[0].length);
+  }
+  return total;
+}
+
+/** A service that keeps data in a named volume: two of its tasks must never run at once. */
+function keepsData(service: Record<string, unknown>): boolean {
+  const volumes = Array.isArray(service.volumes) ? service.volumes : [];
+  return volumes.some((volume) => {
+    if (isPlainObject(volume)) return volume.type === 'volume' && typeof volume.source === 'string' && volume.source !== '';
+    const [source = '', target] = String(volume).split(':');
+    // NAME:PATH is a named volume; ./dir, /dir and ~/dir are bind mounts; a lone PATH is an anonymous volume.
+    return target !== undefined && source !== '' && !/^[./~$]/.test(source);
+  });
+}
+
+/**
+ * How long swarm watches a replaced task before it counts the update as good: long enough for the
+ * healthcheck to turn the task unhealthy (interval x retries), and at least Docker's 5 s.
+ */
+function monitorMs(service: Record<string, unknown>): number {
+  const check = isPlainObject(service.healthcheck) ? service.healthcheck : undefined;
+  if (!check || check.disable === true) return 5_000;
+  const interval = durationMs(check.interval) ?? 30_000;
+  const retries = typeof check.retries === 'number' ? check.retries : 3;
+  return Math.max(5_000, interval * retries);
+}
+
+function seconds(ms: number): string {
+  return `${Math.ceil(ms / 1000)}s`;
+}
+
+const RESTART_CONDITIONS: Record<string, string> = { no: 'none', always: 'any', 'unless-stopped': 'any', 'on-failure': 'on-failure' };
+
+/** A ports: entry in the long syntax a stack takes; an address the swarm cannot keep is refused. */
+function stackPort(entry: unknown, where: string, vars: Variables, publish: SwarmSettings['publish']): Record<string, unknown> {
+  const text = (value: unknown) => (typeof value === 'string' ? interpolate(value, vars, where, { onMissing: 'empty' }) : value);
+  const parsed = parsePortEntry(isPlainObject(entry) ? Object.fromEntries(Object.entries(entry).map(([key, value]) => [key, text(value)])) : text(entry));
+  if (!parsed || !/^\d+$/.test(parsed.target) || (parsed.published !== '' && !/^\d+$/.test(parsed.published))) {
+    throw new UsageError(`${where}: ${JSON.stringify(entry)} is not a port a stack can publish (one container port, optionally one published port)`);
+  }
+  if (!['', '0.0.0.0', '::'].includes(parsed.host)) {
+    throw new UsageError(
+      `${where}: a swarm publishes a port on every address of its nodes, so ${parsed.host} cannot be kept; publish it without an address (the firewall or the proxy decides who reaches it)`,
+    );
+  }
+  return { target: Number(parsed.target), ...(parsed.published ? { published: Number(parsed.published) } : {}), protocol: parsed.protocol, mode: publish };
+}
+
+/** The stack document of a release; `vars` are the values of its .env (ports are written interpolated, nothing else is). */
+export function stackDocument(raw: ComposeDocument, pinned: Record<string, string>, settings: SwarmSettings, vars: Variables): ComposeDocument {
+  const services = Object.fromEntries(
+    Object.entries(raw.services).map(([name, definition]) => {
+      const where = `services.${name}`;
+      if (definition.container_name !== undefined) throw new UsageError(`${where}.container_name: a swarm names the tasks of a service itself; remove container_name`);
+      if (definition.network_mode !== undefined) throw new UsageError(`${where}.network_mode: a stack's services run on its networks; remove network_mode`);
+      const { build: _build, container_name: _name, depends_on: _dependsOn, restart, ports, deploy, ...rest } = definition;
+      const given = isPlainObject(deploy) ? deploy : {};
+      const stateful = keepsData(definition);
+      const replicas = settings.replicas[name] ?? (typeof given.replicas === 'number' ? given.replicas : 1);
+      if (stateful && replicas !== 1) throw new UsageError(`${where}: it keeps data in a named volume, so it runs one task at a time; drop its replicas setting`);
+      // A service with data stops before its replacement starts: two databases on one volume corrupt it.
+      const order = stateful ? 'stop-first' : 'start-first';
+      const monitor = seconds(monitorMs(definition));
+      const defaults = {
+        replicas,
+        endpoint_mode: settings.endpointMode,
+        update_config: { parallelism: 1, order, failure_action: 'rollback', monitor },
+        rollback_config: { parallelism: 1, order, monitor },
+        restart_policy: { condition: RESTART_CONDITIONS[String(restart ?? 'always')] ?? 'any' },
+      };
+      const stackPorts = Array.isArray(ports) ? ports.map((entry, index) => stackPort(entry, `${where}.ports[${index}]`, vars, settings.publish)) : undefined;
+      return [
+        name,
+        {
+          ...rest,
+          ...(pinned[name] ? { image: pinned[name] } : {}),
+          ...(stackPorts ? { ports: stackPorts } : {}),
+          // What the compose file says under deploy: wins over these defaults, key by key.
+          deploy: { ...defaults, ...given, update_config: { ...defaults.update_config, ...(isPlainObject(given.update_config) ? given.update_config : {}) } },
+        },
+      ];
+    }),
+  );
+  const networks = isPlainObject(raw.networks) ? raw.networks : {};
+  const network = isPlainObject(networks.default) ? networks.default : {};
+  // Migrations run as one-off containers on the stack's network: it must be attachable.
+  return { ...raw, version: '3.8', services, networks: { ...networks, default: { driver: 'overlay', attachable: true, ...network } } };
+}
+
+/** The stack file as written to the release directory (YAML 1.1, as compose-file.ts writes release files). */
+export function stackFile(raw: ComposeDocument, pinned: Record<string, string>, settings: SwarmSettings, vars: Variables): string {
+  return stringify(stackDocument(raw, pinned, settings, vars), { version: '1.1', aliasDuplicateObjects: false, lineWidth: 0 });
+}
