@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { encodedVariables, stackDeployScript } from '../../lib/deploy/swarm/remote-scripts.ts';
+import { convergeScript, encodedVariables, stackDeployScript, SWARM_EXIT } from '../../lib/deploy/swarm/remote-scripts.ts';
 
 describe('the stack deploy on a swarm manager', () => {
   const values = {
@@ -38,5 +38,59 @@ describe('the stack deploy on a swarm manager', () => {
 
   it('refuses a name that is not a variable name', () => {
     expect(() => encodedVariables({ 'A B': 'x' })).toThrow(/is not a variable name/);
+  });
+});
+
+describe('waiting for a stack to converge', () => {
+  /**
+   * A stub docker that answers from a list of rounds, one per `docker stack services --quiet` call: each
+   * round is the services' update states and replicas ("shop_web updating 1/2").
+   */
+  function converge(rounds: string[][], deadlineSeconds = 20) {
+    const bin = mkdtempSync(path.join(os.tmpdir(), 'aidd-converge-'));
+    const roundFile = path.join(bin, 'round');
+    writeFileSync(path.join(bin, 'rounds.json'), JSON.stringify(rounds));
+    writeFileSync(roundFile, '-1');
+    writeFileSync(
+      path.join(bin, 'docker'),
+      `#!/bin/bash
+round=$(cat "${roundFile}")
+current() { node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")); const i = Math.min(Number(process.argv[2]), r.length - 1); for (const line of r[i]) console.log(line)' "${bin}/rounds.json" "$round"; }
+case "$*" in
+  "stack services --quiet "*) round=$((round + 1)); echo "$round" > "${roundFile}"; current | awk '{ print "id-" $1 }' ;;
+  "service inspect "*) current | awk '{ print $1, $2 }' ;;
+  "stack services --format "*) current | awk '{ print $1, $3 }' ;;
+esac
+`,
+      { mode: 0o755 },
+    );
+    // Each round waits a second on the server; the stub's rounds stand for seconds.
+    const result = spawnSync('bash', ['-s'], { input: convergeScript({ deployPath: bin, project: 'shop' }, deadlineSeconds), env: { PATH: `${bin}:${path.dirname(process.execPath)}:/usr/bin:/bin` }, encoding: 'utf8', timeout: 30_000 });
+    return { ...result, rounds: Number(readFileSync(roundFile, 'utf8')) + 1 };
+  }
+
+  it('waits until every update is done and every service runs all its replicas', () => {
+    const result = converge([
+      ['shop_web updating 1/2', 'shop_db none 1/1'],
+      ['shop_web updating 2/2', 'shop_db none 1/1'],
+      ['shop_web completed 1/2', 'shop_db none 1/1'],
+      ['shop_web completed 2/2', 'shop_db none 1/1'],
+    ]);
+    expect(result.status, result.stderr).toBe(0);
+    expect(result.rounds).toBe(4);
+    expect(result.stdout).toBe('service shop_db none 1/1\nservice shop_web completed 2/2\n');
+  });
+
+  it('ends at once when swarm rolled an update back, naming the service', () => {
+    const result = converge([['shop_web updating 2/2'], ['shop_web rollback_started 2/2'], ['shop_web rollback_completed 2/2'], ['shop_web completed 2/2']]);
+    expect(result.status).toBe(SWARM_EXIT.rolledBack);
+    expect(result.rounds).toBe(3);
+    expect(result.stdout).toBe('service shop_web rollback_completed 2/2\n');
+  });
+
+  it('gives up at the deadline, with where each service stands', () => {
+    const result = converge([['shop_web updating 1/2']], 2);
+    expect(result.status).toBe(SWARM_EXIT.notConverged);
+    expect(result.stdout).toBe('service shop_web updating 1/2\n');
   });
 });
