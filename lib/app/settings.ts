@@ -127,6 +127,24 @@ export const settingsSchema = z
       .array(variable)
       .optional()
       .describe("The app's variables; without this list they are read from the compose files' ${VAR} references."),
+    target: z
+      .enum(['compose', 'swarm'])
+      .optional()
+      .describe('Where ssh-deploy runs the app: compose on one server (default), or a Docker Swarm whose manager is the --host (docker stack deploy).'),
+    swarm: z
+      .strictObject({
+        replicas: z.record(serviceName, z.number().int().min(1).max(100)).optional().describe('Tasks per service (default: its deploy.replicas, else 1).'),
+        publish: z
+          .enum(['ingress', 'host'])
+          .optional()
+          .describe("ingress: a published port answers on every node (Docker's routing mesh, default); host: only on the nodes running a task, for kernels without IP_VS or a load balancer of your own."),
+        'endpoint-mode': z
+          .enum(['vip', 'dnsrr'])
+          .optional()
+          .describe("vip: services reach each other through one virtual IP (default); dnsrr: through the tasks' own addresses in DNS (without IP_VS)."),
+      })
+      .optional()
+      .describe('How a swarm runs the app (target: swarm).'),
   })
   .describe('aidd-devops settings of a compose app (aidd.yml next to its compose file).');
 
@@ -149,6 +167,21 @@ export interface AiddConfig {
   /** The app's declared variables; undefined when they come from the compose files. */
   env?: RawVariable[];
   proxy: ProxySettings;
+  /** compose: one server; swarm: a Docker Swarm behind its manager. */
+  target: 'compose' | 'swarm';
+  swarm: SwarmSettings;
+}
+
+export interface SwarmSettings {
+  /** Tasks per service, where aidd.yml sets them (else the compose file's deploy.replicas, else 1). */
+  replicas: Record<string, number>;
+  /**
+   * How a published port reaches the tasks: the routing mesh on every node (ingress, Docker's default), or
+   * only the node a task runs on (host: for kernels without IP_VS, where the routing mesh does not work).
+   */
+  publish: 'ingress' | 'host';
+  /** How services reach each other: one virtual IP (vip) or the tasks' addresses in DNS (dnsrr: without IP_VS). */
+  endpointMode: 'vip' | 'dnsrr';
 }
 
 export interface ProxySite {
@@ -227,6 +260,7 @@ export function loadSettings(dir: string, serviceNames: string[], dependsOf: (se
     ...(settings.backup ? [['backup.service', settings.backup.service] as const] : []),
     ...(settings.proxy?.http ?? []).map((route, index) => [`proxy.http[${index}].service`, route.service] as const),
     ...(settings.proxy?.sites ?? []).map((site, index) => [`proxy.sites[${index}].service`, site.service] as const),
+    ...Object.keys(settings.swarm?.replicas ?? {}).map((service) => [`swarm.replicas.${service}`, service] as const),
   ];
   for (const [key, service] of services) {
     if (!serviceNames.includes(service)) throw new UsageError(`${file}: ${key}: "${service}" is not a service of the compose file; services: ${serviceNames.join(', ')}`);
@@ -261,6 +295,8 @@ export function loadSettings(dir: string, serviceNames: string[], dependsOf: (se
     backup: backup && { service: backup.service, command: backup.command, extension: backup.extension ?? 'dump', ...(backup.restore ? { restore: backup.restore } : {}) },
     env: settings.env,
     proxy: proxySettings(settings),
+    target: settings.target ?? 'compose',
+    swarm: { replicas: settings.swarm?.replicas ?? {}, publish: settings.swarm?.publish ?? 'ingress', endpointMode: settings.swarm?.['endpoint-mode'] ?? 'vip' },
   };
 }
 

@@ -542,7 +542,7 @@ export function newReport(action: DeployReport['action']): DeployReport {
 }
 
 /** Runs and times one step; a pending signal stops the run before it, unless the step restores service. */
-async function timed<T>(session: Session, report: DeployReport, step: string, title: string, work: () => Promise<T>, interruptible = true): Promise<T> {
+export async function timed<T>(session: Session, report: DeployReport, step: string, title: string, work: () => Promise<T>, interruptible = true): Promise<T> {
   const started = Date.now();
   let ended: ((ok: boolean) => void) | undefined;
   let ok = false;
@@ -562,7 +562,7 @@ async function timed<T>(session: Session, report: DeployReport, step: string, ti
 }
 
 /** The first steps of a deploy and a rollback: connect, preflight, refuse early while another run holds the lock. */
-async function begin(session: Session, report: DeployReport, beside?: () => Promise<unknown>): Promise<ServerFacts> {
+export async function begin(session: Session, report: DeployReport, beside?: () => Promise<unknown>): Promise<ServerFacts> {
   const { ssh } = session;
   await timed(session, report, 'connect', `Connecting to ${ssh.user}@${ssh.host}:${ssh.port}`, () => openSession(session));
   // Work that needs no preflight result (the pull) starts with it over the same connection; a dry run
@@ -583,7 +583,7 @@ async function begin(session: Session, report: DeployReport, beside?: () => Prom
  * and needs no login), and a tag moved meanwhile cannot change this release. Where this machine
  * cannot ask the registry in time, the server's pull resolves them.
  */
-async function connectAndPull(
+export async function connectAndPull(
   session: Session,
   request: DeployRequest,
   report: DeployReport,
@@ -622,7 +622,7 @@ export function builtRevision(revisions: Record<string, string>, services: strin
 }
 
 /** What a release records as its revision: the one given, else the images' own, else the app repository's. */
-function releaseRevision(session: Session, request: DeployRequest, built: string | undefined): string {
+export function releaseRevision(session: Session, request: DeployRequest, built: string | undefined): string {
   const revision = request.revision ?? built ?? request.appRevision;
   if (revision) return revision;
   session.logger.warn(`${request.app.dir} is not in a git repository with a commit, and the images name no commit they were built from; the release records revision "unknown" (pass --revision SHA)`);
@@ -832,23 +832,27 @@ export interface RollbackRequest {
   healthTimeoutMs: number;
 }
 
+/** The release a rollback goes to: --to ID, else rollbackTarget; an error naming the choices when there is none. */
+export function rollbackRelease(session: Session, state: ServerState, to: string | undefined): string {
+  const target = to ?? rollbackTarget(state);
+  if (session.runner.dryRun) return target ?? '(previous)';
+  if (!target) {
+    // Two rollbacks in a row go further back, not back and forth: the way to another release is --to.
+    const others = state.releases.filter((release) => release !== state.current);
+    const choice = others.length ? `; to go to another kept release, pass --to ID (${others.join(', ')})` : '';
+    throw new ToolError(`no release that went live before ${state.current ?? 'the current one'} is kept on the server${choice}; see --history`);
+  }
+  if (!state.releases.includes(target)) throw new UsageError(`release ${target} is not on the server; kept releases: ${state.releases.join(', ') || 'none'}`);
+  return target;
+}
+
 export async function rollback(session: Session, request: RollbackRequest, report = newReport('rollback')): Promise<DeployReport> {
   const { layout } = session;
   await begin(session, report);
   return withLock(session, request.reason, report, async (state) => {
     report.previous = state.current;
     report.backup = backupBefore(state, state.current);
-    const target = request.to ?? rollbackTarget(state);
-    if (!session.runner.dryRun) {
-      if (!target) {
-        // Two rollbacks in a row go further back, not back and forth: the way to another release is --to.
-        const others = state.releases.filter((release) => release !== state.current);
-        const choice = others.length ? `; to go to another kept release, pass --to ID (${others.join(', ')})` : '';
-        throw new ToolError(`no release that went live before ${state.current ?? 'the current one'} is kept on the server${choice}; see --history`);
-      }
-      if (!state.releases.includes(target)) throw new UsageError(`release ${target} is not on the server; kept releases: ${state.releases.join(', ') || 'none'}`);
-    }
-    const release = target ?? '(previous)';
+    const release = rollbackRelease(session, state, request.to);
     report.release = release;
     const plan = switchPlan(request.app, state.records[release], request.proxyImage, request.healthTimeoutMs);
     await timed(session, report, 'switch', `Starting release ${release}`, () => runDetached(session, release, 'up', scripts.switchScript(layout, release, plan), DEADLINES_MS.up));

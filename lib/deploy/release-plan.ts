@@ -77,15 +77,24 @@ export function startOrder(app: ComposeApp): string[] {
   return order;
 }
 
-export function planRelease(input: ReleasePlanInput): ReleasePlan {
-  const { app, project, live } = input;
+/**
+ * Each service's image: the live release's where the pulled one has the same content (so its
+ * container, or its swarm service, is left as it runs), else the one pulled.
+ */
+export function chooseImages(pulled: Record<string, string>, contents: Record<string, string>, live: ReleaseRecord | undefined): { images: Record<string, string>; kept: string[] } {
   const images: Record<string, string> = {};
   const kept: string[] = [];
-  for (const [service, ref] of Object.entries(input.pulled)) {
-    const same = live?.images?.[service] !== undefined && live.contents?.[service] !== undefined && live.contents[service] === input.contents[service];
+  for (const [service, ref] of Object.entries(pulled)) {
+    const same = live?.images?.[service] !== undefined && live.contents?.[service] !== undefined && live.contents[service] === contents[service];
     images[service] = same ? live!.images![service]! : ref;
     if (same) kept.push(service);
   }
+  return { images, kept };
+}
+
+export function planRelease(input: ReleasePlanInput): ReleasePlan {
+  const { app, project, live } = input;
+  const { images, kept } = chooseImages(input.pulled, input.contents, live);
 
   const routes = proxyRoutes(app, input.vars);
   const sites = app.config.proxy.enabled ? app.config.proxy.sites : [];

@@ -12,8 +12,10 @@ import { PROXY_ADMIN_SOCKET, PROXY_CONFIG_DIR, PROXY_CONTAINER, PROXY_VOLUMES } 
 export interface RemoteLayout {
   /** Deploy path on the server; `~/x` means under the deploy user's home. */
   deployPath: string;
-  /** Compose project name shared by every release, so volumes carry over. */
+  /** Compose project name shared by every release, so volumes carry over (on a swarm: the stack's name). */
   project: string;
+  /** How the app runs on the server: compose (default), or a swarm stack deployed from its manager. */
+  target?: 'compose' | 'swarm';
 }
 
 /** Exit codes of remote scripts for conditions the deploy explains in one line. */
@@ -34,6 +36,8 @@ export const REMOTE_EXIT = {
   stepStillRunning: 51,
   noBackup: 52,
   restoreFailed: 53,
+  /** The target is a swarm, and the engine on the server is not a manager of one. */
+  notSwarmManager: 54,
 } as const;
 
 /** Script text that is spliced as is: only text the toolkit wrote, or a `sh` result. */
@@ -221,6 +225,21 @@ for pidfile in "$deploy"/releases/*/steps/*.pid; do
 done
 `;
 
+/** What runs the app: compose (its version), or, on a swarm target, the manager's swarm (its size). */
+const orchestratorReport = {
+  compose: sh`find_compose
+# Compose v2 says its version at once; v1 (Python) takes most of a second, so only its name is shown.
+if [ "\${compose_cli[*]}" = "docker compose" ]; then echo "compose=docker compose $(docker compose version --short)"; else echo "compose=\${compose_cli[*]}"; fi
+`,
+  swarm: sh`swarm=$(docker info --format '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}} {{.Swarm.Nodes}}')
+case "$swarm" in
+  "active true "*) echo "compose=docker stack, a swarm of \${swarm##* } nodes" ;;
+  "active false "*) echo "the Docker engine on the server is a swarm worker; deploy to a manager of the swarm (docker node ls there)" >&2; exit ${REMOTE_EXIT.notSwarmManager} ;;
+  *) echo "the Docker engine on the server is in no swarm (\${swarm%% *}); make it a manager with aidd cluster init, or deploy with target: compose" >&2; exit ${REMOTE_EXIT.notSwarmManager} ;;
+esac
+`,
+};
+
 /** Facts the deploy needs before touching anything; changes nothing on the server. */
 export function preflightScript(layout: RemoteLayout): string {
   return remoteScript(layout, 'preflight', sh`
@@ -228,10 +247,7 @@ command -v docker >/dev/null 2>&1 || { echo "docker is not installed on the serv
 # A user outside the docker group gets "permission denied" here, not at the first compose call.
 engine=$(docker version --format '{{.Server.Version}}' 2>&1) || { echo "the Docker engine does not answer $(id -un) on the server: $(printf '%s\n' "$engine" | tail -n 1); add the user to the docker group (sudo usermod -aG docker $(id -un), then log in again) or start dockerd" >&2; exit ${REMOTE_EXIT.noDocker}; }
 echo "docker=$engine"
-find_compose
-# Compose v2 says its version at once; v1 (Python) takes most of a second, so only its name is shown.
-if [ "\${compose_cli[*]}" = "docker compose" ]; then echo "compose=docker compose $(docker compose version --short)"; else echo "compose=\${compose_cli[*]}"; fi
-probe="$deploy"
+${orchestratorReport[layout.target ?? 'compose']}probe="$deploy"
 while [ ! -e "$probe" ]; do probe=$(dirname "$probe"); done
 [ -w "$probe" ] || { echo "$deploy is not writable by $(id -un)" >&2; exit ${REMOTE_EXIT.notWritable}; }
 echo "disk_free_kb=$(df -Pk "$probe" | awk 'NR==2 {print $4}')"
@@ -246,6 +262,21 @@ export interface PullRequest {
   /** Sent inside the script on stdin, into a throwaway DOCKER_CONFIG that is removed afterwards. */
   token?: string;
   refs: string[];
+}
+
+/** Credentials live in a DOCKER_CONFIG of this script's own, removed when it ends: never kept on the server. */
+export const throwawayDockerConfig = sh`DOCKER_CONFIG=$(mktemp -d)
+export DOCKER_CONFIG
+trap 'rm -rf "$DOCKER_CONFIG"' EXIT
+`;
+
+/** `docker login` into the throwaway DOCKER_CONFIG, the token on stdin; nothing without a token. */
+export function registryLogin(request: Pick<PullRequest, 'registry' | 'username' | 'token'>): ShellText {
+  if (!request.token) return sh`:`;
+  const doc = heredoc(request.token);
+  return sh`registry=${request.registry}
+docker login "$registry" --username=${request.username ?? 'aidd'} --password-stdin >/dev/null 2>"$DOCKER_CONFIG/login.err" ${doc.start} || { echo "docker login to $registry refused: $(tail -n1 "$DOCKER_CONFIG/login.err")" >&2; exit ${REMOTE_EXIT.loginRefused}; }
+${doc.body}`;
 }
 
 /**
@@ -263,18 +294,9 @@ const CONTENT_KEY_FORMAT =
  * one is missing: a digest ref the server already has is not pulled again. Prints `digest REF REPO@DIGEST...` and `content REF KEY` per image.
  */
 export function pullScript(layout: RemoteLayout, request: PullRequest): string {
-  let login = sh`:`;
-  if (request.token) {
-    const doc = heredoc(request.token);
-    login = sh`registry=${request.registry}
-docker login "$registry" --username=${request.username ?? 'aidd'} --password-stdin >/dev/null 2>"$DOCKER_CONFIG/login.err" ${doc.start} || { echo "docker login to $registry refused: $(tail -n1 "$DOCKER_CONFIG/login.err")" >&2; exit ${REMOTE_EXIT.loginRefused}; }
-${doc.body}`;
-  }
+  const login = registryLogin(request);
   return remoteScript(layout, 'pull', sh`
-DOCKER_CONFIG=$(mktemp -d)
-export DOCKER_CONFIG
-trap 'rm -rf "$DOCKER_CONFIG"' EXIT
-refs=(${request.refs})
+${throwawayDockerConfig}refs=(${request.refs})
 # One inspect per image: its digests on the first line, the commit it was built from (its OCI label) on
 # the second, what the content key hashes on the third.
 inspect() { docker image inspect --format ${`{{join .RepoDigests " "}}\n{{index .Config.Labels "org.opencontainers.image.revision"}}\n${CONTENT_KEY_FORMAT}`} "$1"; }

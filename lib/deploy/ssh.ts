@@ -67,10 +67,10 @@ export function remoteCommand(target: SshTarget, command: Command, options: { tt
   };
 }
 
-/** Forwards a local port to a port on the server's loopback, over the shared connection. */
-export function forwardCommand(target: SshTarget, localPort: number, remotePort: number, cancel = false): Command {
+/** Forwards a local port to a port the server reaches (its loopback by default), over the shared connection. */
+export function forwardCommand(target: SshTarget, localPort: number, remotePort: number, remoteHost = '127.0.0.1'): Command {
   return {
-    argv: ['ssh', ...sshOptions(target), '-O', cancel ? 'cancel' : 'forward', '-L', `127.0.0.1:${localPort}:127.0.0.1:${remotePort}`, ...destination(target)],
+    argv: ['ssh', ...sshOptions(target), '-O', 'forward', '-L', `127.0.0.1:${localPort}:${remoteHost}:${remotePort}`, ...destination(target)],
     readOnly: true,
     timeoutMs: 15_000,
   };

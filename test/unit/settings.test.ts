@@ -45,7 +45,18 @@ describe('aidd.yml', () => {
       backup: undefined,
       env: undefined,
       proxy: { enabled: true, http: [], sites: [] },
+      target: 'compose',
+      swarm: { replicas: {}, publish: 'ingress', endpointMode: 'vip' },
     });
+  });
+
+  it('reads the swarm target and refuses replicas of a service the compose file lacks', () => {
+    expect(load('target: swarm\nswarm: {replicas: {web: 2}, publish: host, endpoint-mode: dnsrr}\n')).toMatchObject({
+      target: 'swarm',
+      swarm: { replicas: { web: 2 }, publish: 'host', endpointMode: 'dnsrr' },
+    });
+    expect(() => load('swarm: {replicas: {nosuch: 2}}\n')).toThrow(/swarm\.replicas\.nosuch: "nosuch" is not a service of the compose file/);
+    expect(() => load('target: kubernetes\n')).toThrow(/target/);
   });
 
   it('reads every section', () => {
@@ -111,7 +122,7 @@ proxy:
   });
 
   it.each([
-    ['an unknown top-level key', 'image-nam: x\n', 'aidd.yml: the top level: unknown key "image-nam"; allowed: image-name, offline-base, smoke, migrate, backup, proxy, env'],
+    ['an unknown top-level key', 'image-nam: x\n', 'aidd.yml: the top level: unknown key "image-nam"; allowed: image-name, offline-base, smoke, migrate, backup, proxy, env, target, swarm'],
     ['an unknown key in a check', 'smoke: [{name: a, service: web, port: 80, path: /, expec: {}}]\n', 'aidd.yml: smoke[0]: unknown key "expec"; allowed: name, service, port, path, expect'],
     ['an unknown key deeper down', 'smoke: [{name: a, service: web, port: 80, path: /, expect: {code: 200}}]\n', 'aidd.yml: smoke[0].expect: unknown key "code"; allowed: status, json, json-keys, contains, report'],
     ['a wrong type', 'smoke: [{name: a, service: web, port: "80", path: /}]\n', 'aidd.yml: smoke[0].port: expected number, received string'],
@@ -152,6 +163,6 @@ describe('the published JSON Schema', () => {
   it('forbids unknown keys, so editors flag typos', () => {
     const schema = settingsJsonSchema() as { additionalProperties: boolean; properties: Record<string, unknown> };
     expect(schema.additionalProperties).toBe(false);
-    expect(Object.keys(schema.properties)).toEqual(['image-name', 'offline-base', 'smoke', 'migrate', 'backup', 'proxy', 'env']);
+    expect(Object.keys(schema.properties)).toEqual(['image-name', 'offline-base', 'smoke', 'migrate', 'backup', 'proxy', 'env', 'target', 'swarm']);
   });
 });

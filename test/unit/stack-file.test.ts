@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import type { ComposeDocument } from '../../lib/app/compose-file.ts';
 import { UsageError } from '../../lib/core/cli.ts';
-import { durationMs, stackDocument, stackFile, type SwarmSettings } from '../../lib/deploy/swarm/stack-file.ts';
+import { durationMs, stackDocument, stackFile } from '../../lib/deploy/swarm/stack-file.ts';
+import type { SwarmSettings } from '../../lib/app/settings.ts';
 import { thrown } from './thrown.ts';
 
 const settings: SwarmSettings = { replicas: { api: 2 }, publish: 'ingress', endpointMode: 'vip' };

@@ -1,9 +1,47 @@
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { convergeScript, encodedVariables, stackDeployScript, SWARM_EXIT } from '../../lib/deploy/swarm/remote-scripts.ts';
+import { encodedVariables, rollOutScript, SWARM_EXIT } from '../../lib/deploy/swarm/remote-scripts.ts';
+
+/** A service's state in one round of the stub: NAME UPDATE-STATE STARTED RUNNING/DESIRED (STARTED: unix seconds, `now` for a fresh update). */
+type Round = string[];
+
+/**
+ * Runs rollOutScript under bash with a stub docker: `login` and `stack deploy` append their argv, stdin,
+ * DOCKER_CONFIG, working directory and the given variables' values to a record (JSON lines); the stack
+ * queries answer from `rounds`, one round per `docker stack services --quiet` call (a second on a server).
+ */
+function rollOut(rounds: Round[], options: { vars?: Record<string, string>; token?: string; deadlineSeconds?: number } = {}) {
+  const bin = mkdtempSync(path.join(os.tmpdir(), 'aidd-rollout-'));
+  mkdirSync(path.join(bin, 'releases', 'r1'), { recursive: true });
+  const record = path.join(bin, 'record');
+  const roundFile = path.join(bin, 'round');
+  const names = Object.keys(options.vars ?? {});
+  writeFileSync(path.join(bin, 'rounds.json'), JSON.stringify(rounds));
+  writeFileSync(roundFile, '-1');
+  writeFileSync(
+    path.join(bin, 'docker'),
+    `#!/bin/bash
+round=$(cat "${roundFile}")
+current() { node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")); const i = Math.min(Number(process.argv[2]), r.length - 1); for (const line of r[i]) console.log(line.replace(" now ", " " + Math.floor(Date.now() / 1000) + " "))' "${bin}/rounds.json" "$round"; }
+case "$*" in
+  "login "*|"stack deploy "*) node -e 'const fs = require("fs"); const stdin = process.argv[2] === "login" ? fs.readFileSync(0, "utf8") : ""; fs.appendFileSync(process.argv[1], JSON.stringify({ argv: process.argv.slice(2), stdin, config: process.env.DOCKER_CONFIG, cwd: process.cwd(), env: Object.fromEntries(${JSON.stringify(names)}.map((n) => [n, process.env[n]])) }) + "\\n")' "${record}" "$@" ;;
+  "stack services --quiet "*) round=$((round + 1)); echo "$round" > "${roundFile}"; current | awk '{ print "id-" $1 }' ;;
+  "service inspect "*) current | awk '{ print $1, $2, $3 }' ;;
+  "stack services --format "*) current | awk '{ print $1, $4 }' ;;
+esac
+`,
+    { mode: 0o755 },
+  );
+  const script = rollOutScript({ deployPath: bin, project: 'shop' }, 'r1', options.vars ?? {}, { registry: '127.0.0.1:5000', username: 'ci', token: options.token }, options.deadlineSeconds ?? 20);
+  const result = spawnSync('bash', ['-s'], { input: script, env: { PATH: `${bin}:${path.dirname(process.execPath)}:/usr/bin:/bin` }, encoding: 'utf8', timeout: 30_000 });
+  const calls = existsSync(record)
+    ? readFileSync(record, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { argv: string[]; stdin: string; config: string; cwd: string; env: Record<string, string> })
+    : [];
+  return { ...result, script, calls, dir: bin, rounds: Number(readFileSync(roundFile, 'utf8')) + 1 };
+}
 
 describe('the stack deploy on a swarm manager', () => {
   const values = {
@@ -15,25 +53,28 @@ describe('the stack deploy on a swarm manager', () => {
   };
 
   it('gives docker stack deploy every variable exactly, in its environment and never on a command line', () => {
-    const deployPath = mkdtempSync(path.join(os.tmpdir(), 'aidd-stack-'));
-    mkdirSync(path.join(deployPath, 'releases', 'r1'), { recursive: true });
-    const bin = mkdtempSync(path.join(os.tmpdir(), 'aidd-stack-bin-'));
-    const record = path.join(bin, 'record');
-    // The stub docker records its argv and the variables' values it sees, as JSON.
-    writeFileSync(
-      path.join(bin, 'docker'),
-      `#!/bin/bash\nnode -e 'const names = ${JSON.stringify(Object.keys(values))}; require("fs").writeFileSync(process.argv[1], JSON.stringify({ argv: process.argv.slice(2), cwd: process.cwd(), env: Object.fromEntries(names.map((n) => [n, process.env[n]])) }))' "${record}" "$@"\n`,
-      { mode: 0o755 },
-    );
-    const script = stackDeployScript({ deployPath, project: 'shop' }, 'r1', values);
-    const result = spawnSync('bash', ['-s'], { input: script, env: { PATH: `${bin}:${path.dirname(process.execPath)}:/usr/bin:/bin` }, encoding: 'utf8' });
-    expect(result.status, result.stderr).toBe(0);
-    const seen = JSON.parse(readFileSync(record, 'utf8')) as { argv: string[]; cwd: string; env: Record<string, string> };
-    expect(seen.argv).toEqual(['stack', 'deploy', '--with-registry-auth', '--prune', '--compose-file', 'stack.yml', 'shop']);
-    expect(seen.cwd).toBe(path.join(deployPath, 'releases', 'r1'));
-    expect(seen.env).toEqual(values);
-    // No value stands in the script as written.
-    for (const value of Object.values(values).filter((value) => value.trim().length > 3)) expect(script).not.toContain(value);
+    const token = 'registry-token-7790';
+    const run = rollOut([['shop_web none 0 1/1']], { vars: values, token });
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.calls.map((call) => call.argv)).toEqual([
+      ['login', '127.0.0.1:5000', '--username=ci', '--password-stdin'],
+      ['stack', 'deploy', '--with-registry-auth', '--prune', '--compose-file', 'docker-compose.yml', 'shop'],
+    ]);
+    // The token reaches docker login on stdin, into a DOCKER_CONFIG of the script's own that is gone afterwards.
+    expect(run.calls[0]!.stdin.trim()).toBe(token);
+    expect(run.calls[1]!.config).toBe(run.calls[0]!.config);
+    expect(existsSync(run.calls[0]!.config)).toBe(false);
+    expect(run.calls[1]!.cwd).toBe(path.join(run.dir, 'releases', 'r1'));
+    expect(run.calls[1]!.env).toEqual(values);
+    expect(existsSync('/tmp/aidd-should-not-exist')).toBe(false);
+    // No value stands in the script as written (the token does, in a heredoc on stdin, as the pull script has it).
+    for (const value of Object.values(values).filter((value) => value.trim().length > 3)) expect(run.script).not.toContain(value);
+  });
+
+  it('logs in only with a token', () => {
+    const run = rollOut([['shop_web none 0 1/1']]);
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.calls.map((call) => call.argv[0])).toEqual(['stack']);
   });
 
   it('refuses a name that is not a variable name', () => {
@@ -42,55 +83,36 @@ describe('the stack deploy on a swarm manager', () => {
 });
 
 describe('waiting for a stack to converge', () => {
-  /**
-   * A stub docker that answers from a list of rounds, one per `docker stack services --quiet` call: each
-   * round is the services' update states and replicas ("shop_web updating 1/2").
-   */
-  function converge(rounds: string[][], deadlineSeconds = 20) {
-    const bin = mkdtempSync(path.join(os.tmpdir(), 'aidd-converge-'));
-    const roundFile = path.join(bin, 'round');
-    writeFileSync(path.join(bin, 'rounds.json'), JSON.stringify(rounds));
-    writeFileSync(roundFile, '-1');
-    writeFileSync(
-      path.join(bin, 'docker'),
-      `#!/bin/bash
-round=$(cat "${roundFile}")
-current() { node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")); const i = Math.min(Number(process.argv[2]), r.length - 1); for (const line of r[i]) console.log(line)' "${bin}/rounds.json" "$round"; }
-case "$*" in
-  "stack services --quiet "*) round=$((round + 1)); echo "$round" > "${roundFile}"; current | awk '{ print "id-" $1 }' ;;
-  "service inspect "*) current | awk '{ print $1, $2 }' ;;
-  "stack services --format "*) current | awk '{ print $1, $3 }' ;;
-esac
-`,
-      { mode: 0o755 },
-    );
-    // Each round waits a second on the server; the stub's rounds stand for seconds.
-    const result = spawnSync('bash', ['-s'], { input: convergeScript({ deployPath: bin, project: 'shop' }, deadlineSeconds), env: { PATH: `${bin}:${path.dirname(process.execPath)}:/usr/bin:/bin` }, encoding: 'utf8', timeout: 30_000 });
-    return { ...result, rounds: Number(readFileSync(roundFile, 'utf8')) + 1 };
-  }
-
   it('waits until every update is done and every service runs all its replicas', () => {
-    const result = converge([
-      ['shop_web updating 1/2', 'shop_db none 1/1'],
-      ['shop_web updating 2/2', 'shop_db none 1/1'],
-      ['shop_web completed 1/2', 'shop_db none 1/1'],
-      ['shop_web completed 2/2', 'shop_db none 1/1'],
+    const run = rollOut([
+      ['shop_web updating now 1/2', 'shop_db none 0 1/1'],
+      ['shop_web updating now 2/2', 'shop_db none 0 1/1'],
+      ['shop_web completed now 1/2', 'shop_db none 0 1/1'],
+      ['shop_web completed now 2/2', 'shop_db none 0 1/1'],
     ]);
-    expect(result.status, result.stderr).toBe(0);
-    expect(result.rounds).toBe(4);
-    expect(result.stdout).toBe('service shop_db none 1/1\nservice shop_web completed 2/2\n');
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.rounds).toBe(4);
+    expect(run.stdout).toBe('service shop_db none 1/1\nservice shop_web completed 2/2\n');
   });
 
-  it('ends at once when swarm rolled an update back, naming the service', () => {
-    const result = converge([['shop_web updating 2/2'], ['shop_web rollback_started 2/2'], ['shop_web rollback_completed 2/2'], ['shop_web completed 2/2']]);
-    expect(result.status).toBe(SWARM_EXIT.rolledBack);
-    expect(result.rounds).toBe(3);
-    expect(result.stdout).toBe('service shop_web rollback_completed 2/2\n');
+  it('ends at once when swarm rolled an update back, naming the service on stderr', () => {
+    const run = rollOut([['shop_web updating now 2/2'], ['shop_web rollback_started now 2/2'], ['shop_web rollback_completed now 2/2'], ['shop_web completed now 2/2']]);
+    expect(run.status).toBe(SWARM_EXIT.rolledBack);
+    expect(run.rounds).toBe(3);
+    expect(run.stdout).toBe('service shop_web rollback_completed 2/2\n');
+    expect(run.stderr.trim()).toBe('swarm rolled back the update of shop_web (rollback_completed): its new tasks did not stay healthy');
+  });
+
+  it('takes an update state from before this deploy (a service it left alone) for none', () => {
+    const run = rollOut([['shop_web rollback_completed 1000 2/2', 'shop_db updating 1000 1/1']]);
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.stdout).toBe('service shop_db none 1/1\nservice shop_web none 2/2\n');
   });
 
   it('gives up at the deadline, with where each service stands', () => {
-    const result = converge([['shop_web updating 1/2']], 2);
-    expect(result.status).toBe(SWARM_EXIT.notConverged);
-    expect(result.stdout).toBe('service shop_web updating 1/2\n');
+    const run = rollOut([['shop_web updating now 1/2']], { deadlineSeconds: 2 });
+    expect(run.status).toBe(SWARM_EXIT.notConverged);
+    expect(run.stdout).toBe('service shop_web updating 1/2\n');
+    expect(run.stderr.trim()).toBe('not converged in 2 s: shop_web updating 1/2');
   });
 });

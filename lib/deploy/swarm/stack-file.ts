@@ -2,25 +2,12 @@
 // pinned by digest, build: removed, as releaseCompose makes it) plus what a swarm needs to replace a
 // service without downtime and to undo a bad update by itself. Pure: the deploy decides with it and the
 // tests cover every rule.
-//
-// Work in progress on the swarm-target branch: nothing calls it yet.
 import { stringify } from 'yaml';
 import { UsageError } from '../../core/cli.ts';
 import type { ComposeDocument } from '../../app/compose-file.ts';
 import { interpolate, isPlainObject, type Variables } from '../../app/interpolate.ts';
 import { parsePortEntry } from '../proxy.ts';
-
-export interface SwarmSettings {
-  /** Tasks per service (default 1, or the compose file's deploy.replicas). */
-  replicas: Record<string, number>;
-  /**
-   * How a published port reaches the tasks: the routing mesh on every node (ingress, Docker's default), or
-   * only the node a task runs on (host: for kernels without IP_VS, where the routing mesh does not work).
-   */
-  publish: 'ingress' | 'host';
-  /** How services reach each other: one virtual IP (vip) or the tasks' addresses in DNS (dnsrr: without IP_VS). */
-  endpointMode: 'vip' | 'dnsrr';
-}
+import type { SwarmSettings } from '../../app/settings.ts';
 
 /** Docker's duration syntax (1m30s, 500ms) in milliseconds; undefined for anything else. */
 export function durationMs(value: unknown): number | undefined {
