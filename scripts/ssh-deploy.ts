@@ -18,7 +18,8 @@ import {
   type Session,
 } from '../lib/deploy/engine.ts';
 import { checkDeployInputs } from '../lib/deploy/inputs.ts';
-import { deployRequestFrom } from '../lib/deploy/request.ts';
+import { deployRequestFrom, registryAccess } from '../lib/deploy/request.ts';
+import { checkSwarmRun, deployToSwarm, rollbackSwarm, swarmLogin, swarmStatus } from '../lib/deploy/swarm/engine.ts';
 import { failureJson, outcomeLine } from '../lib/deploy/outcome.ts';
 import { checkLogsOptions, checkServices, execCommand, logsCommand } from '../lib/deploy/operate.ts';
 import { formatStatus } from '../lib/deploy/status-view.ts';
@@ -48,7 +49,13 @@ const spec: ScriptSpec = {
   options: {
     ...SSH_FLAGS,
     compose: { type: 'string', multiple: true, value: 'PATH', env: 'AIDD_COMPOSE_FILE', help: 'Registry compose file (default: the AIDD Bot docker-compose.registry.yml); repeat to merge several in order.' },
-    project: { type: 'string', value: 'NAME', env: 'COMPOSE_PROJECT_NAME', help: 'Compose project name on the server (default: the compose directory name).' },
+    project: { type: 'string', value: 'NAME', env: 'COMPOSE_PROJECT_NAME', help: 'Compose project name on the server, the stack name on a swarm (default: the compose directory name).' },
+    target: {
+      type: 'string',
+      value: 'compose|swarm',
+      env: 'AIDD_TARGET',
+      help: "How the server runs the app: compose on one server, or a Docker Swarm whose manager is --host (default: aidd.yml's target, else compose).",
+    },
     // Not --env-file: node (through tsx) would take that flag and load the file into the environment.
     'server-env': { type: 'string', value: 'PATH', env: 'AIDD_SERVER_ENV', help: 'The .env to upload (e.g. .env.production); without it the server keeps its .env.' },
     registry: { type: 'string', value: 'HOST', env: 'REGISTRY', help: 'Registry of the images (default ghcr.io).' },
@@ -194,10 +201,14 @@ await runScript(spec, async (flags) => {
       );
       if (!sure) cancelled('nothing was restored');
     }
+    const runsOn = stringValue(values, 'target') ?? app.config.target;
+    if (runsOn !== 'compose' && runsOn !== 'swarm') throw new UsageError(`--target ${JSON.stringify(runsOn)} is neither compose nor swarm`);
+    if (runsOn === 'swarm') checkSwarmRun(app, mode, deployRequest?.env);
     const { target, deployPath, cleanup } = resolveSshTarget(values);
     // process.exit (a second signal) skips finally blocks; the private SSH directory goes anyway.
     process.on('exit', cleanup);
-    const session: Session = { runner, logger, ssh: target, layout: { deployPath, project } };
+    const session: Session = { runner, logger, ssh: target, layout: { deployPath, project, target: runsOn } };
+    const onSwarm = runsOn === 'swarm';
     let firstSignalAt = 0;
     const onSignal = (signal: NodeJS.Signals) => {
       // Logs and exec hold no lock and start no step: a signal ends them at once (and a --follow that way).
@@ -228,10 +239,13 @@ await runScript(spec, async (flags) => {
     process.on('SIGTERM', onSignal);
     try {
       if (mode === 'status') {
-        const state = await status(session);
+        const state = onSwarm ? await swarmStatus(session) : await status(session);
         if (json) output(state);
         else process.stdout.write(formatStatus(state, PROXY_CONTAINER));
-        return state.services.every((service) => service.state === 'running' && service.health !== 'unhealthy') ? EXIT.ok : EXIT.failed;
+        const healthy = state.swarm
+          ? state.swarm.every((service) => service.running === service.desired)
+          : state.services.every((service) => service.state === 'running' && service.health !== 'unhealthy');
+        return healthy ? EXIT.ok : EXIT.failed;
       }
       if (mode === 'history') {
         const entries = await history(session, 20);
@@ -261,18 +275,23 @@ await runScript(spec, async (flags) => {
         return EXIT.ok;
       }
 
-      if (deployRequest && walkthrough.confirm) {
+      if (deployRequest && walkthrough.confirm && onSwarm) {
+        await walkthrough.confirm(`the swarm stack ${project} gets ${Object.values(deployRequest.refs).join(', ')}\n`);
+      } else if (deployRequest && walkthrough.confirm) {
         // The person sees what would change before saying yes, and the deploy then installs exactly
         // the images shown (pinned by digest), even if a tag moves meanwhile.
         const diff = await diffRelease(session, deployRequest);
         await walkthrough.confirm(formatDiff(diff));
         deployRequest.refs = Object.fromEntries(diff.images.map((image) => [image.service, image.to]));
       }
+      const rollbackRequest = { app, proxyImage: stringValue(values, 'proxy-image') ?? DEFAULT_PROXY_IMAGE, to: stringValue(values, 'to'), reason: `rollback: ${reason}`, healthTimeoutMs };
       const done = deployRequest
-        ? await deploy(session, deployRequest, report)
+        ? await (onSwarm ? deployToSwarm : deploy)(session, deployRequest, report)
         : restoring
           ? await restoreBackup(session, { app, backup: restoring, reason: `restore-backup: ${reason}`, healthTimeoutMs }, report)
-          : await rollback(session, { app, proxyImage: stringValue(values, 'proxy-image') ?? DEFAULT_PROXY_IMAGE, to: stringValue(values, 'to'), reason: `rollback: ${reason}`, healthTimeoutMs }, report);
+          : onSwarm
+            ? await rollbackSwarm(session, { ...rollbackRequest, login: swarmLogin(registryAccess(values)) }, report)
+            : await rollback(session, rollbackRequest, report);
       if (json) output(done);
       else if (!runner.dryRun) {
         if (done.checks.length) process.stdout.write(`${formatOutcomes(done.checks)}\n`);

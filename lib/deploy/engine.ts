@@ -21,6 +21,7 @@ import { REMOTE_EXIT, type ReadinessProbes, type RemoteLayout, type SwitchPlan }
 import { freePort } from '../core/net.ts';
 import { redact, registerSecret, type Secret } from '../core/secrets.ts';
 import { runSmoke, type CheckOutcome, type StackAccess } from '../app/smoke.ts';
+import type { SwarmServiceStatus } from './swarm/engine.ts';
 import { closeCommand, explainSshFailure, forwardCommand, openCommand, remoteCommand, remoteScriptCommand, type SshConnection } from './ssh.ts';
 
 export interface Session extends SshConnection {
@@ -915,8 +916,10 @@ export interface StatusReport {
   runningSteps: string[];
   /** Backups kept on the server, for --restore-backup. */
   backups: string[];
-  /** The server's reverse proxy container: running, exited, ... or absent. */
-  proxy: string;
+  /** The server's reverse proxy container: running, exited, ... or absent. Not on a swarm. */
+  proxy?: string;
+  /** On a swarm: each service's replicas, image and nodes (`services` then lists its tasks). */
+  swarm?: SwarmServiceStatus[];
 }
 
 export async function status(session: Session): Promise<StatusReport> {

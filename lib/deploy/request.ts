@@ -87,6 +87,16 @@ function readServerEnv(file: string, app: ComposeApp): string {
   return env.text;
 }
 
+/** The registry (--registry) and its credentials: REGISTRY_USER and REGISTRY_TOKEN (or GHCR_TOKEN), or what the walkthrough asked. */
+export function registryAccess(values: Values, typed: Pick<WalkthroughResult, 'token' | 'registryUser'> = {}): Pick<DeployRequest, 'registry' | 'registryUser' | 'registryToken'> {
+  const tokenValue = process.env.REGISTRY_TOKEN ?? process.env.GHCR_TOKEN;
+  return {
+    registry: stringValue(values, 'registry') ?? 'ghcr.io',
+    registryUser: typed.registryUser ?? process.env.REGISTRY_USER,
+    registryToken: typed.token ?? (tokenValue ? new Secret(tokenValue) : undefined),
+  };
+}
+
 export async function deployRequestFrom(
   values: Values,
   app: ComposeApp,
@@ -94,12 +104,9 @@ export async function deployRequestFrom(
   settings: Pick<DeployRequest, 'reason' | 'keep' | 'healthTimeoutMs'>,
   typed: Pick<WalkthroughResult, 'token' | 'registryUser'>,
 ): Promise<{ request: DeployRequest; services: string[] }> {
-  const registry = stringValue(values, 'registry') ?? 'ghcr.io';
+  const { registry, registryUser, registryToken } = registryAccess(values, typed);
   const { services, refs, revision } = imageRefs(values, app, registry);
   const envFile = stringValue(values, 'server-env');
-  const tokenValue = process.env.REGISTRY_TOKEN ?? process.env.GHCR_TOKEN;
-  const registryUser = typed.registryUser ?? process.env.REGISTRY_USER;
-  const registryToken = typed.token ?? (tokenValue ? new Secret(tokenValue) : undefined);
   const credentials = registryUser && registryToken ? { username: registryUser, password: registryToken } : undefined;
   const request: DeployRequest = {
     app,

@@ -13,20 +13,31 @@ export function formatUptime(startedAt: string | undefined, now: number): string
   return minutes > 0 ? `${minutes}m` : `${seconds}s`;
 }
 
+/** A table indented by two spaces, every column but the last padded to its widest cell. */
+function table(header: string[], rows: string[][]): string[] {
+  if (rows.length === 0) return [];
+  const all = [header, ...rows];
+  const widths = header.map((_, column) => Math.max(...all.map((row) => row[column]!.length)));
+  return all.map((row) => `  ${row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]!))).join('  ')}`);
+}
+
 export function formatStatus(report: StatusReport, proxyContainer: string, now = Date.now()): string {
-  const rows = report.services.map((service) => [
-    service.service,
-    service.state,
-    service.health,
-    service.state === 'running' ? formatUptime(service.startedAt, now) : '-',
-    String(service.restarts ?? '-'),
-    service.image ?? '-',
-  ]);
-  const table = [['SERVICE', 'STATE', 'HEALTH', 'UP', 'RESTARTS', 'IMAGE'], ...rows];
-  const widths = table[0]!.map((_, column) => Math.max(...table.map((row) => row[column]!.length)));
   const lines = [`current release: ${report.current ?? 'none'}`];
-  if (rows.length > 0) lines.push(...table.map((row) => `  ${row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]!))).join('  ')}`));
-  lines.push(`reverse proxy (${proxyContainer}): ${report.proxy}`);
+  if (report.swarm) {
+    // On a swarm: a service is its replicas across the nodes.
+    lines.push(...table(['SERVICE', 'REPLICAS', 'NODES', 'IMAGE'], report.swarm.map((service) => [service.service, `${service.running}/${service.desired}`, service.nodes.join(',') || '-', service.image])));
+  } else {
+    const rows = report.services.map((service) => [
+      service.service,
+      service.state,
+      service.health,
+      service.state === 'running' ? formatUptime(service.startedAt, now) : '-',
+      String(service.restarts ?? '-'),
+      service.image ?? '-',
+    ]);
+    lines.push(...table(['SERVICE', 'STATE', 'HEALTH', 'UP', 'RESTARTS', 'IMAGE'], rows));
+    lines.push(`reverse proxy (${proxyContainer}): ${report.proxy ?? 'absent'}`);
+  }
   if (report.lock) lines.push(`lock held by ${String(report.lock.who)} since ${String(report.lock.at)}`);
   for (const step of report.runningSteps) lines.push(`still running on the server: ${step}`);
   if (report.backups.length) lines.push(`backups: ${report.backups.join(', ')}`);

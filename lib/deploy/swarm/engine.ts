@@ -1,0 +1,311 @@
+// Deploys to a Docker Swarm through its manager: the same run as on one server (connect, pull, lock,
+// upload, release record, audit, smoke test, rollback), with `docker stack deploy` as the switch. The
+// swarm replaces each service's tasks one at a time, starting the new one first, and rolls an update
+// back by itself when the new tasks do not stay healthy (stack-file.ts sets that up); this run then
+// puts every service back on the live release, as it does on one server.
+import { parse as parseEnv } from 'dotenv';
+import { ToolError, UsageError } from '../../core/cli.ts';
+import type { ComposeApp, ContainerStatus } from '../../app/compose.ts';
+import { freePort } from '../../core/net.ts';
+import { registerSecret } from '../../core/secrets.ts';
+import { runSmoke, type CheckOutcome, type StackAccess } from '../../app/smoke.ts';
+import {
+  auditLine,
+  begin,
+  checkpoint,
+  connectAndPull,
+  DEADLINES_MS,
+  describeActor,
+  InterruptedError,
+  newReleaseId,
+  newReport,
+  openSession,
+  preflight,
+  releaseLock,
+  releaseRevision,
+  rollbackRelease,
+  runRemote,
+  timed,
+  withLock,
+  type DeployReport,
+  type DeployRequest,
+  type RollbackRequest,
+  type Session,
+  type StatusReport,
+} from '../engine.ts';
+import { chooseImages, sha256 } from '../release-plan.ts';
+import * as scripts from '../remote-scripts.ts';
+import { forwardCommand } from '../ssh.ts';
+import { stackDocument, stackFile } from './stack-file.ts';
+import { releaseEnvScript, rollOutScript, serviceEndpointScript, stackStatusScript } from './remote-scripts.ts';
+
+/** Registry credentials for the roll-out: the nodes pull the release's images with them. */
+export interface SwarmLogin {
+  registry: string;
+  username?: string;
+  token?: string;
+}
+
+export function swarmLogin(access: Pick<DeployRequest, 'registry' | 'registryUser' | 'registryToken'>): SwarmLogin {
+  return { registry: access.registry, username: access.registryUser, token: access.registryToken?.reveal() };
+}
+
+/** A service of the stack as `aidd status` shows it. */
+export interface SwarmServiceStatus {
+  service: string;
+  running: number;
+  desired: number;
+  image: string;
+  /** The nodes its running tasks are on. */
+  nodes: string[];
+}
+
+/** What a deploy to a swarm does not do yet, refused in one line before anything connects. */
+const NOT_ON_SWARM: Record<string, string> = {
+  diff: '--diff',
+  'restore-backup': '--restore-backup',
+  logs: '--logs (use docker service logs on the manager)',
+  exec: '--exec (use docker exec on the node running the task)',
+};
+
+/**
+ * Checks, before connecting, that the app can run as a stack: the stack file is made once with the .env
+ * to upload (or none), so a container_name, a port bound to one address or replicas of a service with a
+ * named volume are refused here, not under the lock.
+ */
+export function checkSwarmRun(app: ComposeApp, mode: string, env: string | undefined): void {
+  if (NOT_ON_SWARM[mode]) throw new UsageError(`${NOT_ON_SWARM[mode]} is not available on a swarm target yet (aidd.yml target: swarm, or --target swarm)`);
+  if (mode === 'deploy' && (app.config.migrate || app.config.backup)) {
+    throw new UsageError(`${app.dir}/aidd.yml has ${app.config.migrate ? 'migrate:' : 'backup:'}, which a deploy to a swarm does not run yet; deploy this app with target: compose`);
+  }
+  stackDocument(app.raw, {}, app.config.swarm, env === undefined ? {} : parseEnv(env));
+}
+
+/** Every value is a secret from here on, also in base64: the roll-out script carries values that way. */
+function secretVariables(vars: Record<string, string>): Record<string, string> {
+  for (const value of Object.values(vars)) {
+    registerSecret(value);
+    registerSecret(Buffer.from(value, 'utf8').toString('base64'));
+  }
+  return vars;
+}
+
+/** A release's variables as the server keeps them (its .env). */
+async function releaseVariables(session: Session, release: string): Promise<Record<string, string>> {
+  if (session.runner.dryRun) return {};
+  const { stdout } = await runRemote(session, releaseEnvScript(session.layout, release), DEADLINES_MS.audit);
+  return secretVariables(parseEnv(Buffer.from(stdout.trim(), 'base64').toString('utf8')));
+}
+
+/**
+ * Deploys `release` (its stack file and .env on the manager) and waits until the stack converged. How long
+ * it may take: the health timeout for each task the update replaces one by one, at least the timeout once.
+ */
+async function rollOut(session: Session, release: string, login: SwarmLogin, healthTimeoutMs: number, vars?: Record<string, string>): Promise<void> {
+  const values = vars ?? (await releaseVariables(session, release));
+  const deadlineSeconds = Math.ceil(healthTimeoutMs / 1000);
+  await runRemote(session, rollOutScript(session.layout, release, values, login, deadlineSeconds), healthTimeoutMs + DEADLINES_MS.up);
+}
+
+/** `service NAME R/D IMAGE` and `task NAME.SLOT NODE STATE...` lines -> services and their tasks. */
+export function parseStackStatus(stdout: string, project: string): { services: SwarmServiceStatus[]; tasks: ContainerStatus[] } {
+  const unprefixed = (name: string) => (name.startsWith(`${project}_`) ? name.slice(project.length + 1) : name);
+  const services: SwarmServiceStatus[] = [];
+  const tasks: ContainerStatus[] = [];
+  for (const line of stdout.split('\n')) {
+    const [kind, name = '', third = '', ...rest] = line.trim().split(/\s+/);
+    if (kind === 'service') {
+      const [running = '0', desired = '0'] = third.split('/');
+      services.push({ service: unprefixed(name), running: Number(running), desired: Number(desired.replace(/\D.*$/, '')), image: rest[0] ?? '', nodes: [] });
+    } else if (kind === 'task') {
+      const service = unprefixed(name.replace(/\.[^.]*$/, ''));
+      // Swarm counts a task with a healthcheck as running only once it is healthy.
+      tasks.push({ id: name, service, state: (rest[0] ?? 'unknown').toLowerCase(), health: 'none' });
+      const entry = services.find((candidate) => candidate.service === service);
+      if (entry && rest[0] === 'Running' && !entry.nodes.includes(third)) entry.nodes.push(third);
+    }
+  }
+  return { services, tasks };
+}
+
+/**
+ * Reaches the stack through its manager: its tasks from `docker stack ps`, and a service's published port
+ * on a node that answers for it (any node behind the routing mesh; in host mode, one running a task),
+ * forwarded over the SSH connection.
+ */
+export function swarmAccess(session: Session): StackAccess {
+  const forwarded = new Map<string, Promise<string>>();
+  let listing: Promise<ContainerStatus[]> | undefined;
+  return {
+    baseUrl(service, port) {
+      const key = `${service}:${port}`;
+      let url = forwarded.get(key);
+      if (!url) {
+        url = (async () => {
+          const { stdout } = await runRemote(session, serviceEndpointScript(session.layout, service), DEADLINES_MS.audit);
+          const lines = stdout.split('\n').map((line) => line.trim().split(/\s+/));
+          const published = lines.find(([kind, target]) => kind === 'port' && target === String(port));
+          if (!published) throw new ToolError(`service ${service} does not publish port ${port} on the swarm`);
+          const [, , publishedPort, mode] = published;
+          const node = mode === 'host' ? lines.find(([kind]) => kind === 'node')?.[1] : '127.0.0.1';
+          if (!node) throw new ToolError(`service ${service} has no running task to reach port ${port} on`);
+          const localPort = await freePort();
+          await session.runner.run(forwardCommand(session.ssh, localPort, Number(publishedPort), node));
+          return `http://127.0.0.1:${localPort}`;
+        })();
+        url.catch(() => forwarded.delete(key));
+        forwarded.set(key, url);
+      }
+      return url;
+    },
+    containers: () =>
+      (listing ??= runRemote(session, stackStatusScript(session.layout), DEADLINES_MS.audit)
+        .then(({ stdout }) => parseStackStatus(stdout, session.layout.project).tasks)
+        .finally(() => (listing = undefined))),
+  };
+}
+
+async function verifyStack(session: Session, app: ComposeApp, deadlineMs: number): Promise<CheckOutcome[]> {
+  if (session.runner.dryRun) return [];
+  return runSmoke(swarmAccess(session), { services: app.services.map((service) => service.name), http: app.config.smoke, deadlineMs });
+}
+
+export async function deployToSwarm(session: Session, request: DeployRequest, report = newReport('deploy')): Promise<DeployReport> {
+  const { logger, layout } = session;
+  const { pulledImages, contents, revision: built } = await connectAndPull(session, request, report);
+  report.images = pulledImages;
+  const revision = releaseRevision(session, request, built);
+  const login = swarmLogin(request);
+
+  return withLock(session, request.reason, report, async (state) => {
+    const live = state.current;
+    report.previous = live;
+    const liveRecord = live ? state.records[live] : undefined;
+    const id = newReleaseId(revision, new Date(), state.releases);
+    const { images, kept } = chooseImages(pulledImages, contents, liveRecord);
+    report.images = images;
+    report.kept = kept;
+    // The values the stack file's published ports are written with, and the roll-out's environment.
+    const vars = request.env !== undefined ? secretVariables(parseEnv(request.env)) : live ? await releaseVariables(session, live) : {};
+    const stack = stackFile(request.app.raw, images, request.app.config.swarm, vars);
+    if (live && state.currentComposeSha === sha256(stack) && (request.env === undefined || state.currentEnvSha === sha256(request.env))) {
+      report.release = live;
+      report.checks = await timed(session, report, 'verify', `Release ${live} already runs these images; checking its services`, () => verifyStack(session, request.app, request.healthTimeoutMs));
+      report.ok = report.checks.every((check) => check.ok);
+      report.result = report.ok ? 'unchanged' : 'failed';
+      if (!report.ok) report.failedStep = 'verify';
+      await releaseLock(session, auditLine({ action: 'deploy', release: live, result: report.result, images }));
+      return report;
+    }
+
+    report.release = id;
+    const line = (entry: Record<string, unknown>) => auditLine({ action: 'deploy', release: id, previous: live ?? null, ...entry });
+    const releaseJson = JSON.stringify({ id, revision, target: 'swarm', images, contents, who: describeActor(), at: new Date().toISOString(), reason: request.reason, previous: live ?? null }, null, 2);
+    try {
+      await timed(session, report, 'upload', `Uploading release ${id}`, () =>
+        runRemote(session, scripts.uploadScript(layout, { id, compose: stack, releaseJson, env: request.env, envRequired: request.envRequired }), DEADLINES_MS.upload),
+      );
+      checkpoint(session);
+    } catch (error) {
+      const interrupted = error instanceof InterruptedError;
+      const detail = error instanceof Error ? error.message : String(error);
+      await runRemote(session, scripts.discardReleaseScript(layout, id, line({ result: interrupted ? 'interrupted' : 'failed', step: report.failedStep ?? 'upload', detail })), DEADLINES_MS.audit);
+      throw error;
+    }
+
+    let failure: string | undefined;
+    try {
+      await timed(session, report, 'switch', `Rolling out ${id} (docker stack deploy, new tasks first)`, () => rollOut(session, id, login, request.healthTimeoutMs, vars));
+      report.checks = await timed(session, report, 'verify', 'Smoke-testing', () => verifyStack(session, request.app, request.healthTimeoutMs));
+      const failed = report.checks.filter((check) => !check.ok);
+      if (failed.length > 0) {
+        failure = failed.map((check) => `${check.name} (${check.detail})`).join(', ');
+        report.failedStep = 'verify';
+      }
+    } catch (error) {
+      if (error instanceof InterruptedError) {
+        // Rolled out but not verified: `current` still names the old release, which a re-run converges from.
+        await runRemote(session, scripts.auditScript(layout, line({ result: 'interrupted', step: 'switch', detail: error.message })), DEADLINES_MS.audit);
+        throw error;
+      }
+      failure = (error as Error).message;
+    }
+    if (failure === undefined) {
+      await timed(session, report, 'finish', 'Finishing: current, audit, prune', () =>
+        runRemote(session, scripts.finishScript(layout, id, line({ result: 'deployed', images }), { keep: request.keep, protect: live ? [live] : [] }), DEADLINES_MS.finish),
+      );
+      report.ok = true;
+      report.result = 'deployed';
+      return report;
+    }
+
+    report.error = `release ${id} failed: ${failure}`;
+    logger.warn(report.error);
+    if (!live) {
+      await runRemote(session, scripts.auditScript(layout, line({ result: 'failed', step: report.failedStep ?? 'switch', detail: report.error })), DEADLINES_MS.audit);
+      return report;
+    }
+    // Swarm rolls back only the service whose update failed: every service goes back to the live release.
+    let recovered: CheckOutcome[] = [];
+    try {
+      await timed(session, report, 'rollback', `Rolling back to ${live}`, () => rollOut(session, live, login, request.healthTimeoutMs), false);
+      recovered = await verifyStack(session, request.app, request.healthTimeoutMs);
+    } catch (error) {
+      recovered = [{ name: 'rollback', ok: false, attempts: 1, ms: 0, detail: (error as Error).message }];
+    }
+    const rollbackOk = recovered.every((check) => check.ok);
+    report.result = rollbackOk ? 'rolled-back' : 'failed';
+    if (!rollbackOk) report.error += `; rollback to ${live} is not healthy either`;
+    await runRemote(session, scripts.discardReleaseScript(layout, id, line({ previous: live, result: report.result, restored: live, detail: report.error })), DEADLINES_MS.audit);
+    return report;
+  });
+}
+
+export async function rollbackSwarm(session: Session, request: RollbackRequest & { login: SwarmLogin }, report = newReport('rollback')): Promise<DeployReport> {
+  const { layout } = session;
+  await begin(session, report);
+  return withLock(session, request.reason, report, async (state) => {
+    report.previous = state.current;
+    const release = rollbackRelease(session, state, request.to);
+    report.release = release;
+    let failure: string | undefined;
+    try {
+      await timed(session, report, 'switch', `Rolling out release ${release}`, () => rollOut(session, release, request.login, request.healthTimeoutMs));
+    } catch (error) {
+      if (error instanceof InterruptedError) throw error;
+      failure = (error as Error).message;
+    }
+    report.checks = failure ? [] : await timed(session, report, 'verify', 'Smoke-testing', () => verifyStack(session, request.app, request.healthTimeoutMs));
+    report.ok = failure === undefined && report.checks.every((check) => check.ok);
+    report.result = report.ok ? 'deployed' : 'failed';
+    if (!report.ok) {
+      report.failedStep = failure ? 'switch' : 'verify';
+      report.error = failure ?? `release ${release} is not healthy`;
+    }
+    const line = auditLine({ action: 'rollback', release, previous: state.current ?? null, result: report.ok ? 'ok' : 'failed' });
+    if (report.ok) await runRemote(session, scripts.finishScript(layout, release, line, { keep: Number.MAX_SAFE_INTEGER, protect: [] }), DEADLINES_MS.finish);
+    else await runRemote(session, scripts.auditScript(layout, line), DEADLINES_MS.audit);
+    return report;
+  });
+}
+
+/** `aidd status` on a swarm: the release, each service's replicas, image and nodes, and its tasks. */
+export async function swarmStatus(session: Session): Promise<StatusReport> {
+  await openSession(session);
+  const facts = await preflight(session);
+  const report: StatusReport = {
+    current: facts.current,
+    services: [],
+    swarm: [],
+    lock: facts.lock ? (JSON.parse(facts.lock) as Record<string, unknown>) : undefined,
+    runningSteps: facts.runningSteps,
+    backups: facts.backups,
+  };
+  if (!session.runner.dryRun) {
+    const stack = parseStackStatus((await runRemote(session, stackStatusScript(session.layout), DEADLINES_MS.audit)).stdout, session.layout.project);
+    report.services = stack.tasks;
+    report.swarm = stack.services;
+    if (facts.current) report.release = JSON.parse((await runRemote(session, scripts.releaseRecordScript(session.layout, facts.current), DEADLINES_MS.audit)).stdout) as Record<string, unknown>;
+  }
+  return report;
+}

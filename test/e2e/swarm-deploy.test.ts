@@ -1,0 +1,236 @@
+// Deploys to a Docker Swarm (target: swarm) on the swarm sandbox: three engines in network namespaces,
+// the manager reached over SSH with strict host keys, images from the suite's registry with a real
+// docker login. Hello Compose, changed as a team would for a swarm (web published on every address,
+// two replicas, a variable from the uploaded .env), goes through build-push and ssh-deploy: a first
+// deploy, a rolling update under a bounded request loop, a release whose health fails and which swarm
+// rolls back by itself, --rollback, --status and --history.
+//
+// The kernel here has no IP_VS (lib/sandbox/swarm-cluster.ts), so the app publishes in host mode with
+// dnsrr; the request loop goes through the sandbox's forward, which connects each request to a node
+// that accepts on the port, as a load balancer in front of the nodes would. The routing mesh is not tested.
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EXIT } from '../../lib/core/cli.ts';
+import { startRegistry, type Registry } from '../../lib/sandbox/sandbox.ts';
+import { startSwarmCluster, type SwarmCluster } from '../../lib/sandbox/swarm-cluster.ts';
+import { aiddArgv, REPO_ROOT, scriptArgv } from '../../lib/app/target.ts';
+import { buildPushEnv, committedCopy, SANDBOX_DIR, sandboxSshArgs, tempDir, testRunner, uniqueName, type AppCopy } from './harness.ts';
+
+const runner = testRunner();
+const owner = uniqueName('swarm');
+const scratch = tempDir('aidd-swarm-deploy-e2e');
+const dockerConfig = path.join(scratch, 'docker-config');
+const HELLO_SOURCE = path.join(REPO_ROOT, 'examples', 'hello-compose');
+/** web's published port on each node that runs one of its tasks. */
+const WEB_PORT = 8480;
+/** A value only the uploaded .env holds: it must reach the service and never an output or the stack file. */
+const GREETING = `greeting-${owner}-7731`;
+const transcript: string[] = [];
+
+let registry: Registry;
+let cluster: SwarmCluster;
+let app: AppCopy;
+let webPort: number;
+let envFile: string;
+const built: Record<string, string> = {};
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+interface Report {
+  ok: boolean;
+  result: string;
+  release: string;
+  previous?: string;
+  images: Record<string, string>;
+  error?: string;
+  steps: { step: string; ms: number }[];
+}
+
+function editFile(file: string, change: (text: string) => string): void {
+  writeFileSync(file, change(readFileSync(file, 'utf8')));
+}
+
+async function runTool(script: string, args: string[]): Promise<Run> {
+  return run(scriptArgv(script, args));
+}
+
+async function run(argv: string[]): Promise<Run> {
+  const result = await runner.attempt({ argv, env: { ...buildPushEnv(registry, owner, dockerConfig), CI: 'true' }, timeoutMs: 600_000 });
+  transcript.push(result.stdout, result.stderr);
+  return { code: result.exitCode, stdout: result.stdout, stderr: result.stderr };
+}
+
+function sshArgs(): string[] {
+  return sandboxSshArgs(cluster.ssh!, owner);
+}
+
+async function deployRelease(name: string, args: string[] = []): Promise<{ run: Run; report: Report }> {
+  const build = await runTool('build-push', ['--compose', app.compose, '--registry', registry.address, '--owner', owner, '--json']);
+  expect(build.code, build.stderr).toBe(0);
+  built[name] = path.join(scratch, `${name}.json`);
+  writeFileSync(built[name]!, build.stdout);
+  const run = await runTool('ssh-deploy', ['--compose', app.compose, ...sshArgs(), '--registry', registry.address, '--images-from', built[name]!, '--timeout', '90', '--json', ...args]);
+  return { run, report: JSON.parse(run.stdout) as Report };
+}
+
+async function commitPage(text: string): Promise<void> {
+  editFile(path.join(app.dir, 'www', 'index.html'), (html) => html.replace(/<p class="release">.*<\/p>\n|<\/body>/, (match) => `<p class="release">${text}</p>\n${match.startsWith('<p') ? '' : match}`));
+  await runner.run(app.git(['commit', '--quiet', '--all', '--message', text]));
+}
+
+/** One GET on a fresh connection through the forward (a node per connection): the body, or why it failed. */
+function get(pathname = '/'): Promise<{ ok: boolean; body: string }> {
+  return new Promise((resolve) => {
+    const request = http.get({ host: '127.0.0.1', port: webPort, path: pathname, agent: false, timeout: 3_000 }, (response) => {
+      let body = '';
+      response.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      response.on('end', () => resolve({ ok: response.statusCode === 200, body: response.statusCode === 200 ? body : `HTTP ${response.statusCode}` }));
+    });
+    request.on('timeout', () => request.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));
+    request.on('error', (error: NodeJS.ErrnoException) => resolve({ ok: false, body: `error ${error.code ?? error.message}` }));
+  });
+}
+
+/** Requests one after another until `done` settles (at most `limit`): how many failed, and which releases answered. */
+async function loadDuring(done: Promise<unknown>, limit: number): Promise<{ requests: number; failures: string[]; releases: Set<string> }> {
+  let settled = false;
+  void done.finally(() => (settled = true)).catch(() => undefined);
+  const outcome = { requests: 0, failures: [] as string[], releases: new Set<string>() };
+  while (!settled && outcome.requests < limit) {
+    outcome.requests += 1;
+    const answer = await get();
+    if (!answer.ok) outcome.failures.push(answer.body);
+    else outcome.releases.add(/<p class="release">(.*)<\/p>/.exec(answer.body)?.[1] ?? 'none');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return outcome;
+}
+
+async function managerDocker(args: string[]): Promise<string> {
+  return (await runner.run(cluster.docker(cluster.manager, args))).stdout.trim();
+}
+
+/** Nodes of the running tasks of a service. */
+async function taskNodes(service: string): Promise<string[]> {
+  const lines = await managerDocker(['service', 'ps', `${owner}_${service}`, '--filter', 'desired-state=running', '--format', '{{.Node}} {{.CurrentState}}']);
+  return lines.split('\n').filter((line) => / Running /.test(line)).map((line) => line.split(' ')[0]!).sort();
+}
+
+function deployDir(): string {
+  return path.join(cluster.ssh!.home, 'apps', owner);
+}
+
+describe('deploys to a Docker Swarm (target: swarm)', () => {
+  beforeAll(async () => {
+    registry = await startRegistry(runner, path.join(SANDBOX_DIR, 'registry'));
+    cluster = await startSwarmCluster(runner, { dispatcherHeartbeat: '1s', ssh: { dir: path.join(SANDBOX_DIR, 'swarm-ssh') } });
+    await cluster.linkRegistry(registry.port);
+    webPort = await cluster.forward(WEB_PORT);
+    app = await committedCopy(runner, HELLO_SOURCE, 'aidd-hello-swarm', {
+      prepare: (dir) => {
+        editFile(path.join(dir, 'docker-compose.yml'), (text) =>
+          text
+            // A swarm publishes on every address of its nodes; the firewall decides who reaches them.
+            .replace('"127.0.0.1:8480:8080"', '"8480:8080"')
+            .replace('interval: 3s', 'interval: 1s')
+            .replace('    image: hello-web:dev\n', '    image: hello-web:dev\n    environment:\n      GREETING: ${GREETING:-hello}\n'),
+        );
+        editFile(path.join(dir, 'aidd.yml'), (text) => `${text}\ntarget: swarm\nswarm:\n  replicas: {web: 2}\n  # This kernel has no IP_VS: no routing mesh, no virtual IPs.\n  publish: host\n  endpoint-mode: dnsrr\n`);
+      },
+    });
+    envFile = path.join(scratch, '.env.production');
+    writeFileSync(envFile, `GREETING=${GREETING}\n`, { mode: 0o600 });
+  });
+
+  afterAll(async () => {
+    await cluster?.stop();
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it('deploys the first release as a stack: two web tasks on two nodes, pinned by digest, the .env values in the services only', async () => {
+    await commitPage('one');
+    const { run, report } = await deployRelease('one', ['--server-env', envFile]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(report).toMatchObject({ ok: true, result: 'deployed' });
+    expect(report.steps.map((step) => step.step)).toEqual(['connect', 'preflight', 'pull', 'lock', 'upload', 'switch', 'verify', 'finish']);
+    expect((await taskNodes('web')).length).toBe(2);
+    expect(new Set(await taskNodes('web')).size).toBe(2);
+    expect(await taskNodes('worker')).toHaveLength(1);
+    const image = await managerDocker(['service', 'inspect', `${owner}_web`, '--format', '{{.Spec.TaskTemplate.ContainerSpec.Image}}']);
+    expect(image).toBe(report.images.web);
+    expect(image).toMatch(new RegExp(`^${registry.address.replace(/\./g, '\\.')}/${owner}/hello-web@sha256:[0-9a-f]{64}$`));
+    // The value is in the service's environment, written nowhere in the release's stack file, and in no output.
+    expect(await managerDocker(['service', 'inspect', `${owner}_web`, '--format', '{{json .Spec.TaskTemplate.ContainerSpec.Env}}'])).toContain(`GREETING=${GREETING}`);
+    const stack = readFileSync(path.join(deployDir(), 'current', 'docker-compose.yml'), 'utf8');
+    expect(stack).toContain('${GREETING:-hello}');
+    expect(stack).not.toContain(GREETING);
+    expect((await get()).body).toContain('<p class="release">one</p>');
+  });
+
+  it('rolls a new release out with no failed request, one task at a time', async () => {
+    await commitPage('two');
+    const deploying = deployRelease('two');
+    const load = await loadDuring(deploying, 3_000);
+    const { run, report } = await deploying;
+    expect(run.code, run.stderr).toBe(0);
+    expect(report).toMatchObject({ ok: true, result: 'deployed', images: { worker: expect.any(String) } });
+    expect(load.failures).toEqual([]);
+    expect(load.requests).toBeGreaterThan(50);
+    expect(load.releases).toContain('two');
+    expect((await get()).body).toContain('<p class="release">two</p>');
+    expect(await taskNodes('web')).toHaveLength(2);
+  });
+
+  it('lets swarm roll back a release whose new tasks never turn healthy, with no failed request, and puts every service back', async () => {
+    rmSync(path.join(app.dir, 'www', 'health.json'));
+    await commitPage('broken');
+    const deploying = deployRelease('broken');
+    const load = await loadDuring(deploying, 3_000);
+    const { run, report } = await deploying;
+    expect(run.code, run.stderr).toBe(EXIT.rolledBack);
+    expect(report).toMatchObject({ ok: false, result: 'rolled-back' });
+    expect(report.error).toMatch(/swarm rolled back the update of .*web/);
+    expect(load.failures).toEqual([]);
+    // The broken release's page itself answers: while its first new task was starting, the forward (a
+    // load balancer without health checks of its own) may have sent it requests. Now only two answers.
+    expect((await get()).body).toContain('<p class="release">two</p>');
+    expect(new Set(await Promise.all(Array.from({ length: 6 }, async () => /<p class="release">(.*)<\/p>/.exec((await get()).body)?.[1])))).toEqual(new Set(['two']));
+    // The release that failed is gone from the server; `current` still names the one serving.
+    expect(report.previous).toBeDefined();
+    expect((JSON.parse(readFileSync(path.join(deployDir(), 'current', 'release.json'), 'utf8')) as { id: string }).id).toBe(report.previous);
+    expect(existsSync(path.join(deployDir(), 'releases', report.release))).toBe(false);
+  });
+
+  it('goes back to the release before with --rollback, and says what runs where with --status and --history', async () => {
+    const rollback = await runTool('ssh-deploy', ['--compose', app.compose, ...sshArgs(), '--rollback', '--json']);
+    expect(rollback.code, rollback.stderr).toBe(0);
+    expect(JSON.parse(rollback.stdout)).toMatchObject({ ok: true, action: 'rollback' });
+    expect((await get()).body).toContain('<p class="release">one</p>');
+
+    const status = await runTool('ssh-deploy', ['--compose', app.compose, ...sshArgs(), '--status', '--json']);
+    expect(status.code, status.stderr).toBe(0);
+    const state = JSON.parse(status.stdout) as { current: string; swarm: { service: string; running: number; desired: number; image: string; nodes: string[] }[] };
+    const web = state.swarm.find((service) => service.service === 'web')!;
+    expect(web).toMatchObject({ running: 2, desired: 2 });
+    expect(web.nodes).toHaveLength(2);
+    expect(web.image).toMatch(/@sha256:[0-9a-f]{64}$/);
+    const text = await run(aiddArgv(['status', '--compose', app.compose, ...sshArgs()]));
+    expect(text.stdout).toMatch(/^ {2}web +2\/2 +aidd-sw\S+-\d,aidd-sw\S+-\d +\S+@sha256:/m);
+
+    const history = await runTool('ssh-deploy', ['--compose', app.compose, ...sshArgs(), '--history', '--json']);
+    const entries = (JSON.parse(history.stdout) as { action: string; result: string }[]).map((entry) => `${entry.action} ${entry.result}`);
+    expect(entries).toEqual(['deploy deployed', 'deploy deployed', 'deploy rolled-back', 'rollback ok']);
+  });
+
+  it('never printed a value of the uploaded .env or the registry token', () => {
+    const output = transcript.join('\n');
+    expect(output).not.toContain(GREETING);
+    expect(output).not.toContain(registry.password.reveal());
+  });
+});
