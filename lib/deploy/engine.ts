@@ -17,7 +17,7 @@ import { lastLine, type Command, type Result } from '../core/exec.ts';
 import { parsePublishedPort, projectStatus, publishedPortCommand, serviceContainerCommand } from '../app/local-stack.ts';
 import type { Logger } from '../core/log.ts';
 import * as scripts from './remote-scripts.ts';
-import { REMOTE_EXIT, type ReadinessProbes, type RemoteLayout, type SwitchPlan } from './remote-scripts.ts';
+import { REMOTE_EXIT, type BackupSpec, type ReadinessProbes, type RemoteLayout, type SwitchPlan } from './remote-scripts.ts';
 import { freePort } from '../core/net.ts';
 import { redact, registerSecret, type Secret } from '../core/secrets.ts';
 import { runSmoke, type CheckOutcome, type StackAccess } from '../app/smoke.ts';
@@ -630,6 +630,19 @@ export function releaseRevision(session: Session, request: DeployRequest, built:
   return 'unknown';
 }
 
+/**
+ * Whether a deploy over the live release backs its database up first: always when aidd.yml has a backup,
+ * unless --no-backup (then the audit log says so). A migration without a backup section is refused.
+ */
+export function backupPlan(request: DeployRequest, live: string | undefined, id: string): { backup?: BackupSpec; backupNote?: string } {
+  const { backup, migrate } = request.app.config;
+  if (live && migrate && !backup && !request.noBackup) {
+    throw new UsageError(`aidd.yml migrates (${migrate.service}) but has no backup: section; add one, or pass --no-backup to migrate without a backup (audited)`);
+  }
+  if (!live || !backup) return {};
+  return request.noBackup ? { backupNote: 'skipped: --no-backup' } : { backup, backupNote: scripts.backupFileName(id, backup) };
+}
+
 export async function deploy(session: Session, request: DeployRequest, report = newReport('deploy')): Promise<DeployReport> {
   const { logger, layout } = session;
   const { facts, pulledImages, contents, revision: built } = await connectAndPull(session, request, report);
@@ -674,13 +687,10 @@ export async function deploy(session: Session, request: DeployRequest, report = 
       return report;
     }
 
-    const { backup, migrate } = request.app.config;
-    const backingUp = Boolean(live && backup && !request.noBackup);
-    if (live && migrate && !backup && !request.noBackup) {
-      throw new UsageError(`aidd.yml migrates (${migrate.service}) but has no backup: section; add one, or pass --no-backup to migrate without a backup (audited)`);
-    }
+    const { migrate } = request.app.config;
+    const { backup, backupNote } = backupPlan(request, live, id);
+    const backingUp = backup !== undefined;
     report.release = id;
-    const backupNote = backingUp ? scripts.backupFileName(id, backup!) : live && backup ? 'skipped: --no-backup' : undefined;
     const audit = (entry: Record<string, unknown>) =>
       runRemote(session, scripts.auditScript(layout, auditLine({ action: 'deploy', release: id, previous: live ?? null, backup: backupNote, ...entry })), DEADLINES_MS.audit);
     const releaseJson = JSON.stringify(
@@ -698,9 +708,9 @@ export async function deploy(session: Session, request: DeployRequest, report = 
       );
       if (backingUp) {
         const saved = await timed(session, report, 'backup', `Backing up the database of ${live}`, () =>
-          runDetached(session, id, 'backup', scripts.backupScript(layout, live!, id, backup!), DEADLINES_MS.backup),
+          runDetached(session, id, 'backup', scripts.backupScript(layout, live!, id, backup), DEADLINES_MS.backup),
         );
-        report.backup = scripts.backupFileName(id, backup!);
+        report.backup = scripts.backupFileName(id, backup);
         logger.info(saved.stdout.trim());
       } else if (backupNote) {
         logger.warn('no database backup before this deploy (--no-backup); recorded in the audit log');

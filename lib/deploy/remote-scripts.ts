@@ -144,6 +144,16 @@ function deployPathExpr(deployPath: string): ShellText {
   return deployPath.startsWith('~/') ? sh`"$HOME"/${deployPath.slice(2)}` : sh`${deployPath}`;
 }
 
+/** `service_container SERVICE`: a running container of the service on this engine, found by labels. */
+const serviceContainer = {
+  compose: sh`# The running container of a service, found by compose's labels: docker answers at once, compose v1 takes a second.
+service_container() { docker ps --quiet --filter "label=com.docker.compose.project=$project" --filter "label=com.docker.compose.service=$1" --filter label=com.docker.compose.oneoff=False | head -n 1; }
+`,
+  // On a swarm, a task of the stack's service that runs on the manager: where a service with data is pinned.
+  swarm: sh`service_container() { docker ps --quiet --filter "label=com.docker.stack.namespace=$project" --filter "label=com.docker.swarm.service.name=\${project}_$1" | head -n 1; }
+`,
+};
+
 export function prelude(layout: RemoteLayout): ShellText {
   return sh`set -euo pipefail
 umask 077
@@ -163,9 +173,7 @@ compose() {
   "\${compose_cli[@]}" --project-name "$project" --project-directory "$dir" --file "$dir/docker-compose.yml" --env-file "$dir/.env" "$@"
 }
 audit() { mkdir -p "$deploy"; printf '%s\\n' "$1" >> "$deploy/deploys.log"; }
-# The running container of a service, found by compose's labels: docker answers at once, compose v1 takes a second.
-service_container() { docker ps --quiet --filter "label=com.docker.compose.project=$project" --filter "label=com.docker.compose.service=$1" --filter label=com.docker.compose.oneoff=False | head -n 1; }
-`;
+${serviceContainer[layout.target ?? 'compose']}`;
 }
 
 /**
@@ -771,8 +779,8 @@ echo "started"
 
 /**
  * Starts a step that must not stop halfway (backup, migrate, switch) apart from the connection: in a
- * session of its own (setsid), stdin from /dev/null, bounded by `timeout`, its script, output, pid and
- * exit status kept in the release's steps/ directory. A dropped connection, a killed ssh or a Ctrl-C
+ * session of its own (setsid), bounded by `timeout`, its output, pid and exit status kept in the
+ * release's steps/ directory (its script only until it starts). A dropped connection, a killed ssh or a Ctrl-C
  * cannot cut it; waitStepScript says when it is over.
  */
 export function startStepScript(layout: RemoteLayout, release: string, step: string, script: string, timeoutSeconds: number): string {
@@ -785,7 +793,8 @@ mkdir -p "$deploy/releases/$id/steps"
 rm -f "$base".*
 cat > "$base.sh" ${doc.start}
 ${doc.body}
-setsid bash -c 'echo $$ > "$1.pid"; timeout --kill-after=30 "$2" bash "$1.sh" > "$1.out" 2> "$1.err" < /dev/null; echo $? > "$1.status.new"; mv "$1.status.new" "$1.status"' step "$base" ${timeoutSeconds} < /dev/null > /dev/null 2>&1 &
+# The script is opened and removed before the step runs: it may carry credentials (a registry token).
+setsid bash -c 'exec 3< "$1.sh"; rm -f "$1.sh"; echo $$ > "$1.pid"; timeout --kill-after=30 "$2" bash -s <&3 3<&- > "$1.out" 2> "$1.err"; echo $? > "$1.status.new"; mv "$1.status.new" "$1.status"' step "$base" ${timeoutSeconds} < /dev/null > /dev/null 2>&1 &
 for _ in $(seq 50); do [ ! -f "$base.pid" ] || break; sleep 0.1; done
 echo "started $id/$step"
 `);

@@ -15,8 +15,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../../lib/core/cli.ts';
 import { startRegistry, type Registry } from '../../lib/sandbox/sandbox.ts';
 import { startSwarmCluster, type SwarmCluster } from '../../lib/sandbox/swarm-cluster.ts';
-import { aiddArgv, REPO_ROOT, scriptArgv } from '../../lib/app/target.ts';
-import { buildPushEnv, committedCopy, SANDBOX_DIR, sandboxSshArgs, tempDir, testRunner, uniqueName, type AppCopy } from './harness.ts';
+import { aiddArgv, DEFAULT_COMPOSE_FILE, REPO_ROOT, scriptArgv } from '../../lib/app/target.ts';
+import { loadComposeApp } from '../../lib/app/compose.ts';
+import { resolveBaseImages } from '../../lib/build/base-images.ts';
+import { createLogger } from '../../lib/core/log.ts';
+import { buildPushEnv, committedCopy, committedStackCopy, SANDBOX_DIR, sandboxSshArgs, tempDir, testRunner, uniqueName, type AppCopy } from './harness.ts';
 
 const runner = testRunner();
 const owner = uniqueName('swarm');
@@ -27,6 +30,8 @@ const HELLO_SOURCE = path.join(REPO_ROOT, 'examples', 'hello-compose');
 const WEB_PORT = 8480;
 /** A value only the uploaded .env holds: it must reach the service and never an output or the stack file. */
 const GREETING = `greeting-${owner}-7731`;
+/** AIDD Bot's database password, in its uploaded .env only. */
+const postgresPassword = `pw-${owner}-7732`;
 const transcript: string[] = [];
 
 let registry: Registry;
@@ -85,9 +90,9 @@ async function commitPage(text: string): Promise<void> {
 }
 
 /** One GET on a fresh connection through the forward (a node per connection): the body, or why it failed. */
-function get(pathname = '/'): Promise<{ ok: boolean; body: string }> {
+function get(port = webPort, pathname = '/'): Promise<{ ok: boolean; body: string }> {
   return new Promise((resolve) => {
-    const request = http.get({ host: '127.0.0.1', port: webPort, path: pathname, agent: false, timeout: 3_000 }, (response) => {
+    const request = http.get({ host: '127.0.0.1', port, path: pathname, agent: false, timeout: 3_000 }, (response) => {
       let body = '';
       response.on('data', (chunk: Buffer) => (body += chunk.toString()));
       response.on('end', () => resolve({ ok: response.statusCode === 200, body: response.statusCode === 200 ? body : `HTTP ${response.statusCode}` }));
@@ -98,13 +103,13 @@ function get(pathname = '/'): Promise<{ ok: boolean; body: string }> {
 }
 
 /** Requests one after another until `done` settles (at most `limit`): how many failed, and which releases answered. */
-async function loadDuring(done: Promise<unknown>, limit: number): Promise<{ requests: number; failures: string[]; releases: Set<string> }> {
+async function loadDuring(done: Promise<unknown>, limit: number, port = webPort, pathname = '/'): Promise<{ requests: number; failures: string[]; releases: Set<string> }> {
   let settled = false;
   void done.finally(() => (settled = true)).catch(() => undefined);
   const outcome = { requests: 0, failures: [] as string[], releases: new Set<string>() };
   while (!settled && outcome.requests < limit) {
     outcome.requests += 1;
-    const answer = await get();
+    const answer = await get(port, pathname);
     if (!answer.ok) outcome.failures.push(answer.body);
     else outcome.releases.add(/<p class="release">(.*)<\/p>/.exec(answer.body)?.[1] ?? 'none');
     await new Promise((resolve) => setTimeout(resolve, 20));
@@ -117,8 +122,8 @@ async function managerDocker(args: string[]): Promise<string> {
 }
 
 /** Nodes of the running tasks of a service. */
-async function taskNodes(service: string): Promise<string[]> {
-  const lines = await managerDocker(['service', 'ps', `${owner}_${service}`, '--filter', 'desired-state=running', '--format', '{{.Node}} {{.CurrentState}}']);
+async function taskNodes(service: string, stack = owner): Promise<string[]> {
+  const lines = await managerDocker(['service', 'ps', `${stack}_${service}`, '--filter', 'desired-state=running', '--format', '{{.Node}} {{.CurrentState}}']);
   return lines.split('\n').filter((line) => / Running /.test(line)).map((line) => line.split(' ')[0]!).sort();
 }
 
@@ -126,11 +131,19 @@ function deployDir(): string {
   return path.join(cluster.ssh!.home, 'apps', owner);
 }
 
-describe('deploys to a Docker Swarm (target: swarm)', () => {
+beforeAll(async () => {
+  registry = await startRegistry(runner, path.join(SANDBOX_DIR, 'registry'));
+  cluster = await startSwarmCluster(runner, { dispatcherHeartbeat: '1s', ssh: { dir: path.join(SANDBOX_DIR, 'swarm-ssh') } });
+  await cluster.linkRegistry(registry.port);
+});
+
+afterAll(async () => {
+  await cluster?.stop();
+  rmSync(scratch, { recursive: true, force: true });
+});
+
+describe('deploys an app to a Docker Swarm (target: swarm)', () => {
   beforeAll(async () => {
-    registry = await startRegistry(runner, path.join(SANDBOX_DIR, 'registry'));
-    cluster = await startSwarmCluster(runner, { dispatcherHeartbeat: '1s', ssh: { dir: path.join(SANDBOX_DIR, 'swarm-ssh') } });
-    await cluster.linkRegistry(registry.port);
     webPort = await cluster.forward(WEB_PORT);
     app = await committedCopy(runner, HELLO_SOURCE, 'aidd-hello-swarm', {
       prepare: (dir) => {
@@ -146,11 +159,6 @@ describe('deploys to a Docker Swarm (target: swarm)', () => {
     });
     envFile = path.join(scratch, '.env.production');
     writeFileSync(envFile, `GREETING=${GREETING}\n`, { mode: 0o600 });
-  });
-
-  afterAll(async () => {
-    await cluster?.stop();
-    rmSync(scratch, { recursive: true, force: true });
   });
 
   it('deploys the first release as a stack: two web tasks on two nodes, pinned by digest, the .env values in the services only', async () => {
@@ -228,9 +236,95 @@ describe('deploys to a Docker Swarm (target: swarm)', () => {
     expect(entries).toEqual(['deploy deployed', 'deploy deployed', 'deploy rolled-back', 'rollback ok']);
   });
 
-  it('never printed a value of the uploaded .env or the registry token', () => {
-    const output = transcript.join('\n');
-    expect(output).not.toContain(GREETING);
-    expect(output).not.toContain(registry.password.reveal());
+});
+
+describe('deploys AIDD Bot to a Docker Swarm (--target swarm): PostgreSQL pinned to the manager, migrations as a one-off task', () => {
+  const botOwner = uniqueName('swarm-bot');
+  const API_PORT = 8000;
+  let bot: AppCopy;
+  let botEnv: string;
+  let apiPort: number;
+
+  function botArgs(): string[] {
+    return ['--compose', path.join(bot.dir, 'docker-compose.registry.yml'), ...sandboxSshArgs(cluster.ssh!, botOwner), '--target', 'swarm', '--registry', registry.address, '--timeout', '150', '--json'];
+  }
+
+  /** build-push of the copy's current commit, then a deploy of exactly those images. */
+  async function deployBot(args: string[] = []): Promise<{ run: Run; report: Report }> {
+    const build = await runTool('build-push', ['--compose', bot.compose, '--registry', registry.address, '--owner', botOwner, '--json']);
+    expect(build.code, build.stderr).toBe(0);
+    const images = path.join(scratch, `bot-${await bot.sha()}.json`);
+    writeFileSync(images, build.stdout);
+    const run = await runTool('ssh-deploy', [...botArgs(), '--images-from', images, ...args]);
+    return { run, report: JSON.parse(run.stdout) as Report };
+  }
+
+  async function psql(query: string): Promise<string> {
+    const id = await managerDocker(['ps', '--quiet', '--filter', `label=com.docker.swarm.service.name=${botOwner}_postgres`]);
+    expect(id).not.toBe('');
+    return managerDocker(['exec', id, 'psql', '-U', 'aidd', '-d', 'aidd', '-tAc', query]);
+  }
+
+  async function apiHealth(): Promise<Record<string, unknown>> {
+    const response = await fetch(`http://127.0.0.1:${apiPort}/health`, { signal: AbortSignal.timeout(5_000) });
+    expect(response.status).toBe(200);
+    return (await response.json()) as Record<string, unknown>;
+  }
+
+  beforeAll(async () => {
+    bot = await committedStackCopy(runner, 'aidd-bot-swarm', {
+      prepare: (dir) => editFile(path.join(dir, 'aidd.yml'), (text) => `${text}\nswarm:\n  replicas: {api: 2}\n  publish: host\n  endpoint-mode: dnsrr\n`),
+    });
+    // The offline PostgreSQL stand-in reaches the nodes through the registry, as any image does.
+    const baseImages = await resolveBaseImages(await loadComposeApp(DEFAULT_COMPOSE_FILE), runner, createLogger({ prefix: 'e2e', quiet: true }));
+    let postgresImage = '';
+    if (baseImages.POSTGRES_IMAGE) {
+      postgresImage = `${registry.address}/${botOwner}/postgres:offline`;
+      await runner.run({ argv: ['docker', 'login', registry.address, '--username', registry.user, '--password-stdin'], input: registry.password.reveal(), env: { DOCKER_CONFIG: dockerConfig }, timeoutMs: 30_000 });
+      await runner.run({ argv: ['docker', 'tag', baseImages.POSTGRES_IMAGE, postgresImage], timeoutMs: 30_000 });
+      await runner.run({ argv: ['docker', 'push', postgresImage], env: { DOCKER_CONFIG: dockerConfig }, timeoutMs: 600_000 });
+    }
+    botEnv = path.join(scratch, 'bot.env.production');
+    writeFileSync(
+      botEnv,
+      `POSTGRES_USER=aidd\nPOSTGRES_PASSWORD=${postgresPassword}\nPOSTGRES_DB=aidd\nBOT_MODE=offline\nBIND_ADDRESS=0.0.0.0\nAPI_PORT=${API_PORT}\nFRONTEND_PORT=3000\nREGISTRY=${registry.address}\nIMAGE_OWNER=${botOwner}\n${postgresImage ? `POSTGRES_IMAGE=${postgresImage}\n` : ''}`,
+      { mode: 0o600 },
+    );
+    apiPort = await cluster.forward(API_PORT);
   });
+
+  it('first deploy: the database started first on the manager, the migration run once, two api tasks on two nodes', async () => {
+    const { run, report } = await deployBot(['--server-env', botEnv]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(report).toMatchObject({ ok: true, result: 'deployed' });
+    expect(report.steps.map((step) => step.step)).toEqual(['connect', 'preflight', 'pull', 'lock', 'upload', 'migrate', 'switch', 'verify', 'finish']);
+    const api = await taskNodes('api', botOwner);
+    expect(new Set(api).size).toBe(2);
+    expect(await taskNodes('postgres', botOwner)).toEqual([cluster.manager.name]);
+    expect(await apiHealth()).toMatchObject({ database: 'ok', migration: '0002' });
+  });
+
+  it('redeploys a new api build with no failed request: a backup first, the rows kept', async () => {
+    await psql("INSERT INTO tg_users (id, username) VALUES (7733, 'before-swarm-redeploy') ON CONFLICT DO NOTHING");
+    editFile(path.join(bot.dir, 'api', 'app', 'main.py'), (text) => `${text}\n# release two\n`);
+    await runner.run(bot.git(['commit', '--quiet', '--all', '--message', 'api: release two']));
+    const deploying = deployBot();
+    const load = await loadDuring(deploying, 3_000, apiPort, '/health');
+    const { run, report } = await deploying;
+    expect(run.code, run.stderr).toBe(0);
+    expect(report).toMatchObject({ ok: true, result: 'deployed', kept: expect.arrayContaining(['bot', 'frontend']) });
+    expect(report.steps.map((step) => step.step)).toEqual(['connect', 'preflight', 'pull', 'lock', 'upload', 'backup', 'migrate', 'switch', 'verify', 'finish']);
+    expect(load.failures).toEqual([]);
+    expect(load.requests).toBeGreaterThan(50);
+    expect(readFileSync(path.join(cluster.ssh!.home, 'apps', botOwner, 'backups', `${report.release}.dump`)).length).toBeGreaterThan(1000);
+    expect(await psql('SELECT username FROM tg_users WHERE id = 7733')).toBe('before-swarm-redeploy');
+    expect(await taskNodes('api', botOwner)).toHaveLength(2);
+  });
+});
+
+it('never printed a value of an uploaded .env or the registry token', () => {
+  const output = transcript.join('\n');
+  expect(output).not.toContain(GREETING);
+  expect(output).not.toContain('7732');
+  expect(output).not.toContain(registry.password.reveal());
 });

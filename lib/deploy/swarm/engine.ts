@@ -11,6 +11,7 @@ import { registerSecret } from '../../core/secrets.ts';
 import { runSmoke, type CheckOutcome, type StackAccess } from '../../app/smoke.ts';
 import {
   auditLine,
+  backupPlan,
   begin,
   checkpoint,
   connectAndPull,
@@ -24,7 +25,9 @@ import {
   releaseLock,
   releaseRevision,
   rollbackRelease,
+  runDetached,
   runRemote,
+  StepOutcomeUnknownError,
   timed,
   withLock,
   type DeployReport,
@@ -36,15 +39,8 @@ import {
 import { chooseImages, sha256 } from '../release-plan.ts';
 import * as scripts from '../remote-scripts.ts';
 import { forwardCommand } from '../ssh.ts';
-import { stackDocument, stackFile } from './stack-file.ts';
-import { releaseEnvScript, rollOutScript, serviceEndpointScript, stackStatusScript } from './remote-scripts.ts';
-
-/** Registry credentials for the roll-out: the nodes pull the release's images with them. */
-export interface SwarmLogin {
-  registry: string;
-  username?: string;
-  token?: string;
-}
+import { stackDocument, stackFile, swarmMigration } from './stack-file.ts';
+import { releaseEnvScript, rollOutScript, serviceEndpointScript, stackStatusScript, swarmMigrateScript, type SwarmLogin } from './remote-scripts.ts';
 
 export function swarmLogin(access: Pick<DeployRequest, 'registry' | 'registryUser' | 'registryToken'>): SwarmLogin {
   return { registry: access.registry, username: access.registryUser, token: access.registryToken?.reveal() };
@@ -70,15 +66,18 @@ const NOT_ON_SWARM: Record<string, string> = {
 
 /**
  * Checks, before connecting, that the app can run as a stack: the stack file is made once with the .env
- * to upload (or none), so a container_name, a port bound to one address or replicas of a service with a
- * named volume are refused here, not under the lock.
+ * to upload, so a container_name, a port bound to one address or replicas of a service with a named
+ * volume are refused here, not under the lock.
  */
 export function checkSwarmRun(app: ComposeApp, mode: string, env: string | undefined): void {
   if (NOT_ON_SWARM[mode]) throw new UsageError(`${NOT_ON_SWARM[mode]} is not available on a swarm target yet (aidd.yml target: swarm, or --target swarm)`);
-  if (mode === 'deploy' && (app.config.migrate || app.config.backup)) {
-    throw new UsageError(`${app.dir}/aidd.yml has ${app.config.migrate ? 'migrate:' : 'backup:'}, which a deploy to a swarm does not run yet; deploy this app with target: compose`);
+  if (env !== undefined) {
+    stackDocument(app.raw, {}, app.config.swarm, parseEnv(env));
+    return;
   }
-  stackDocument(app.raw, {}, app.config.swarm, env === undefined ? {} : parseEnv(env));
+  // Without an .env to upload, the published ports are read with the server's, under the lock.
+  const portless = Object.fromEntries(Object.entries(app.raw.services).map(([name, { ports: _ports, ...definition }]) => [name, definition]));
+  stackDocument({ ...app.raw, services: portless }, {}, app.config.swarm, {});
 }
 
 /** Every value is a secret from here on, also in base64: the roll-out script carries values that way. */
@@ -107,22 +106,24 @@ async function rollOut(session: Session, release: string, login: SwarmLogin, hea
   await runRemote(session, rollOutScript(session.layout, release, values, login, deadlineSeconds), healthTimeoutMs + DEADLINES_MS.up);
 }
 
-/** `service NAME R/D IMAGE` and `task NAME.SLOT NODE STATE...` lines -> services and their tasks. */
+/** `service|NAME|R/D|IMAGE` and `task|NAME.SLOT|NODE|STATE` lines (stackStatusScript) -> services and their tasks. */
 export function parseStackStatus(stdout: string, project: string): { services: SwarmServiceStatus[]; tasks: ContainerStatus[] } {
   const unprefixed = (name: string) => (name.startsWith(`${project}_`) ? name.slice(project.length + 1) : name);
   const services: SwarmServiceStatus[] = [];
   const tasks: ContainerStatus[] = [];
   for (const line of stdout.split('\n')) {
-    const [kind, name = '', third = '', ...rest] = line.trim().split(/\s+/);
+    const [kind, name = '', third = '', fourth = ''] = line.trim().split('|').map((field) => field.trim());
     if (kind === 'service') {
-      const [running = '0', desired = '0'] = third.split('/');
-      services.push({ service: unprefixed(name), running: Number(running), desired: Number(desired.replace(/\D.*$/, '')), image: rest[0] ?? '', nodes: [] });
+      // 1/1, or 1/1 (max 1 per node)
+      const [, running = '0', desired = '0'] = /^(\d+)\/(\d+)/.exec(third) ?? [];
+      services.push({ service: unprefixed(name), running: Number(running), desired: Number(desired), image: fourth, nodes: [] });
     } else if (kind === 'task') {
       const service = unprefixed(name.replace(/\.[^.]*$/, ''));
+      const state = fourth.split(' ')[0] || 'unknown';
       // Swarm counts a task with a healthcheck as running only once it is healthy.
-      tasks.push({ id: name, service, state: (rest[0] ?? 'unknown').toLowerCase(), health: 'none' });
+      tasks.push({ id: name, service, state: state.toLowerCase(), health: 'none' });
       const entry = services.find((candidate) => candidate.service === service);
-      if (entry && rest[0] === 'Running' && !entry.nodes.includes(third)) entry.nodes.push(third);
+      if (entry && state === 'Running' && third && !entry.nodes.includes(third)) entry.nodes.push(third);
     }
   }
   return { services, tasks };
@@ -198,15 +199,35 @@ export async function deployToSwarm(session: Session, request: DeployRequest, re
       return report;
     }
 
+    const { backup, backupNote } = backupPlan(request, live, id);
+    const { migrate } = request.app.config;
     report.release = id;
-    const line = (entry: Record<string, unknown>) => auditLine({ action: 'deploy', release: id, previous: live ?? null, ...entry });
+    const line = (entry: Record<string, unknown>) => auditLine({ action: 'deploy', release: id, previous: live ?? null, backup: backupNote, ...entry });
     const releaseJson = JSON.stringify({ id, revision, target: 'swarm', images, contents, who: describeActor(), at: new Date().toISOString(), reason: request.reason, previous: live ?? null }, null, 2);
+    // Until the roll-out, a failure or interruption removes the new release: nothing changed for users.
     try {
       await timed(session, report, 'upload', `Uploading release ${id}`, () =>
         runRemote(session, scripts.uploadScript(layout, { id, compose: stack, releaseJson, env: request.env, envRequired: request.envRequired }), DEADLINES_MS.upload),
       );
+      if (backup) {
+        const saved = await timed(session, report, 'backup', `Backing up the database of ${live}`, () =>
+          runDetached(session, id, 'backup', scripts.backupScript(layout, live!, id, backup), DEADLINES_MS.backup),
+        );
+        report.backup = scripts.backupFileName(id, backup);
+        logger.info(saved.stdout.trim());
+      } else if (backupNote) {
+        logger.warn('no database backup before this deploy (--no-backup); recorded in the audit log');
+      }
+      if (migrate) {
+        const migration = swarmMigration(request.app.raw, migrate, images, request.app.config.swarm, vars);
+        await timed(session, report, 'migrate', `Migrating (${migrate.service} ${migrate.command.join(' ')})`, () =>
+          runDetached(session, id, 'migrate', swarmMigrateScript(layout, id, migration, vars, login, Math.ceil(request.healthTimeoutMs / 1000)), request.healthTimeoutMs + DEADLINES_MS.migrate),
+        );
+      }
       checkpoint(session);
     } catch (error) {
+      // A step that may still run keeps its release (and the lock): nothing is removed under it.
+      if (error instanceof StepOutcomeUnknownError) throw error;
       const interrupted = error instanceof InterruptedError;
       const detail = error instanceof Error ? error.message : String(error);
       await runRemote(session, scripts.discardReleaseScript(layout, id, line({ result: interrupted ? 'interrupted' : 'failed', step: report.failedStep ?? 'upload', detail })), DEADLINES_MS.audit);
@@ -223,6 +244,7 @@ export async function deployToSwarm(session: Session, request: DeployRequest, re
         report.failedStep = 'verify';
       }
     } catch (error) {
+      if (error instanceof StepOutcomeUnknownError) throw error;
       if (error instanceof InterruptedError) {
         // Rolled out but not verified: `current` still names the old release, which a re-run converges from.
         await runRemote(session, scripts.auditScript(layout, line({ result: 'interrupted', step: 'switch', detail: error.message })), DEADLINES_MS.audit);

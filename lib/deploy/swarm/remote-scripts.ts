@@ -1,6 +1,6 @@
 // The scripts a deploy to a swarm runs on its manager, built like lib/deploy/remote-scripts.ts (one
 // function over the shared prelude, every value quoted by the `sh` tag).
-import { heredoc, registryLogin, remoteScript, sh, throwawayDockerConfig, type PullRequest, type RemoteLayout } from '../remote-scripts.ts';
+import { heredoc, registryLogin, remoteScript, REMOTE_EXIT, sh, throwawayDockerConfig, type PullRequest, type RemoteLayout } from '../remote-scripts.ts';
 
 /** Exit codes of the convergence wait, for the deploy to explain in one line. */
 export const SWARM_EXIT = {
@@ -23,35 +23,45 @@ export function encodedVariables(vars: Record<string, string>): string {
     .join('');
 }
 
+/** Registry credentials for the nodes' pulls, handed to the swarm with --with-registry-auth. */
+export type SwarmLogin = Pick<PullRequest, 'registry' | 'username' | 'token'>;
+
 /**
- * `docker stack deploy` of a release's stack file (its docker-compose.yml), then waiting until the stack
- * converged. The variables reach docker in the environment of that one command: it interpolates the
- * `${VAR}` references the stack file keeps, so no value is written into the file, and none reaches a
- * command line (export and printf are bash builtins). With a token it logs in first, so the nodes pull
- * with those credentials (--with-registry-auth hands them to the swarm, which keeps them with the services).
- *
- * The wait ends when every service runs all its replicas and no update started by this deploy is under
- * way; it prints `service NAME STATE RUNNING/DESIRED` for each. An update swarm rolled back (or paused)
- * ends it at once, as does the deadline, with one line on stderr. An update state from before this deploy
- * (a service it left as it was) counts as none.
+ * In the release's directory, with `vars` exported and, with a token, logged in (a throwaway
+ * DOCKER_CONFIG): what a stack deploy needs. docker interpolates the `${VAR}` references the stack file
+ * keeps from its environment, so no value is written into the file, and none reaches a command line
+ * (export and printf are bash builtins).
  */
-export function rollOutScript(layout: RemoteLayout, release: string, vars: Record<string, string>, login: Pick<PullRequest, 'registry' | 'username' | 'token'>, deadlineSeconds: number): string {
-  const doc = heredoc(encodedVariables(vars));
-  return remoteScript(
-    layout,
-    `roll-out ${release}`,
-    sh`${throwawayDockerConfig}${registryLogin(login)}
+function releaseContext(release: string, vars: Record<string, string>, login: SwarmLogin) {
+  return sh`${throwawayDockerConfig}${registryLogin(login)}
 cd "$deploy/releases/"${release}
-while read -r name encoded; do
+${exportVariables(vars)}`;
+}
+
+/** Exports each variable, read from `NAME BASE64` lines on stdin: bash builtins only, no value on a command line. */
+function exportVariables(vars: Record<string, string>) {
+  const doc = heredoc(encodedVariables(vars));
+  return sh`while read -r name encoded; do
   [ -n "$name" ] || continue
   # The x keeps a value's trailing newlines, which $(...) would strip.
   value=$(printf '%s' "$encoded" | base64 -d; printf x)
   export "$name=\${value%x}"
 done ${doc.start}
 ${doc.body}
-# A second's slack: the manager stamps an update it starts with its own clock, which this reads.
+`;
+}
+
+/**
+ * `docker stack deploy` of FILE in the release's directory, then waiting until the stack converged: every
+ * service runs all its replicas and no update this deploy started is under way; prints `service NAME
+ * STATE RUNNING/DESIRED` for each. An update swarm rolled back (or paused) ends it at once, as does the
+ * deadline, with one line on stderr. An update state from before this deploy (a service it left as it
+ * was) counts as none. --prune only for a whole release: it removes the services its file lacks.
+ */
+function deployAndConverge(file: string, prune: boolean, deadlineSeconds: number) {
+  return sh`# A second's slack: the manager stamps an update it starts with its own clock, which this reads.
 since=$(( $(date +%s) - 1 ))
-docker stack deploy --with-registry-auth --prune --compose-file docker-compose.yml "$project" >/dev/null
+docker stack deploy --with-registry-auth ${prune ? ['--prune'] : []} --compose-file ${file} "$project" >/dev/null
 limit=${deadlineSeconds}
 deadline=$((SECONDS + limit))
 while :; do
@@ -69,7 +79,7 @@ while :; do
   fi
   # Done: no update under way, and every service runs as many tasks as it wants (2/2).
   pending=$(awk '{ split($4, r, "/") } $3 !~ /^(completed|none)$/ || r[1] != r[2] { printf "%s%s %s %s", sep, $2, $3, $4; sep = ", " }' <<<"$report")
-  if [ -z "$pending" ]; then printf '%s\n' "$report"; exit 0; fi
+  if [ -z "$pending" ]; then printf '%s\n' "$report"; break; fi
   if [ "$SECONDS" -ge "$deadline" ]; then
     printf '%s\n' "$report"
     echo "not converged in $limit s: $pending" >&2
@@ -77,6 +87,61 @@ while :; do
   fi
   sleep 1
 done
+`;
+}
+
+/**
+ * Rolls a release out: `docker stack deploy` of its stack file (docker-compose.yml) with its variables,
+ * pruning services it no longer has, then waits until the stack converged (deployAndConverge).
+ */
+export function rollOutScript(layout: RemoteLayout, release: string, vars: Record<string, string>, login: SwarmLogin, deadlineSeconds: number): string {
+  return remoteScript(layout, `roll-out ${release}`, sh`${releaseContext(release, vars, login)}${deployAndConverge('docker-compose.yml', true, deadlineSeconds)}`);
+}
+
+/** How a release's migration runs on the manager: a one-off container of the migrate service's image. */
+export interface SwarmMigration {
+  /** The image, pinned by digest. */
+  image: string;
+  command: string[];
+  /** The service's environment, its values interpolated: passed by name, the values exported from stdin. */
+  environment: Record<string, string>;
+  /** The stack network it joins, to reach the services it needs; none when it needs none. */
+  network?: string;
+  /** Services it needs running first, and a stack file of only them, deployed where one of them is missing (a first deploy). */
+  needs: string[];
+  needsStack: string;
+}
+
+/**
+ * Runs a release's migration on the manager before the switch, while the live release serves: the
+ * services it needs are started first where they do not run yet (a stack file of only them, no
+ * --prune, so nothing else changes), then a one-off container joins the stack's network.
+ */
+export function swarmMigrateScript(layout: RemoteLayout, release: string, migration: SwarmMigration, vars: Record<string, string>, login: SwarmLogin, deadlineSeconds: number): string {
+  const start = migration.needs.length
+    ? (() => {
+        const needs = heredoc(migration.needsStack);
+        return sh`missing=0
+for service in ${migration.needs}; do docker service inspect "$project"_"$service" >/dev/null 2>&1 || missing=1; done
+if [ "$missing" = 1 ]; then
+  cat > needs.yml ${needs.start}
+${needs.body}
+${deployAndConverge('needs.yml', false, deadlineSeconds)}fi
+`;
+      })()
+    : sh``;
+  const environment = Object.keys(migration.environment).flatMap((name) => ['--env', name]);
+  return remoteScript(
+    layout,
+    `migrate ${release}`,
+    // The container's environment is exported in a subshell of its own: the release's variables, which
+    // the stack files are interpolated with, stay as they are.
+    sh`${releaseContext(release, vars, login)}${start}if ! (
+${exportVariables(migration.environment)}docker run --rm ${migration.network ? ['--network', `${layout.project}_${migration.network}`] : []} ${environment} ${migration.image} ${migration.command}
+) 2>&1 | tail -n 20 >&2; then
+  echo "migration failed" >&2; exit ${REMOTE_EXIT.migrateFailed}
+fi
+echo migrated
 `,
   );
 }
@@ -93,15 +158,16 @@ if [ -f "$env_file" ]; then base64 -w0 < "$env_file"; fi
 }
 
 /**
- * The stack as `aidd status` shows it: `service NAME RUNNING/DESIRED IMAGE` per service and
- * `task SERVICE.SLOT NODE STATE` per task that should run (its state as docker words it: Running 5 minutes ago).
+ * The stack as `aidd status` shows it: `service|NAME|RUNNING/DESIRED|IMAGE` per service and
+ * `task|SERVICE.SLOT|NODE|STATE` per task that should run (its state as docker words it: Running 5 minutes ago).
  */
 export function stackStatusScript(layout: RemoteLayout): string {
   return remoteScript(
     layout,
     'stack-status',
-    sh`docker stack services --format 'service {{.Name}} {{.Replicas}} {{.Image}}' "$project"
-docker stack ps --filter desired-state=running --format 'task {{.Name}} {{.Node}} {{.CurrentState}}' "$project"
+    // | between fields: a field may hold spaces (1/1 (max 1 per node), Running 5 minutes ago) or be empty (the node of a pending task).
+    sh`docker stack services --format 'service|{{.Name}}|{{.Replicas}}|{{.Image}}' "$project"
+docker stack ps --filter desired-state=running --format 'task|{{.Name}}|{{.Node}}|{{.CurrentState}}' "$project"
 `,
   );
 }

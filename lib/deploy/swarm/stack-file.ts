@@ -8,6 +8,8 @@ import type { ComposeDocument } from '../../app/compose-file.ts';
 import { interpolate, isPlainObject, type Variables } from '../../app/interpolate.ts';
 import { parsePortEntry } from '../proxy.ts';
 import type { SwarmSettings } from '../../app/settings.ts';
+import type { MigrateSpec } from '../remote-scripts.ts';
+import type { SwarmMigration } from './remote-scripts.ts';
 
 /** Docker's duration syntax (1m30s, 500ms) in milliseconds; undefined for anything else. */
 export function durationMs(value: unknown): number | undefined {
@@ -84,11 +86,13 @@ export function stackDocument(raw: ComposeDocument, pinned: Record<string, strin
       const order = stateful ? 'stop-first' : 'start-first';
       const monitor = seconds(monitorMs(definition));
       const defaults = {
-        replicas,
         endpoint_mode: settings.endpointMode,
         update_config: { parallelism: 1, order, failure_action: 'rollback', monitor },
         rollback_config: { parallelism: 1, order, monitor },
         restart_policy: { condition: RESTART_CONDITIONS[String(restart ?? 'always')] ?? 'any' },
+        // A named volume lives on one node: the service stays there, on the manager, where the toolkit
+        // connects and so where backups are taken (deploy.placement in the compose file says otherwise).
+        ...(stateful ? { placement: { constraints: ['node.role == manager'] } } : {}),
       };
       const stackPorts = Array.isArray(ports) ? ports.map((entry, index) => stackPort(entry, `${where}.ports[${index}]`, vars, settings.publish)) : undefined;
       return [
@@ -97,19 +101,60 @@ export function stackDocument(raw: ComposeDocument, pinned: Record<string, strin
           ...rest,
           ...(pinned[name] ? { image: pinned[name] } : {}),
           ...(stackPorts ? { ports: stackPorts } : {}),
-          // What the compose file says under deploy: wins over these defaults, key by key.
-          deploy: { ...defaults, ...given, update_config: { ...defaults.update_config, ...(isPlainObject(given.update_config) ? given.update_config : {}) } },
+          // What the compose file says under deploy: wins over these defaults, key by key; aidd.yml's replicas over both.
+          deploy: { ...defaults, ...given, replicas, update_config: { ...defaults.update_config, ...(isPlainObject(given.update_config) ? given.update_config : {}) } },
         },
       ];
     }),
   );
-  const networks = isPlainObject(raw.networks) ? raw.networks : {};
-  const network = isPlainObject(networks.default) ? networks.default : {};
-  // Migrations run as one-off containers on the stack's network: it must be attachable.
-  return { ...raw, version: '3.8', services, networks: { ...networks, default: { driver: 'overlay', attachable: true, ...network } } };
+  // Migrations run as one-off containers on the stack's networks: each must be attachable.
+  const networks = Object.fromEntries(
+    Object.entries({ default: {}, ...(isPlainObject(raw.networks) ? raw.networks : {}) }).map(([name, network]) => {
+      const given = isPlainObject(network) ? network : {};
+      return [name, given.external ? given : { driver: 'overlay', attachable: true, ...given }];
+    }),
+  );
+  return { ...raw, version: '3.8', services, networks };
 }
 
 /** The stack file as written to the release directory (YAML 1.1, as compose-file.ts writes release files). */
 export function stackFile(raw: ComposeDocument, pinned: Record<string, string>, settings: SwarmSettings, vars: Variables): string {
   return stringify(stackDocument(raw, pinned, settings, vars), { version: '1.1', aliasDuplicateObjects: false, lineWidth: 0 });
+}
+
+/** A compose `environment:` (a map, or a list of NAME=VALUE) with its values interpolated; a bare NAME is left out. */
+function environmentOf(environment: unknown, vars: Variables, where: string): Record<string, string> {
+  const entries: [string, unknown][] = Array.isArray(environment)
+    ? environment.flatMap((item) => {
+        const text = String(item);
+        return text.includes('=') ? [[text.slice(0, text.indexOf('=')), text.slice(text.indexOf('=') + 1)]] : [];
+      })
+    : isPlainObject(environment)
+      ? Object.entries(environment).filter(([, value]) => value !== null && value !== undefined)
+      : [];
+  return Object.fromEntries(
+    entries.map(([name, value]) => {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new UsageError(`${where}.${name}: a migration on a swarm passes variables by name; rename it to letters, digits and _`);
+      return [name, typeof value === 'string' ? interpolate(value, vars, `${where}.${name}`) : String(value)];
+    }),
+  );
+}
+
+/**
+ * How a release's migration (aidd.yml migrate:) runs on a swarm: a one-off container of its service's
+ * image with that service's environment, on the stack network it uses, after the services it depends on.
+ */
+export function swarmMigration(raw: ComposeDocument, migrate: MigrateSpec, pinned: Record<string, string>, settings: SwarmSettings, vars: Variables): SwarmMigration {
+  const where = `services.${migrate.service}`;
+  const definition = raw.services[migrate.service]!;
+  const networks = Array.isArray(definition.networks) ? definition.networks.map(String) : isPlainObject(definition.networks) ? Object.keys(definition.networks) : ['default'];
+  const needs = { ...raw, services: Object.fromEntries(Object.entries(raw.services).filter(([name]) => migrate.needs.includes(name))) };
+  return {
+    image: pinned[migrate.service] ?? interpolate(String(definition.image), vars, `${where}.image`),
+    command: migrate.command,
+    environment: environmentOf(definition.environment, vars, `${where}.environment`),
+    ...(migrate.needs.length ? { network: networks[0]! } : {}),
+    needs: migrate.needs,
+    needsStack: stackFile(needs, pinned, settings, vars),
+  };
 }
