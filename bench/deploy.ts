@@ -20,6 +20,7 @@ import { resolveProxyImage } from '../lib/build/proxy-image.ts';
 import { resolveBaseImages } from '../lib/build/base-images.ts';
 import { loadComposeApp } from '../lib/app/compose.ts';
 import { builtServices } from '../lib/app/images.ts';
+import { pushBenchImages } from './reference-images.ts';
 
 const spec: ScriptSpec = {
   name: 'bench-deploy',
@@ -105,20 +106,7 @@ await runScript(spec, async (values) => {
 
   try {
     logger.step('Building and pushing the reference images (tags bench-v1, bench-v2: every service changed, bench-v3: only the frontend)');
-    const built = await runner.attempt({ argv: scriptArgv('build-push', ['--registry', registry.address, '--owner', owner, '--json']), env: tokenEnv, timeoutMs: 1_800_000 });
-    if (built.exitCode !== 0) throw new ToolError(`build-push failed: ${built.stderr.trim().split('\n').at(-1)}`);
-    for (const image of (JSON.parse(built.stdout) as { images: { service: string; repository: string; ref: string }[] }).images) {
-      // ENV changes what a container runs (a new build); LABEL only describes the image (a rebuild of unchanged sources).
-      const variants: [string, string][] = [
-        ['bench-v1', `FROM ${image.ref}\nENV AIDD_BENCH=v1\n`],
-        ['bench-v2', `FROM ${image.ref}\nENV AIDD_BENCH=v2\n`],
-        ['bench-v3', `FROM ${image.repository}:bench-v2\n${image.service === 'frontend' ? 'ENV AIDD_BENCH_FRONTEND=v3' : 'LABEL bench=v3'}\n`],
-      ];
-      for (const [tag, dockerfile] of variants) {
-        await runner.run({ argv: ['docker', 'build', '--quiet', '--tag', `${image.repository}:${tag}`, '--file', '-', work], input: dockerfile, env: { DOCKER_CONFIG: dockerConfig }, timeoutMs: 300_000 });
-        await runner.run({ argv: ['docker', 'push', '--quiet', `${image.repository}:${tag}`], env: { DOCKER_CONFIG: dockerConfig }, timeoutMs: 300_000 });
-      }
-    }
+    await pushBenchImages(runner, registry, owner, tokenEnv, work);
     const baseImages = await resolveBaseImages(await loadComposeApp(DEFAULT_COMPOSE_FILE), runner, logger);
     const registryApp = await loadComposeApp(DEFAULT_REGISTRY_COMPOSE_FILE);
 

@@ -188,6 +188,9 @@ await runScript(spec, async (flags) => {
     const deployment = deploying ? await deployRequestFrom(values, app, runner, { reason, keep, healthTimeoutMs }, walkthrough) : undefined;
     const deployRequest = deployment?.request;
     checkDeployInputs({ values, project, config: app.config, services: deployment?.services ?? [], request: deployRequest });
+    const runsOn = stringValue(values, 'target') ?? app.config.target;
+    if (runsOn !== 'compose' && runsOn !== 'swarm') throw new UsageError(`--target ${JSON.stringify(runsOn)} is neither compose nor swarm`);
+    if (runsOn === 'swarm') checkSwarmRun(app, mode, deployRequest?.env);
     const restoring = stringValue(values, 'restore-backup');
     if (restoring && values.yes !== true) {
       // Everything written since the backup is lost: a person confirms on a terminal, CI says so with a flag.
@@ -201,9 +204,6 @@ await runScript(spec, async (flags) => {
       );
       if (!sure) cancelled('nothing was restored');
     }
-    const runsOn = stringValue(values, 'target') ?? app.config.target;
-    if (runsOn !== 'compose' && runsOn !== 'swarm') throw new UsageError(`--target ${JSON.stringify(runsOn)} is neither compose nor swarm`);
-    if (runsOn === 'swarm') checkSwarmRun(app, mode, deployRequest?.env);
     const { target, deployPath, cleanup } = resolveSshTarget(values);
     // process.exit (a second signal) skips finally blocks; the private SSH directory goes anyway.
     process.on('exit', cleanup);
@@ -261,12 +261,12 @@ await runScript(spec, async (flags) => {
       }
       if (logsOptions) {
         await openSession(session);
-        const result = await runner.attempt(logsCommand(target, { project, services: logServices, follow: flags.follow === true, ...logsOptions }));
+        const result = await runner.attempt(logsCommand(target, { target: runsOn, project, services: logServices, follow: flags.follow === true, ...logsOptions }));
         return result.exitCode === 0 ? EXIT.ok : EXIT.failed;
       }
       if (execService) {
         await openSession(session);
-        return (await runner.attempt(execCommand(target, project, execService, words, Boolean(process.stdin.isTTY && process.stdout.isTTY)))).exitCode;
+        return (await runner.attempt(execCommand(target, runsOn, project, execService, words, Boolean(process.stdin.isTTY && process.stdout.isTTY)))).exitCode;
       }
       if (mode === 'break-lock') {
         const holder = await breakLock(session);

@@ -127,6 +127,7 @@ function remoteError(session: Session, result: Result): ToolError {
   if (sshProblem) return sshProblem;
   const detail = redact(lastLine(result.stderr) || `exit code ${result.exitCode}`);
   if (result.exitCode === REMOTE_EXIT.loginRefused) return new ToolError(`${detail}; check REGISTRY_USER and REGISTRY_TOKEN`, EXIT.usage);
+  if (result.exitCode === REMOTE_EXIT.notSwarmManager) return new ToolError(detail, EXIT.usage);
   if (result.exitCode === REMOTE_EXIT.noEnv) return new ToolError(`${detail}; pass --server-env .env.production on the first deploy`, EXIT.usage);
   if (result.exitCode === REMOTE_EXIT.backupFailed) return new ToolError(`${detail}; nothing was migrated. Pass --no-backup to deploy without a backup (audited)`);
   if (result.exitCode === REMOTE_EXIT.noBackup) return new ToolError(`${detail}; see the backups with --status`, EXIT.usage);

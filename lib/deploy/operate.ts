@@ -5,7 +5,11 @@ import { UsageError } from '../core/cli.ts';
 import type { Command } from '../core/exec.ts';
 import { remoteCommand, type SshTarget } from './ssh.ts';
 
+/** How the live release runs: compose on one server, or a swarm stack behind the manager. */
+export type RunsOn = 'compose' | 'swarm';
+
 export interface LogsRequest {
+  target: RunsOn;
   project: string;
   services: string[];
   follow: boolean;
@@ -16,18 +20,24 @@ export interface LogsRequest {
 }
 
 /**
- * Each service's containers' logs at once, every line prefixed with its service (as compose does; v1
- * has no --since). awk reads the prefix from its environment, as data: never part of a program, and
- * not unescaped as awk -v would.
+ * Each service's logs at once. On one server: its containers' logs, every line prefixed with its service
+ * (as compose does; v1 has no --since); awk reads the prefix from its environment, as data: never part of
+ * a program, and not unescaped as awk -v would. On a swarm: `docker service logs`, which gathers the
+ * tasks' logs from every node and prefixes each line with its task and node.
  */
 const LOGS_SCRIPT = `set -u
-project=$1 follow=$2 since=$3 tail=$4
-shift 4
+target=$1 project=$2 follow=$3 since=$4 tail=$5
+shift 5
 args=(--tail "$tail")
 [ -z "$since" ] || args+=(--since "$since")
 [ "$follow" != 1 ] || args+=(--follow)
 pids=()
 for service in "$@"; do
+  if [ "$target" = swarm ]; then
+    docker service logs "\${args[@]}" "\${project}_$service" 2>&1 &
+    pids+=($!)
+    continue
+  fi
   for id in $(docker ps --all --quiet --filter "label=com.docker.compose.project=$project" --filter "label=com.docker.compose.service=$service" --filter label=com.docker.compose.oneoff=False); do
     docker logs "\${args[@]}" "$id" 2>&1 | prefix="$service | " awk '{ print ENVIRON["prefix"] $0; fflush() }' &
     pids+=($!)
@@ -37,11 +47,20 @@ done
 wait "\${pids[@]}"
 `;
 
-/** Finds the running container of a service, then becomes `docker exec` in it: its exit code is the command's. */
-const EXEC_SCRIPT = `id=$(docker ps --quiet --filter "label=com.docker.compose.project=$1" --filter "label=com.docker.compose.service=$2" --filter label=com.docker.compose.oneoff=False | head -n 1)
-[ -n "$id" ] || { printf 'service %s has no running container on the server; see aidd status\n' "$2" >&2; exit 125; }
-tty=$3
-shift 3
+/**
+ * Finds the running container of a service, then becomes `docker exec` in it: its exit code is the
+ * command's. On a swarm, a task of the service running on the manager, where the toolkit connects.
+ */
+const EXEC_SCRIPT = `if [ "$1" = swarm ]; then
+  id=$(docker ps --quiet --filter "label=com.docker.swarm.service.name=$2_$3" | head -n 1)
+  where="on the swarm manager (exec runs there; docker service ps $2_$3 shows where its tasks run)"
+else
+  id=$(docker ps --quiet --filter "label=com.docker.compose.project=$2" --filter "label=com.docker.compose.service=$3" --filter label=com.docker.compose.oneoff=False | head -n 1)
+  where="on the server; see aidd status"
+fi
+[ -n "$id" ] || { printf 'service %s has no running container %s\n' "$3" "$where" >&2; exit 125; }
+tty=$4
+shift 4
 if [ "$tty" = tty ]; then exec docker exec --interactive --tty "$id" "$@"; else exec docker exec --interactive "$id" "$@"; fi
 `;
 
@@ -67,7 +86,7 @@ export function checkLogsOptions(since: string | undefined, tail: string | undef
 export function logsCommand(target: SshTarget, request: LogsRequest): Command {
   return {
     ...remoteCommand(target, {
-      argv: ['bash', '-c', LOGS_SCRIPT, 'aidd-logs', request.project, request.follow ? '1' : '0', request.since ?? '', request.tail, ...request.services],
+      argv: ['bash', '-c', LOGS_SCRIPT, 'aidd-logs', request.target, request.project, request.follow ? '1' : '0', request.since ?? '', request.tail, ...request.services],
     }),
     readOnly: true,
     interactive: true,
@@ -75,10 +94,10 @@ export function logsCommand(target: SshTarget, request: LogsRequest): Command {
 }
 
 /** Runs `argv` in the service's running container with this terminal's stdin (and a TTY when there is one). */
-export function execCommand(target: SshTarget, project: string, service: string, argv: string[], tty: boolean): Command {
+export function execCommand(target: SshTarget, runsOn: RunsOn, project: string, service: string, argv: string[], tty: boolean): Command {
   if (argv.length === 0) throw new UsageError(`--exec ${service}: no command given; put it after --, e.g. aidd exec ${service} -- sh`);
   return {
-    ...remoteCommand(target, { argv: ['sh', '-c', EXEC_SCRIPT, 'aidd-exec', project, service, tty ? 'tty' : 'notty', ...argv] }, { tty }),
+    ...remoteCommand(target, { argv: ['sh', '-c', EXEC_SCRIPT, 'aidd-exec', runsOn, project, service, tty ? 'tty' : 'notty', ...argv] }, { tty }),
     interactive: true,
   };
 }

@@ -29,6 +29,7 @@ printf '%s\\0' "$@" > "$(mktemp "$AIDD_STUB_CALLS/call.XXXXXXXX")"
 case "$1" in
   ps) [ -n "$AIDD_NO_CONTAINER" ] || echo ${CONTAINER} ;;
   logs) printf 'first line\\nsecond line\\n' ;;
+  service) printf '%s.1.x@node | swarm line\\n' "\${@: -1}" ;;
   exec) exit "\${AIDD_EXEC_EXIT:-7}" ;;
 esac
 exit 0
@@ -138,22 +139,22 @@ describe('checkServices', () => {
 
 describe('execCommand', () => {
   it('refuses an empty command, saying to put it after --', () => {
-    const error = thrown(() => execCommand(target, 'p', 'api', [], false));
+    const error = thrown(() => execCommand(target, 'compose', 'p', 'api', [], false));
     expect(error).toBeInstanceOf(UsageError);
     expect(error.message).toBe('--exec api: no command given; put it after --, e.g. aidd exec api -- sh');
   });
 
   it('is an ssh call to the target over the shared options, with -t only for a terminal', () => {
-    const plain = execCommand(target, 'p', 'api', ['sh'], false);
+    const plain = execCommand(target, 'compose', 'p', 'api', ['sh'], false);
     expect(plain.argv.slice(0, -1)).toEqual(['ssh', ...sshOptions(target), '-p', '22', 'u@127.0.0.1']);
     expect(plain.interactive).toBe(true);
     expect(plain.readOnly).toBeUndefined();
-    const tty = execCommand(target, 'p', 'api', ['sh'], true);
+    const tty = execCommand(target, 'compose', 'p', 'api', ['sh'], true);
     expect(tty.argv.slice(0, -1)).toEqual(['ssh', ...sshOptions(target), '-t', '-p', '22', 'u@127.0.0.1']);
   });
 
   it('runs docker exec in the service\'s running container, without a TTY when there is no terminal', () => {
-    const result = runRemote(execCommand(target, 'myapp', 'api', ['python', 'manage.py', 'shell'], false));
+    const result = runRemote(execCommand(target, 'compose', 'myapp', 'api', ['python', 'manage.py', 'shell'], false));
     expect(result.code, result.stderr).toBe(7);
     const made = stubCalls(shell);
     expect(made).toContainEqual(['ps', '--quiet', ...filters('myapp', 'api')]);
@@ -162,20 +163,20 @@ describe('execCommand', () => {
   });
 
   it('asks docker for a TTY on a terminal', () => {
-    const result = runRemote(execCommand(target, 'myapp', 'api', ['sh'], true));
+    const result = runRemote(execCommand(target, 'compose', 'myapp', 'api', ['sh'], true));
     expect(result.code, result.stderr).toBe(7);
     expect(stubCalls(shell)).toContainEqual(['exec', '--interactive', '--tty', CONTAINER, 'sh']);
   });
 
   it("exits with the command's exit code", () => {
     for (const code of ['0', '1', '3', '7', '42']) {
-      expect(runRemote(execCommand(target, 'p', 'api', ['false'], false), { AIDD_EXEC_EXIT: code }).code).toBe(Number(code));
-      expect(runRemote(execCommand(target, 'p', 'api', ['false'], true), { AIDD_EXEC_EXIT: code }).code).toBe(Number(code));
+      expect(runRemote(execCommand(target, 'compose', 'p', 'api', ['false'], false), { AIDD_EXEC_EXIT: code }).code).toBe(Number(code));
+      expect(runRemote(execCommand(target, 'compose', 'p', 'api', ['false'], true), { AIDD_EXEC_EXIT: code }).code).toBe(Number(code));
     }
   });
 
   it('exits 125 with one line when the service has no running container', () => {
-    const result = runRemote(execCommand(target, 'myapp', 'worker', ['sh'], false), { AIDD_NO_CONTAINER: '1' });
+    const result = runRemote(execCommand(target, 'compose', 'myapp', 'worker', ['sh'], false), { AIDD_NO_CONTAINER: '1' });
     expect(result.code).toBe(125);
     expect(result.stderr).toBe('service worker has no running container on the server; see aidd status\n');
     expect(stubCalls(shell)).toEqual([['ps', '--quiet', ...filters('myapp', 'worker')]]);
@@ -185,7 +186,7 @@ describe('execCommand', () => {
     for (const tty of [false, true]) {
       clearStubShell(shell);
       const words = [value, 'echo', value, `--${value}`];
-      const result = runRemote(execCommand(target, value, value, words, tty));
+      const result = runRemote(execCommand(target, 'compose', value, value, words, tty));
       expect(readdirSync(markers)).toEqual([]);
       expect(result.code, result.stderr).toBe(7);
       const made = stubCalls(shell);
@@ -195,8 +196,28 @@ describe('execCommand', () => {
     }
   });
 
+  it("runs docker exec in the task of a swarm service that runs on the manager, and says where to look when none does", () => {
+    const result = runRemote(execCommand(target, 'swarm', 'myapp', 'api', ['sh'], false));
+    expect(result.code, result.stderr).toBe(7);
+    expect(stubCalls(shell)).toEqual([
+      ['ps', '--quiet', '--filter', 'label=com.docker.swarm.service.name=myapp_api'],
+      ['exec', '--interactive', CONTAINER, 'sh'],
+    ]);
+    const none = runRemote(execCommand(target, 'swarm', 'myapp', 'api', ['sh'], false), { AIDD_NO_CONTAINER: '1' });
+    expect(none.code).toBe(125);
+    expect(none.stderr).toBe('service api has no running container on the swarm manager (exec runs there; docker service ps myapp_api shows where its tasks run)\n');
+  });
+
+  it.each(hostile)('never runs a swarm project, service or command word with %s', (_name, value) => {
+    const result = runRemote(execCommand(target, 'swarm', value, value, [value], false));
+    expect(readdirSync(markers)).toEqual([]);
+    expect(result.code, result.stderr).toBe(7);
+    expect(stubCalls(shell)).toContainEqual(['ps', '--quiet', '--filter', `label=com.docker.swarm.service.name=${value}_${value}`]);
+    expect(stubCalls(shell)).toContainEqual(['exec', '--interactive', CONTAINER, value]);
+  });
+
   it.each(hostile)('never runs a service with %s that has no container, and names it in its message', (_name, value) => {
-    const result = runRemote(execCommand(target, value, value, ['sh'], false), { AIDD_NO_CONTAINER: '1' });
+    const result = runRemote(execCommand(target, 'compose', value, value, ['sh'], false), { AIDD_NO_CONTAINER: '1' });
     expect(readdirSync(markers)).toEqual([]);
     expect(result.code).toBe(125);
     expect(result.stderr).toBe(`service ${value} has no running container on the server; see aidd status\n`);
@@ -204,7 +225,7 @@ describe('execCommand', () => {
 });
 
 describe('logsCommand', () => {
-  const request = (overrides: Partial<LogsRequest> = {}): LogsRequest => ({ project: 'myapp', services: ['api'], follow: false, tail: '100', ...overrides });
+  const request = (overrides: Partial<LogsRequest> = {}): LogsRequest => ({ target: 'compose', project: 'myapp', services: ['api'], follow: false, tail: '100', ...overrides });
 
   it('is a read-only ssh call to the target over the shared options, never on a remote terminal', () => {
     const command = logsCommand(target, request());
@@ -254,6 +275,23 @@ describe('logsCommand', () => {
     expect(made).toContainEqual(['ps', '--all', '--quiet', ...filters(value, value)]);
     expect(made).toContainEqual(['logs', '--tail', '100', CONTAINER]);
     expect(made).toHaveLength(2);
+  });
+
+  it("reads a swarm service's logs from every node with docker service logs, the options passed on", () => {
+    const result = runRemote(logsCommand(target, request({ target: 'swarm', services: ['api', 'bot'], tail: 'all', since: '10m', follow: true })));
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout.split('\n').filter(Boolean).sort()).toEqual(['myapp_api.1.x@node | swarm line', 'myapp_bot.1.x@node | swarm line']);
+    expect(stubCalls(shell).sort()).toEqual([
+      ['service', 'logs', '--tail', 'all', '--since', '10m', '--follow', 'myapp_api'],
+      ['service', 'logs', '--tail', 'all', '--since', '10m', '--follow', 'myapp_bot'],
+    ]);
+  });
+
+  it.each(hostile)('never runs a swarm project or service with %s, and passes it unchanged', (_name, value) => {
+    const result = runRemote(logsCommand(target, request({ target: 'swarm', project: value, services: [value] })));
+    expect(readdirSync(markers)).toEqual([]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(stubCalls(shell)).toEqual([['service', 'logs', '--tail', '100', `${value}_${value}`]]);
   });
 
   it.each(hostile)('never runs a --since or --tail with %s (were one to get past the checks)', (_name, value) => {

@@ -160,7 +160,7 @@ volumes:
 
   it('accepts a plain app in every mode a swarm runs, with and without an .env', async () => {
     const hello = await app(plain, 'target: swarm\nswarm:\n  replicas: {web: 2}\n');
-    for (const mode of ['deploy', 'rollback', 'status', 'history', 'break-lock']) {
+    for (const mode of ['deploy', 'rollback', 'status', 'history', 'break-lock', 'logs', 'exec']) {
       expect(() => checkSwarmRun(hello, mode, undefined), mode).not.toThrow();
       expect(() => checkSwarmRun(hello, mode, 'WEB_PORT=8481\n'), mode).not.toThrow();
     }
@@ -172,8 +172,6 @@ volumes:
     const messages: [string, string][] = [
       ['diff', '--diff is not available on a swarm target yet (aidd.yml target: swarm, or --target swarm)'],
       ['restore-backup', '--restore-backup is not available on a swarm target yet (aidd.yml target: swarm, or --target swarm)'],
-      ['logs', '--logs (use docker service logs on the manager) is not available on a swarm target yet (aidd.yml target: swarm, or --target swarm)'],
-      ['exec', '--exec (use docker exec on the node running the task) is not available on a swarm target yet (aidd.yml target: swarm, or --target swarm)'],
     ];
     for (const [mode, message] of messages) {
       const error = usageError(() => checkSwarmRun(refused, mode, undefined));
@@ -185,6 +183,13 @@ volumes:
   it('accepts an app whose aidd.yml migrates and backs up', async () => {
     const migrating = await app(plain, 'migrate: {service: web, command: [migrate]}\nbackup: {service: web, command: dump}\n');
     expect(() => checkSwarmRun(migrating, 'deploy', 'WEB_PORT=8481\n')).not.toThrow();
+  });
+
+  it('refuses HTTPS sites of the reverse proxy, which a swarm target does not run', async () => {
+    const sites = await app(plain, 'proxy:\n  sites:\n    - {domain: shop.example.com, service: web, port: 8080}\n');
+    expect(usageError(() => checkSwarmRun(sites, 'deploy', undefined)).message).toBe(
+      `${sites.dir}/aidd.yml proxy.sites: a swarm target does not run the reverse proxy, so it cannot serve shop.example.com over HTTPS; remove proxy.sites, or deploy with target: compose`,
+    );
   });
 
   it('refuses a container_name', async () => {

@@ -82,7 +82,7 @@ describe('the stack deploy on a swarm manager', () => {
   });
 });
 
-describe('waiting for a stack to converge', () => {
+describe('waiting for a stack to converge', { timeout: 30_000 }, () => {
   it('waits until every update is done and every service runs all its replicas', () => {
     const run = rollOut([
       ['shop_web updating now 1/2', 'shop_db none 0 1/1'],

@@ -60,8 +60,6 @@ export interface SwarmServiceStatus {
 const NOT_ON_SWARM: Record<string, string> = {
   diff: '--diff',
   'restore-backup': '--restore-backup',
-  logs: '--logs (use docker service logs on the manager)',
-  exec: '--exec (use docker exec on the node running the task)',
 };
 
 /**
@@ -71,6 +69,9 @@ const NOT_ON_SWARM: Record<string, string> = {
  */
 export function checkSwarmRun(app: ComposeApp, mode: string, env: string | undefined): void {
   if (NOT_ON_SWARM[mode]) throw new UsageError(`${NOT_ON_SWARM[mode]} is not available on a swarm target yet (aidd.yml target: swarm, or --target swarm)`);
+  if (app.config.proxy.sites.length > 0) {
+    throw new UsageError(`${app.dir}/aidd.yml proxy.sites: a swarm target does not run the reverse proxy, so it cannot serve ${app.config.proxy.sites[0]!.domain} over HTTPS; remove proxy.sites, or deploy with target: compose`);
+  }
   if (env !== undefined) {
     stackDocument(app.raw, {}, app.config.swarm, parseEnv(env));
     return;
@@ -130,7 +131,7 @@ export function parseStackStatus(stdout: string, project: string): { services: S
 }
 
 /**
- * Reaches the stack through its manager: its tasks from `docker stack ps`, and a service's published port
+ * Reaches the stack through its manager: its services' replicas, and a service's published port
  * on a node that answers for it (any node behind the routing mesh; in host mode, one running a task),
  * forwarded over the SSH connection.
  */
@@ -159,9 +160,19 @@ export function swarmAccess(session: Session): StackAccess {
       }
       return url;
     },
+    // A service is up when it runs all its replicas: swarm counts a task as running only once it is healthy,
+    // and only on a node that is up (a task on a node that stopped answering is not one).
     containers: () =>
       (listing ??= runRemote(session, stackStatusScript(session.layout), DEADLINES_MS.audit)
-        .then(({ stdout }) => parseStackStatus(stdout, session.layout.project).tasks)
+        .then(({ stdout }) =>
+          parseStackStatus(stdout, session.layout.project).services.map((service) => ({
+            id: service.service,
+            service: service.service,
+            state: service.desired > 0 && service.running === service.desired ? 'running' : `${service.running}/${service.desired} tasks running`,
+            health: 'none',
+            image: service.image,
+          })),
+        )
         .finally(() => (listing = undefined))),
   };
 }
