@@ -199,6 +199,7 @@ volumes:
 
   it('refuses a port bound to one address, with the values of the .env to upload, and leaves ports to the server without one', async () => {
     const loopback = await app("services:\n  web:\n    image: 127.0.0.1:5000/o/hello-web:dev\n    ports: ['127.0.0.1:8480:8080']\n");
+    expect(usageError(() => checkSwarmRun(loopback, 'deploy', undefined)).message).toMatch(/so 127\.0\.0\.1 cannot be kept/);
     expect(usageError(() => checkSwarmRun(loopback, 'deploy', '')).message).toBe(
       'services.web.ports[0]: a swarm publishes a port on every address of its nodes, so 127.0.0.1 cannot be kept; publish it without an address (the firewall or the proxy decides who reaches it)',
     );

@@ -76,9 +76,14 @@ export function checkSwarmRun(app: ComposeApp, mode: string, env: string | undef
     stackDocument(app.raw, {}, app.config.swarm, parseEnv(env));
     return;
   }
-  // Without an .env to upload, the published ports are read with the server's, under the lock.
-  const portless = Object.fromEntries(Object.entries(app.raw.services).map(([name, { ports: _ports, ...definition }]) => [name, definition]));
-  stackDocument({ ...app.raw, services: portless }, {}, app.config.swarm, {});
+  // Without an .env to upload, a published port naming a variable is checked with the server's, under the lock.
+  const fixedPorts = Object.fromEntries(
+    Object.entries(app.raw.services).map(([name, definition]) => [
+      name,
+      { ...definition, ...(Array.isArray(definition.ports) ? { ports: definition.ports.filter((entry) => !JSON.stringify(entry).includes('$')) } : {}) },
+    ]),
+  );
+  stackDocument({ ...app.raw, services: fixedPorts }, {}, app.config.swarm, {});
 }
 
 /** Every value is a secret from here on, also in base64: the roll-out script carries values that way. */
