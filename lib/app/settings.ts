@@ -142,6 +142,10 @@ export const settingsSchema = z
           .enum(['vip', 'dnsrr'])
           .optional()
           .describe("vip: services reach each other through one virtual IP (default); dnsrr: through the tasks' own addresses in DNS (without IP_VS)."),
+        secrets: z
+          .record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/), z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/))
+          .optional()
+          .describe("A secret of the compose file's top-level secrets: -> the .env variable whose value it gets on the swarm, as a Swarm secret (a file under /run/secrets/ in the services that list it)."),
       })
       .optional()
       .describe('How a swarm runs the app (target: swarm).'),
@@ -182,6 +186,8 @@ export interface SwarmSettings {
   publish: 'ingress' | 'host';
   /** How services reach each other: one virtual IP (vip) or the tasks' addresses in DNS (dnsrr: without IP_VS). */
   endpointMode: 'vip' | 'dnsrr';
+  /** A secret of the compose file -> the .env variable holding its value: made a Swarm secret. */
+  secrets: Record<string, string>;
 }
 
 export interface ProxySite {
@@ -296,7 +302,12 @@ export function loadSettings(dir: string, serviceNames: string[], dependsOf: (se
     env: settings.env,
     proxy: proxySettings(settings),
     target: settings.target ?? 'compose',
-    swarm: { replicas: settings.swarm?.replicas ?? {}, publish: settings.swarm?.publish ?? 'ingress', endpointMode: settings.swarm?.['endpoint-mode'] ?? 'vip' },
+    swarm: {
+      replicas: settings.swarm?.replicas ?? {},
+      publish: settings.swarm?.publish ?? 'ingress',
+      endpointMode: settings.swarm?.['endpoint-mode'] ?? 'vip',
+      secrets: settings.swarm?.secrets ?? {},
+    },
   };
 }
 

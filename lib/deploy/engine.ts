@@ -644,6 +644,58 @@ export function backupPlan(request: DeployRequest, live: string | undefined, id:
   return request.noBackup ? { backupNote: 'skipped: --no-backup' } : { backup, backupNote: scripts.backupFileName(id, backup) };
 }
 
+export interface PreparedRelease {
+  files: scripts.ReleaseFiles;
+  /** The release live now, whose database the backup dumps. */
+  live?: string;
+  backup?: BackupSpec;
+  /** What the audit log says about the backup (backupPlan). */
+  backupNote?: string;
+  /** The migration's script, run apart from the connection. */
+  migration?: { title: string; script: string; deadlineMs: number };
+}
+
+/**
+ * The steps before a new release goes live, while the live one serves: upload it, back up the live
+ * release's database, migrate. Until the switch, a failure or interruption removes the new release again
+ * (audited): nothing changed for users. A step that may still run keeps its release and the lock.
+ */
+export async function prepareRelease(session: Session, report: DeployReport, release: PreparedRelease): Promise<void> {
+  const { layout, logger } = session;
+  const { id } = release.files;
+  try {
+    await timed(session, report, 'upload', `Uploading release ${id}`, () => runRemote(session, scripts.uploadScript(layout, release.files), DEADLINES_MS.upload));
+    if (release.backup) {
+      const backup = release.backup;
+      const saved = await timed(session, report, 'backup', `Backing up the database of ${release.live}`, () =>
+        runDetached(session, id, 'backup', scripts.backupScript(layout, release.live!, id, backup), DEADLINES_MS.backup),
+      );
+      report.backup = scripts.backupFileName(id, backup);
+      logger.info(saved.stdout.trim());
+    } else if (release.backupNote) {
+      logger.warn('no database backup before this deploy (--no-backup); recorded in the audit log');
+    }
+    const migration = release.migration;
+    if (migration) await timed(session, report, 'migrate', `Migrating (${migration.title})`, () => runDetached(session, id, 'migrate', migration.script, migration.deadlineMs));
+    checkpoint(session);
+  } catch (error) {
+    if (error instanceof StepOutcomeUnknownError) throw error;
+    const interrupted = error instanceof InterruptedError;
+    const detail = error instanceof Error ? error.message : String(error);
+    const line = auditLine({
+      action: interrupted ? 'interrupted' : 'deploy',
+      release: id,
+      previous: release.live ?? null,
+      result: interrupted ? 'interrupted' : 'failed',
+      step: report.failedStep ?? 'switch',
+      detail,
+      backup: release.backupNote,
+    });
+    await runRemote(session, scripts.discardReleaseScript(layout, id, line), DEADLINES_MS.audit);
+    throw error;
+  }
+}
+
 export async function deploy(session: Session, request: DeployRequest, report = newReport('deploy')): Promise<DeployReport> {
   const { logger, layout } = session;
   const { facts, pulledImages, contents, revision: built } = await connectAndPull(session, request, report);
@@ -690,7 +742,6 @@ export async function deploy(session: Session, request: DeployRequest, report = 
 
     const { migrate } = request.app.config;
     const { backup, backupNote } = backupPlan(request, live, id);
-    const backingUp = backup !== undefined;
     report.release = id;
     const audit = (entry: Record<string, unknown>) =>
       runRemote(session, scripts.auditScript(layout, auditLine({ action: 'deploy', release: id, previous: live ?? null, backup: backupNote, ...entry })), DEADLINES_MS.audit);
@@ -702,35 +753,17 @@ export async function deploy(session: Session, request: DeployRequest, report = 
     const switchTo = (release: string, record: ReleaseRecord | undefined, settled?: string[]) =>
       scripts.switchScript(layout, release, switchPlan(request.app, record, request.proxyImage, request.healthTimeoutMs, settled));
 
-    // Until the switch, a failure or interruption removes the new release: nothing changed for users.
-    try {
-      await timed(session, report, 'upload', `Uploading release ${id}`, () =>
-        runRemote(session, scripts.uploadScript(layout, { id, compose, releaseJson, env: request.env, envRequired: request.envRequired, proxyConfig: plan.proxyConfig }), DEADLINES_MS.upload),
-      );
-      if (backingUp) {
-        const saved = await timed(session, report, 'backup', `Backing up the database of ${live}`, () =>
-          runDetached(session, id, 'backup', scripts.backupScript(layout, live!, id, backup), DEADLINES_MS.backup),
-        );
-        report.backup = scripts.backupFileName(id, backup);
-        logger.info(saved.stdout.trim());
-      } else if (backupNote) {
-        logger.warn('no database backup before this deploy (--no-backup); recorded in the audit log');
-      }
-      if (migrate) {
-        await timed(session, report, 'migrate', `Migrating (${migrate.service} ${migrate.command.join(' ')})`, () =>
-          runDetached(session, id, 'migrate', scripts.migrateScript(layout, id, migrate, Math.round(request.healthTimeoutMs / 1000)), request.healthTimeoutMs + DEADLINES_MS.migrate),
-        );
-      }
-      checkpoint(session);
-    } catch (error) {
-      // A step that may still run keeps its release (and the lock): nothing is removed under it.
-      if (error instanceof StepOutcomeUnknownError) throw error;
-      const interrupted = error instanceof InterruptedError;
-      const detail = error instanceof Error ? error.message : String(error);
-      const line = auditLine({ action: interrupted ? 'interrupted' : 'deploy', release: id, previous: live ?? null, result: interrupted ? 'interrupted' : 'failed', step: report.failedStep ?? 'switch', detail, backup: backupNote });
-      await runRemote(session, scripts.discardReleaseScript(layout, id, line), DEADLINES_MS.audit);
-      throw error;
-    }
+    await prepareRelease(session, report, {
+      files: { id, compose, releaseJson, env: request.env, envRequired: request.envRequired, proxyConfig: plan.proxyConfig },
+      live,
+      backup,
+      backupNote,
+      migration: migrate && {
+        title: `${migrate.service} ${migrate.command.join(' ')}`,
+        script: scripts.migrateScript(layout, id, migrate, Math.round(request.healthTimeoutMs / 1000)),
+        deadlineMs: request.healthTimeoutMs + DEADLINES_MS.migrate,
+      },
+    });
 
     // From here a failure (compose refusing to start, or a failed check) means rolling back.
     let failure: string | undefined;

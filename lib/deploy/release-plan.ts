@@ -29,6 +29,8 @@ export interface ReleaseRecord {
   proxySha?: string;
   /** The release that was live when this one was deployed. */
   previous?: string | null;
+  /** On a swarm: each secret of the compose file aidd.yml maps, its Swarm secret and the .env variable holding its value. */
+  secrets?: Record<string, { object: string; variable: string }>;
 }
 
 export interface ReleasePlanInput {

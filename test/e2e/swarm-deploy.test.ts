@@ -138,6 +138,19 @@ async function taskNodes(service: string, stack = owner): Promise<string[]> {
   return lines.split('\n').filter((line) => / Running /.test(line)).map((line) => line.split(' ')[0]!).sort();
 }
 
+/** The Swarm secrets the deploys made. */
+async function greetingSecrets(): Promise<string[]> {
+  return (await managerDocker(['secret', 'ls', '--filter', 'label=com.aidd-devops.secret', '--format', '{{.Name}}'])).split('\n').filter(Boolean);
+}
+
+/** /run/secrets/greeting as a web task reads it, on a node running one. */
+async function secretInWebTask(): Promise<string> {
+  const [first] = await taskNodes('web');
+  const node = cluster.nodes.find((candidate) => candidate.name === first)!;
+  const id = (await runner.run(cluster.docker(node, ['ps', '--quiet', '--filter', `label=com.docker.swarm.service.name=${owner}_web`]))).stdout.split('\n')[0]!;
+  return (await runner.run(cluster.docker(node, ['exec', id, 'cat', '/run/secrets/greeting']))).stdout;
+}
+
 function deployDir(): string {
   return path.join(cluster.ssh!.home, 'apps', owner);
 }
@@ -163,9 +176,15 @@ describe('deploys an app to a Docker Swarm (target: swarm)', () => {
             // A swarm publishes on every address of its nodes; the firewall decides who reaches them.
             .replace('"127.0.0.1:8480:8080"', '"8480:8080"')
             .replace('interval: 3s', 'interval: 1s')
-            .replace('    image: hello-web:dev\n', '    image: hello-web:dev\n    environment:\n      GREETING: ${GREETING:-hello}\n'),
+            .replace('    image: hello-web:dev\n', '    image: hello-web:dev\n    environment:\n      GREETING: ${GREETING:-hello}\n    secrets: [greeting]\n')
+            .concat('\nsecrets:\n  greeting:\n    file: ./greeting.txt\n'),
         );
-        editFile(path.join(dir, 'aidd.yml'), (text) => `${text}\ntarget: swarm\nswarm:\n  replicas: {web: 2}\n  # This kernel has no IP_VS: no routing mesh, no virtual IPs.\n  publish: host\n  endpoint-mode: dnsrr\n`);
+        // On a laptop the secret is this file; on the swarm, the value of GREETING in the uploaded .env.
+        writeFileSync(path.join(dir, 'greeting.txt'), 'hello from a file\n');
+        editFile(
+          path.join(dir, 'aidd.yml'),
+          (text) => `${text}\ntarget: swarm\nswarm:\n  replicas: {web: 2}\n  # This kernel has no IP_VS: no routing mesh, no virtual IPs.\n  publish: host\n  endpoint-mode: dnsrr\n  secrets: {greeting: GREETING}\n`,
+        );
       },
     });
     envFile = path.join(scratch, '.env.production');
@@ -189,6 +208,9 @@ describe('deploys an app to a Docker Swarm (target: swarm)', () => {
     const stack = readFileSync(path.join(deployDir(), 'current', 'docker-compose.yml'), 'utf8');
     expect(stack).toContain('${GREETING:-hello}');
     expect(stack).not.toContain(GREETING);
+    // The compose file's secret is a Swarm secret made from the .env value, a file in the web tasks.
+    expect(await greetingSecrets()).toHaveLength(1);
+    expect(await secretInWebTask()).toBe(GREETING);
     expect((await get()).body).toContain('<p class="release">one</p>');
   });
 
@@ -204,6 +226,9 @@ describe('deploys an app to a Docker Swarm (target: swarm)', () => {
     expect(load.releases).toContain('two');
     expect((await get()).body).toContain('<p class="release">two</p>');
     expect(await taskNodes('web')).toHaveLength(2);
+    // The value did not change: the same Swarm secret, none made or left behind.
+    expect(await greetingSecrets()).toHaveLength(1);
+    expect(await secretInWebTask()).toBe(GREETING);
   });
 
   it('lets swarm roll back a release whose new tasks never turn healthy, with no failed request, and puts every service back', async () => {

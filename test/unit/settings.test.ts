@@ -46,7 +46,7 @@ describe('aidd.yml', () => {
       env: undefined,
       proxy: { enabled: true, http: [], sites: [] },
       target: 'compose',
-      swarm: { replicas: {}, publish: 'ingress', endpointMode: 'vip' },
+      swarm: { replicas: {}, publish: 'ingress', endpointMode: 'vip', secrets: {} },
     });
   });
 

@@ -2,11 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import type { ComposeDocument } from '../../lib/app/compose-file.ts';
 import { UsageError } from '../../lib/core/cli.ts';
-import { durationMs, stackDocument, stackFile } from '../../lib/deploy/swarm/stack-file.ts';
+import { durationMs, stackDocument, stackFile, swarmMigration } from '../../lib/deploy/swarm/stack-file.ts';
 import type { SwarmSettings } from '../../lib/app/settings.ts';
 import { thrown } from './thrown.ts';
 
-const settings: SwarmSettings = { replicas: { api: 2 }, publish: 'ingress', endpointMode: 'vip' };
+const settings: SwarmSettings = { replicas: { api: 2 }, publish: 'ingress', endpointMode: 'vip', secrets: {} };
 
 /** The reference app's shape: a built api with a healthcheck and a published port, and a database with a volume. */
 const app: ComposeDocument = {
@@ -54,6 +54,9 @@ describe('stackDocument', () => {
     const postgres = stackDocument(app, pinned, settings, vars).services.postgres!;
     expect(postgres.deploy).toMatchObject({ replicas: 1, update_config: { order: 'stop-first', monitor: '5s' }, rollback_config: { order: 'stop-first' } });
     expect(postgres.image).toBe('postgres:16-alpine');
+    // Its volume lives on one node: the manager, where backups are taken.
+    expect(postgres.deploy).toMatchObject({ placement: { constraints: ['node.role == manager'] } });
+    expect(stackDocument(app, pinned, settings, vars).services.api!.deploy).not.toHaveProperty('placement');
     const error = thrown(() => stackDocument(app, pinned, { ...settings, replicas: { postgres: 2 } }, vars));
     expect(error).toBeInstanceOf(UsageError);
     expect(error.message).toBe('services.postgres: it keeps data in a named volume, so it runs one task at a time; drop its replicas setting');
@@ -87,6 +90,38 @@ describe('stackDocument', () => {
     expect(restarts('no').restart_policy).toEqual({ condition: 'none' });
     expect(restarts('on-failure').restart_policy).toEqual({ condition: 'on-failure' });
     expect(restarts('unless-stopped').restart_policy).toEqual({ condition: 'any' });
+  });
+});
+
+describe('stackDocument: Swarm secrets and migrations', () => {
+  const withSecret: ComposeDocument = {
+    ...app,
+    services: { ...app.services, api: { ...app.services.api!, secrets: ['db_password'] } },
+    secrets: { db_password: { file: './secrets/db_password.txt' }, other: { file: './other.txt' } },
+  };
+
+  it('makes a secret aidd.yml maps to a variable the external Swarm secret the deploy created, and keeps the others as written', () => {
+    const stack = stackDocument(withSecret, pinned, { ...settings, secrets: { db_password: 'POSTGRES_PASSWORD' } }, vars, { db_password: 'db_password_0123456789ab' });
+    expect(stack.secrets).toEqual({ db_password: { external: true, name: 'db_password_0123456789ab' }, other: { file: './other.txt' } });
+    expect(stack.services.api!.secrets).toEqual(['db_password']);
+  });
+
+  it('refuses a mapped secret the compose file does not declare, in one line', () => {
+    const error = thrown(() => stackDocument(app, pinned, { ...settings, secrets: { db_password: 'POSTGRES_PASSWORD' } }, vars));
+    expect(error).toBeInstanceOf(UsageError);
+    expect(error.message).toBe('aidd.yml swarm.secrets.db_password: the compose file has no secret db_password (its top-level secrets: none)');
+  });
+
+  it('runs a migration with its service\'s image and environment on its network, after a stack of the services it needs', () => {
+    const migration = swarmMigration(app, { service: 'api', command: ['migrate'], needs: ['postgres'] }, pinned, settings, { ...vars, POSTGRES_PASSWORD: 'pw' }, {});
+    expect(migration).toMatchObject({ image: pinned.api, command: ['migrate'], environment: { DATABASE_URL: 'postgresql://aidd:pw@postgres/aidd' }, network: 'default', needs: ['postgres'] });
+    expect(Object.keys((parse(migration.needsStack) as ComposeDocument).services)).toEqual(['postgres']);
+  });
+
+  it('refuses a migration whose service reads Swarm secrets: a one-off container gets none', () => {
+    const error = thrown(() => swarmMigration(withSecret, { service: 'api', command: ['migrate'], needs: [] }, pinned, settings, vars, {}));
+    expect(error).toBeInstanceOf(UsageError);
+    expect(error.message).toMatch(/^services\.api\.secrets: the migration runs on a swarm as a one-off container, which gets no Swarm secrets/);
   });
 });
 

@@ -13,7 +13,7 @@ type Round = string[];
  * DOCKER_CONFIG, working directory and the given variables' values to a record (JSON lines); the stack
  * queries answer from `rounds`, one round per `docker stack services --quiet` call (a second on a server).
  */
-function rollOut(rounds: Round[], options: { vars?: Record<string, string>; token?: string; deadlineSeconds?: number } = {}) {
+function rollOut(rounds: Round[], options: { vars?: Record<string, string>; token?: string; deadlineSeconds?: number; secrets?: Record<string, string>; env?: Record<string, string> } = {}) {
   const bin = mkdtempSync(path.join(os.tmpdir(), 'aidd-rollout-'));
   mkdirSync(path.join(bin, 'releases', 'r1'), { recursive: true });
   const record = path.join(bin, 'record');
@@ -27,7 +27,9 @@ function rollOut(rounds: Round[], options: { vars?: Record<string, string>; toke
 round=$(cat "${roundFile}")
 current() { node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")); const i = Math.min(Number(process.argv[2]), r.length - 1); for (const line of r[i]) console.log(line.replace(" now ", " " + Math.floor(Date.now() / 1000) + " "))' "${bin}/rounds.json" "$round"; }
 case "$*" in
-  "login "*|"stack deploy "*) node -e 'const fs = require("fs"); const stdin = process.argv[2] === "login" ? fs.readFileSync(0, "utf8") : ""; fs.appendFileSync(process.argv[1], JSON.stringify({ argv: process.argv.slice(2), stdin, config: process.env.DOCKER_CONFIG, cwd: process.cwd(), env: Object.fromEntries(${JSON.stringify(names)}.map((n) => [n, process.env[n]])) }) + "\\n")' "${record}" "$@" ;;
+  "secret inspect "*) case " $AIDD_EXISTING_SECRETS " in *" $3 "*) exit 0 ;; *) exit 1 ;; esac ;;
+  "secret ls "*) printf '%s\\n' $AIDD_LABELLED_SECRETS ;;
+  "login "*|"stack deploy "*|"secret create "*|"secret rm "*) node -e 'const fs = require("fs"); const stdin = ["login", "secret"].includes(process.argv[2]) && process.argv[3] !== "rm" ? fs.readFileSync(0, "utf8") : ""; fs.appendFileSync(process.argv[1], JSON.stringify({ argv: process.argv.slice(2), stdin, config: process.env.DOCKER_CONFIG, cwd: process.cwd(), env: Object.fromEntries(${JSON.stringify(names)}.map((n) => [n, process.env[n]])) }) + "\\n")' "${record}" "$@" ;;
   "stack services --quiet "*) round=$((round + 1)); echo "$round" > "${roundFile}"; current | awk '{ print "id-" $1 }' ;;
   "service inspect "*) current | awk '{ print $1, $2, $3 }' ;;
   "stack services --format "*) current | awk '{ print $1, $4 }' ;;
@@ -35,8 +37,8 @@ esac
 `,
     { mode: 0o755 },
   );
-  const script = rollOutScript({ deployPath: bin, project: 'shop' }, 'r1', options.vars ?? {}, { registry: '127.0.0.1:5000', username: 'ci', token: options.token }, options.deadlineSeconds ?? 20);
-  const result = spawnSync('bash', ['-s'], { input: script, env: { PATH: `${bin}:${path.dirname(process.execPath)}:/usr/bin:/bin` }, encoding: 'utf8', timeout: 30_000 });
+  const script = rollOutScript({ deployPath: bin, project: 'shop' }, 'r1', options.vars ?? {}, { registry: '127.0.0.1:5000', username: 'ci', token: options.token }, options.deadlineSeconds ?? 20, options.secrets);
+  const result = spawnSync('bash', ['-s'], { input: script, env: { PATH: `${bin}:${path.dirname(process.execPath)}:/usr/bin:/bin`, ...options.env }, encoding: 'utf8', timeout: 30_000 });
   const calls = existsSync(record)
     ? readFileSync(record, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { argv: string[]; stdin: string; config: string; cwd: string; env: Record<string, string> })
     : [];
@@ -75,6 +77,39 @@ describe('the stack deploy on a swarm manager', () => {
     const run = rollOut([['shop_web none 0 1/1']]);
     expect(run.status, run.stderr).toBe(0);
     expect(run.calls.map((call) => call.argv[0])).toEqual(['stack']);
+  });
+
+  it('makes each Swarm secret not there yet from its variable, the value on stdin, and removes the labelled ones no release names', () => {
+    const value = `s3cret "quoted" $(touch /tmp/aidd-should-not-exist)\nline two`;
+    const run = rollOut([['shop_web none 0 1/1']], {
+      vars: { DB_PASSWORD: value, API_KEY: 'key-7791' },
+      secrets: { db_password_aaaaaaaaaaaa: 'DB_PASSWORD', api_key_bbbbbbbbbbbb: 'API_KEY' },
+      env: { AIDD_EXISTING_SECRETS: 'api_key_bbbbbbbbbbbb', AIDD_LABELLED_SECRETS: 'api_key_bbbbbbbbbbbb old_cccccccccccc' },
+    });
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.calls.map((call) => call.argv)).toEqual([
+      ['secret', 'create', '--label', 'com.aidd-devops.secret', '--label', 'com.docker.stack.namespace=shop', 'db_password_aaaaaaaaaaaa', '-'],
+      ['stack', 'deploy', '--with-registry-auth', '--prune', '--compose-file', 'docker-compose.yml', 'shop'],
+      // No release directory names either: both are candidates; docker refuses to remove one in use.
+      ['secret', 'rm', 'api_key_bbbbbbbbbbbb'],
+      ['secret', 'rm', 'old_cccccccccccc'],
+    ]);
+    expect(run.calls[0]!.stdin).toBe(value);
+    expect(run.script).not.toContain('s3cret');
+    expect(existsSync('/tmp/aidd-should-not-exist')).toBe(false);
+  });
+
+  it('keeps a labelled Swarm secret a kept release names', () => {
+    const bin = rollOut([['shop_web none 0 1/1']]).dir;
+    writeFileSync(path.join(bin, 'releases', 'r1', 'docker-compose.yml'), 'secrets:\n  db_password: {external: true, name: db_password_aaaaaaaaaaaa}\n');
+    const run = spawnSync('bash', ['-s'], {
+      input: rollOutScript({ deployPath: bin, project: 'shop' }, 'r1', {}, { registry: 'r' }, 5),
+      env: { PATH: `${bin}:${path.dirname(process.execPath)}:/usr/bin:/bin`, AIDD_LABELLED_SECRETS: 'db_password_aaaaaaaaaaaa old_cccccccccccc' },
+      encoding: 'utf8',
+    });
+    expect(run.status, run.stderr).toBe(0);
+    const calls = readFileSync(path.join(bin, 'record'), 'utf8').trim().split('\n').map((line) => (JSON.parse(line) as { argv: string[] }).argv);
+    expect(calls.filter((argv) => argv[0] === 'secret')).toEqual([['secret', 'rm', 'old_cccccccccccc']]);
   });
 
   it('refuses a name that is not a variable name', () => {

@@ -13,7 +13,6 @@ import {
   auditLine,
   backupPlan,
   begin,
-  checkpoint,
   connectAndPull,
   DEADLINES_MS,
   describeActor,
@@ -22,10 +21,10 @@ import {
   newReport,
   openSession,
   preflight,
+  prepareRelease,
   releaseLock,
   releaseRevision,
   rollbackRelease,
-  runDetached,
   runRemote,
   StepOutcomeUnknownError,
   timed,
@@ -36,11 +35,11 @@ import {
   type Session,
   type StatusReport,
 } from '../engine.ts';
-import { chooseImages, sha256 } from '../release-plan.ts';
+import { chooseImages, sha256, type ReleaseRecord } from '../release-plan.ts';
 import * as scripts from '../remote-scripts.ts';
 import { forwardCommand } from '../ssh.ts';
 import { stackDocument, stackFile, swarmMigration } from './stack-file.ts';
-import { releaseEnvScript, rollOutScript, serviceEndpointScript, stackStatusScript, swarmMigrateScript, type SwarmLogin } from './remote-scripts.ts';
+import { releaseEnvScript, rollOutScript, serviceEndpointScript, stackStatusScript, swarmMigrateScript, type SwarmLogin, type SwarmSecrets } from './remote-scripts.ts';
 
 export function swarmLogin(access: Pick<DeployRequest, 'registry' | 'registryUser' | 'registryToken'>): SwarmLogin {
   return { registry: access.registry, username: access.registryUser, token: access.registryToken?.reveal() };
@@ -106,10 +105,38 @@ async function releaseVariables(session: Session, release: string): Promise<Reco
  * Deploys `release` (its stack file and .env on the manager) and waits until the stack converged. How long
  * it may take: the health timeout for each task the update replaces one by one, at least the timeout once.
  */
-async function rollOut(session: Session, release: string, login: SwarmLogin, healthTimeoutMs: number, vars?: Record<string, string>): Promise<void> {
+async function rollOut(session: Session, release: string, record: ReleaseRecord | undefined, login: SwarmLogin, healthTimeoutMs: number, vars?: Record<string, string>): Promise<void> {
   const values = vars ?? (await releaseVariables(session, release));
   const deadlineSeconds = Math.ceil(healthTimeoutMs / 1000);
-  await runRemote(session, rollOutScript(session.layout, release, values, login, deadlineSeconds), healthTimeoutMs + DEADLINES_MS.up);
+  await runRemote(session, rollOutScript(session.layout, release, values, login, deadlineSeconds, swarmSecrets(record)), healthTimeoutMs + DEADLINES_MS.up);
+}
+
+/** A release's Swarm secrets (from its record): name -> the variable holding its value. */
+function swarmSecrets(record: ReleaseRecord | undefined): SwarmSecrets {
+  return Object.fromEntries(Object.values(record?.secrets ?? {}).map(({ object, variable }) => [object, variable]));
+}
+
+/**
+ * The Swarm secret of each secret aidd.yml maps to a variable: the live release's where the value is the
+ * same (services keep running), else a new one named after this release (a secret cannot change). The name
+ * says nothing about the value.
+ */
+async function chooseSecrets(
+  session: Session,
+  app: ComposeApp,
+  release: { id: string; vars: Record<string, string>; envUploaded: boolean; live?: string; liveRecord?: ReleaseRecord },
+): Promise<NonNullable<ReleaseRecord['secrets']>> {
+  const mapped = Object.entries(app.config.swarm.secrets);
+  if (mapped.length === 0) return {};
+  const liveVars = release.envUploaded && release.live ? await releaseVariables(session, release.live) : release.envUploaded ? {} : release.vars;
+  return Object.fromEntries(
+    mapped.map(([secret, variable]) => {
+      if (!session.runner.dryRun && release.vars[variable] === undefined) throw new UsageError(`aidd.yml swarm.secrets.${secret}: ${variable} is not set in the release's .env; add it (--server-env)`);
+      const kept = release.liveRecord?.secrets?.[secret];
+      const same = kept !== undefined && kept.variable === variable && liveVars[variable] === release.vars[variable];
+      return [secret, same ? kept : { object: `${secret}_${sha256(`${session.layout.project}\n${release.id}`).slice(0, 12)}`, variable }];
+    }),
+  );
 }
 
 /** `service|NAME|R/D|IMAGE` and `task|NAME.SLOT|NODE|STATE` lines (stackStatusScript) -> services and their tasks. */
@@ -204,7 +231,10 @@ export async function deployToSwarm(session: Session, request: DeployRequest, re
     report.kept = kept;
     // The values the stack file's published ports are written with, and the roll-out's environment.
     const vars = request.env !== undefined ? secretVariables(parseEnv(request.env)) : live ? await releaseVariables(session, live) : {};
-    const stack = stackFile(request.app.raw, images, request.app.config.swarm, vars);
+    const secrets = await chooseSecrets(session, request.app, { id, vars, envUploaded: request.env !== undefined, live, liveRecord });
+    const secretObjects = Object.fromEntries(Object.entries(secrets).map(([secret, { object }]) => [secret, object]));
+    const stack = stackFile(request.app.raw, images, request.app.config.swarm, vars, secretObjects);
+    const record: ReleaseRecord = { id, revision, images, contents, secrets };
     if (live && state.currentComposeSha === sha256(stack) && (request.env === undefined || state.currentEnvSha === sha256(request.env))) {
       report.release = live;
       report.checks = await timed(session, report, 'verify', `Release ${live} already runs these images; checking its services`, () => verifyStack(session, request.app, request.healthTimeoutMs));
@@ -219,40 +249,30 @@ export async function deployToSwarm(session: Session, request: DeployRequest, re
     const { migrate } = request.app.config;
     report.release = id;
     const line = (entry: Record<string, unknown>) => auditLine({ action: 'deploy', release: id, previous: live ?? null, backup: backupNote, ...entry });
-    const releaseJson = JSON.stringify({ id, revision, target: 'swarm', images, contents, who: describeActor(), at: new Date().toISOString(), reason: request.reason, previous: live ?? null }, null, 2);
-    // Until the roll-out, a failure or interruption removes the new release: nothing changed for users.
-    try {
-      await timed(session, report, 'upload', `Uploading release ${id}`, () =>
-        runRemote(session, scripts.uploadScript(layout, { id, compose: stack, releaseJson, env: request.env, envRequired: request.envRequired }), DEADLINES_MS.upload),
-      );
-      if (backup) {
-        const saved = await timed(session, report, 'backup', `Backing up the database of ${live}`, () =>
-          runDetached(session, id, 'backup', scripts.backupScript(layout, live!, id, backup), DEADLINES_MS.backup),
-        );
-        report.backup = scripts.backupFileName(id, backup);
-        logger.info(saved.stdout.trim());
-      } else if (backupNote) {
-        logger.warn('no database backup before this deploy (--no-backup); recorded in the audit log');
-      }
-      if (migrate) {
-        const migration = swarmMigration(request.app.raw, migrate, images, request.app.config.swarm, vars);
-        await timed(session, report, 'migrate', `Migrating (${migrate.service} ${migrate.command.join(' ')})`, () =>
-          runDetached(session, id, 'migrate', swarmMigrateScript(layout, id, migration, vars, login, Math.ceil(request.healthTimeoutMs / 1000)), request.healthTimeoutMs + DEADLINES_MS.migrate),
-        );
-      }
-      checkpoint(session);
-    } catch (error) {
-      // A step that may still run keeps its release (and the lock): nothing is removed under it.
-      if (error instanceof StepOutcomeUnknownError) throw error;
-      const interrupted = error instanceof InterruptedError;
-      const detail = error instanceof Error ? error.message : String(error);
-      await runRemote(session, scripts.discardReleaseScript(layout, id, line({ result: interrupted ? 'interrupted' : 'failed', step: report.failedStep ?? 'upload', detail })), DEADLINES_MS.audit);
-      throw error;
-    }
+    const releaseJson = JSON.stringify({ ...record, target: 'swarm', who: describeActor(), at: new Date().toISOString(), reason: request.reason, previous: live ?? null }, null, 2);
+    await prepareRelease(session, report, {
+      files: { id, compose: stack, releaseJson, env: request.env, envRequired: request.envRequired },
+      live,
+      backup,
+      backupNote,
+      migration: migrate && {
+        title: `${migrate.service} ${migrate.command.join(' ')}`,
+        script: swarmMigrateScript(
+          layout,
+          id,
+          swarmMigration(request.app.raw, migrate, images, request.app.config.swarm, vars, secretObjects),
+          vars,
+          login,
+          Math.ceil(request.healthTimeoutMs / 1000),
+          swarmSecrets(record),
+        ),
+        deadlineMs: request.healthTimeoutMs + DEADLINES_MS.migrate,
+      },
+    });
 
     let failure: string | undefined;
     try {
-      await timed(session, report, 'switch', `Rolling out ${id} (docker stack deploy, new tasks first)`, () => rollOut(session, id, login, request.healthTimeoutMs, vars));
+      await timed(session, report, 'switch', `Rolling out ${id} (docker stack deploy, new tasks first)`, () => rollOut(session, id, record, login, request.healthTimeoutMs, vars));
       report.checks = await timed(session, report, 'verify', 'Smoke-testing', () => verifyStack(session, request.app, request.healthTimeoutMs));
       const failed = report.checks.filter((check) => !check.ok);
       if (failed.length > 0) {
@@ -286,7 +306,7 @@ export async function deployToSwarm(session: Session, request: DeployRequest, re
     // Swarm rolls back only the service whose update failed: every service goes back to the live release.
     let recovered: CheckOutcome[] = [];
     try {
-      await timed(session, report, 'rollback', `Rolling back to ${live}`, () => rollOut(session, live, login, request.healthTimeoutMs), false);
+      await timed(session, report, 'rollback', `Rolling back to ${live}`, () => rollOut(session, live, liveRecord, login, request.healthTimeoutMs), false);
       recovered = await verifyStack(session, request.app, request.healthTimeoutMs);
     } catch (error) {
       recovered = [{ name: 'rollback', ok: false, attempts: 1, ms: 0, detail: (error as Error).message }];
@@ -308,7 +328,7 @@ export async function rollbackSwarm(session: Session, request: RollbackRequest &
     report.release = release;
     let failure: string | undefined;
     try {
-      await timed(session, report, 'switch', `Rolling out release ${release}`, () => rollOut(session, release, request.login, request.healthTimeoutMs));
+      await timed(session, report, 'switch', `Rolling out release ${release}`, () => rollOut(session, release, state.records[release], request.login, request.healthTimeoutMs));
     } catch (error) {
       if (error instanceof InterruptedError) throw error;
       failure = (error as Error).message;

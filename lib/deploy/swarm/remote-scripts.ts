@@ -94,8 +94,35 @@ done
  * Rolls a release out: `docker stack deploy` of its stack file (docker-compose.yml) with its variables,
  * pruning services it no longer has, then waits until the stack converged (deployAndConverge).
  */
-export function rollOutScript(layout: RemoteLayout, release: string, vars: Record<string, string>, login: SwarmLogin, deadlineSeconds: number): string {
-  return remoteScript(layout, `roll-out ${release}`, sh`${releaseContext(release, vars, login)}${deployAndConverge('docker-compose.yml', true, deadlineSeconds)}`);
+export function rollOutScript(layout: RemoteLayout, release: string, vars: Record<string, string>, login: SwarmLogin, deadlineSeconds: number, secrets: SwarmSecrets = {}): string {
+  return remoteScript(
+    layout,
+    `roll-out ${release}`,
+    sh`${releaseContext(release, vars, login)}${createSecrets(secrets)}${deployAndConverge('docker-compose.yml', true, deadlineSeconds)}# The Swarm secrets no kept release names any more (one in use is never removed: docker refuses).
+docker secret ls --filter label=${SECRET_LABEL} --format '{{.Name}}' | while read -r name; do
+  [ -n "$name" ] || continue
+  cat "$deploy"/releases/*/docker-compose.yml 2>/dev/null | grep -qF "$name" || docker secret rm "$name" >/dev/null 2>&1 || true
+done
+`,
+  );
+}
+
+/** Swarm secret name -> the variable (exported by releaseContext) holding its value. */
+export type SwarmSecrets = Record<string, string>;
+
+/** Marks the Swarm secrets the deploy made, the only ones it ever removes. */
+const SECRET_LABEL = 'com.aidd-devops.secret';
+
+/** Makes each Swarm secret not there yet from its variable's value: on stdin (printf is a builtin), never on a command line. */
+function createSecrets(secrets: SwarmSecrets) {
+  if (Object.keys(secrets).length === 0) return sh``;
+  const pairs = Object.entries(secrets).flat();
+  return sh`set -- ${pairs}
+while [ "$#" -gt 0 ]; do
+  docker secret inspect "$1" >/dev/null 2>&1 || printf '%s' "\${!2}" | docker secret create --label ${SECRET_LABEL} --label "com.docker.stack.namespace=$project" "$1" - >/dev/null
+  shift 2
+done
+`;
 }
 
 /** How a release's migration runs on the manager: a one-off container of the migrate service's image. */
@@ -117,7 +144,7 @@ export interface SwarmMigration {
  * services it needs are started first where they do not run yet (a stack file of only them, no
  * --prune, so nothing else changes), then a one-off container joins the stack's network.
  */
-export function swarmMigrateScript(layout: RemoteLayout, release: string, migration: SwarmMigration, vars: Record<string, string>, login: SwarmLogin, deadlineSeconds: number): string {
+export function swarmMigrateScript(layout: RemoteLayout, release: string, migration: SwarmMigration, vars: Record<string, string>, login: SwarmLogin, deadlineSeconds: number, secrets: SwarmSecrets = {}): string {
   const start = migration.needs.length
     ? (() => {
         const needs = heredoc(migration.needsStack);
@@ -126,7 +153,7 @@ for service in ${migration.needs}; do docker service inspect "$project"_"$servic
 if [ "$missing" = 1 ]; then
   cat > needs.yml ${needs.start}
 ${needs.body}
-${deployAndConverge('needs.yml', false, deadlineSeconds)}fi
+${createSecrets(secrets)}${deployAndConverge('needs.yml', false, deadlineSeconds)}fi
 `;
       })()
     : sh``;

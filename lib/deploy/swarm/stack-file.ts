@@ -71,7 +71,11 @@ function stackPort(entry: unknown, where: string, vars: Variables, publish: Swar
 }
 
 /** The stack document of a release; `vars` are the values of its .env (ports are written interpolated, nothing else is). */
-export function stackDocument(raw: ComposeDocument, pinned: Record<string, string>, settings: SwarmSettings, vars: Variables): ComposeDocument {
+export function stackDocument(raw: ComposeDocument, pinned: Record<string, string>, settings: SwarmSettings, vars: Variables, secretObjects: Record<string, string> = {}): ComposeDocument {
+  const declared = isPlainObject(raw.secrets) ? raw.secrets : {};
+  for (const secret of Object.keys(settings.secrets)) {
+    if (!(secret in declared)) throw new UsageError(`aidd.yml swarm.secrets.${secret}: the compose file has no secret ${secret} (its top-level secrets: ${Object.keys(declared).join(', ') || 'none'})`);
+  }
   const services = Object.fromEntries(
     Object.entries(raw.services).map(([name, definition]) => {
       const where = `services.${name}`;
@@ -114,12 +118,14 @@ export function stackDocument(raw: ComposeDocument, pinned: Record<string, strin
       return [name, given.external ? given : { driver: 'overlay', attachable: true, ...given }];
     }),
   );
-  return { ...raw, version: '3.8', services, networks };
+  // A secret aidd.yml maps to a .env variable is the Swarm secret the deploy made from its value.
+  const secrets = { ...declared, ...Object.fromEntries(Object.entries(secretObjects).map(([secret, object]) => [secret, { external: true, name: object }])) };
+  return { ...raw, version: '3.8', services, networks, ...(Object.keys(secrets).length ? { secrets } : {}) };
 }
 
 /** The stack file as written to the release directory (YAML 1.1, as compose-file.ts writes release files). */
-export function stackFile(raw: ComposeDocument, pinned: Record<string, string>, settings: SwarmSettings, vars: Variables): string {
-  return stringify(stackDocument(raw, pinned, settings, vars), { version: '1.1', aliasDuplicateObjects: false, lineWidth: 0 });
+export function stackFile(raw: ComposeDocument, pinned: Record<string, string>, settings: SwarmSettings, vars: Variables, secretObjects: Record<string, string> = {}): string {
+  return stringify(stackDocument(raw, pinned, settings, vars, secretObjects), { version: '1.1', aliasDuplicateObjects: false, lineWidth: 0 });
 }
 
 /** A compose `environment:` (a map, or a list of NAME=VALUE) with its values interpolated; a bare NAME is left out. */
@@ -144,9 +150,12 @@ function environmentOf(environment: unknown, vars: Variables, where: string): Re
  * How a release's migration (aidd.yml migrate:) runs on a swarm: a one-off container of its service's
  * image with that service's environment, on the stack network it uses, after the services it depends on.
  */
-export function swarmMigration(raw: ComposeDocument, migrate: MigrateSpec, pinned: Record<string, string>, settings: SwarmSettings, vars: Variables): SwarmMigration {
+export function swarmMigration(raw: ComposeDocument, migrate: MigrateSpec, pinned: Record<string, string>, settings: SwarmSettings, vars: Variables, secretObjects: Record<string, string>): SwarmMigration {
   const where = `services.${migrate.service}`;
   const definition = raw.services[migrate.service]!;
+  if (Array.isArray(definition.secrets) && definition.secrets.length > 0) {
+    throw new UsageError(`${where}.secrets: the migration runs on a swarm as a one-off container, which gets no Swarm secrets; give ${migrate.service} the values it migrates with through environment:`);
+  }
   const networks = Array.isArray(definition.networks) ? definition.networks.map(String) : isPlainObject(definition.networks) ? Object.keys(definition.networks) : ['default'];
   const needs = { ...raw, services: Object.fromEntries(Object.entries(raw.services).filter(([name]) => migrate.needs.includes(name))) };
   return {
@@ -155,6 +164,6 @@ export function swarmMigration(raw: ComposeDocument, migrate: MigrateSpec, pinne
     environment: environmentOf(definition.environment, vars, `${where}.environment`),
     ...(migrate.needs.length ? { network: networks[0]! } : {}),
     needs: migrate.needs,
-    needsStack: stackFile(needs, pinned, settings, vars),
+    needsStack: stackFile(needs, pinned, settings, vars, secretObjects),
   };
 }
