@@ -105,6 +105,35 @@ teardown() {
   done
 }
 
+@test "ssh-deploy refuses an unknown --target, and on a swarm target a port bound to one address, before connecting" {
+  run --separate-stderr script ssh-deploy --target kubernetes --host 192.0.2.1 --user deploy --key "$scratch/key" --known-hosts "$scratch/known_hosts" --status
+  assert_failure 2
+  assert_equal "$stderr" 'ssh-deploy: error: --target "kubernetes" is neither compose nor swarm'
+  # Hello Compose publishes web on 127.0.0.1 only: a swarm cannot keep that.
+  run --separate-stderr script ssh-deploy --target swarm --compose "${ROOT}/examples/hello-compose/docker-compose.yml" --host 192.0.2.1 --user deploy \
+    --key "$scratch/key" --known-hosts "$scratch/known_hosts" --owner me
+  assert_failure 2
+  assert_equal "$stderr" "ssh-deploy: error: services.web.ports[0]: a swarm publishes a port on every address of its nodes, so 127.0.0.1 cannot be kept; publish it without an address (the firewall or the proxy decides who reaches it)"
+}
+
+@test "ssh-deploy --dry-run to a swarm prints the stack deploy, the .env values and the token redacted" {
+  cp -r "${ROOT}/examples/hello-compose" "$scratch/app"
+  sed -i 's/"127.0.0.1:8480:8080"/"8480:8080"/' "$scratch/app/docker-compose.yml"
+  printf 'target: swarm\nswarm: {replicas: {web: 2}}\n' >> "$scratch/app/aidd.yml"
+  printf 'GREETING=greeting-%s\n' "$RANDOM$RANDOM$RANDOM" > "$scratch/app.env"
+  chmod 600 "$scratch/app.env"
+  export REGISTRY_USER=me REGISTRY_TOKEN="swarm-token-$RANDOM$RANDOM"
+  run --separate-stderr script ssh-deploy --dry-run --compose "$scratch/app/docker-compose.yml" --host 192.0.2.1 --user deploy \
+    --key "$scratch/key" --known-hosts "$scratch/known_hosts" --owner me --registry 127.0.0.1:5000 --server-env "$scratch/app.env"
+  assert_success
+  [[ "$stderr" == *"==> Rolling out "*"(docker stack deploy, new tasks first)"* ]]
+  [[ "$stderr" == *"docker stack deploy --with-registry-auth --prune --compose-file docker-compose.yml"* ]]
+  [[ "$stderr" == *"replicas: 2"* ]]
+  [[ "$stderr" == *"order: start-first"* ]]
+  [[ "$stderr" != *"$(cut -d= -f2 "$scratch/app.env")"* ]]
+  [[ "$stderr" != *"$REGISTRY_TOKEN"* ]]
+}
+
 @test "on GitHub Actions, ssh-deploy's error is also an annotation, and a run that failed before deploying writes the job summary" {
   export GITHUB_ACTIONS=true
   run --separate-stderr script ssh-deploy --host 192.0.2.1 --user deploy --key "$scratch/key" --known-hosts "$scratch/known_hosts" --owner me --tag 'v1;reboot'

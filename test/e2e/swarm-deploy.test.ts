@@ -267,6 +267,11 @@ describe('deploys an app to a Docker Swarm (target: swarm)', () => {
     const text = await run(aiddArgv(['status', '--compose', app.compose, ...sshArgs()]));
     expect(text.stdout).toMatch(/^ {2}web +2\/2 +aidd-sw\S+-\d,aidd-sw\S+-\d +\S+@sha256:/m);
 
+    // aidd logs: docker service logs on the manager, each line named by its task and node.
+    const logs = await run(aiddArgv(['logs', '--compose', app.compose, ...sshArgs(), '--tail', '5', 'worker']));
+    expect(logs.code, logs.stderr).toBe(0);
+    expect(logs.stdout).toMatch(new RegExp(`^${owner}_worker\\.1\\.\\S+@aidd-sw\\S+\\s+\\| worker: started$`, 'm'));
+
     const history = await runTool('ssh-deploy', ['--compose', app.compose, ...sshArgs(), '--history', '--json']);
     const entries = (JSON.parse(history.stdout) as { action: string; result: string }[]).map((entry) => `${entry.action} ${entry.result}`);
     expect(entries).toEqual(['deploy deployed', 'deploy deployed', 'deploy rolled-back', 'rollback ok']);
