@@ -19,7 +19,8 @@ import {
 } from '../lib/deploy/engine.ts';
 import { checkDeployInputs } from '../lib/deploy/inputs.ts';
 import { deployRequestFrom, registryAccess } from '../lib/deploy/request.ts';
-import { checkSwarmRun, deployToSwarm, rollbackSwarm, swarmLogin, swarmStatus } from '../lib/deploy/swarm/engine.ts';
+import { deployToSwarm, rollbackSwarm, swarmLogin, swarmStatus } from '../lib/deploy/swarm/engine.ts';
+import { checkSwarmRun } from '../lib/deploy/swarm/inputs.ts';
 import { failureJson, outcomeLine } from '../lib/deploy/outcome.ts';
 import { checkLogsOptions, checkServices, execCommand, logsCommand } from '../lib/deploy/operate.ts';
 import { formatStatus } from '../lib/deploy/status-view.ts';

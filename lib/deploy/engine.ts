@@ -21,7 +21,7 @@ import { REMOTE_EXIT, type BackupSpec, type ReadinessProbes, type RemoteLayout, 
 import { freePort } from '../core/net.ts';
 import { redact, registerSecret, type Secret } from '../core/secrets.ts';
 import { runSmoke, type CheckOutcome, type StackAccess } from '../app/smoke.ts';
-import type { SwarmServiceStatus } from './swarm/engine.ts';
+import type { SwarmServiceStatus } from './swarm/access.ts';
 import { closeCommand, explainSshFailure, forwardCommand, openCommand, remoteCommand, remoteScriptCommand, type SshConnection } from './ssh.ts';
 
 export interface Session extends SshConnection {

@@ -4,11 +4,10 @@
 // back by itself when the new tasks do not stay healthy (stack-file.ts sets that up); this run then
 // puts every service back on the live release, as it does on one server.
 import { parse as parseEnv } from 'dotenv';
-import { ToolError, UsageError } from '../../core/cli.ts';
-import type { ComposeApp, ContainerStatus } from '../../app/compose.ts';
-import { freePort } from '../../core/net.ts';
+import { UsageError } from '../../core/cli.ts';
+import type { ComposeApp } from '../../app/compose.ts';
 import { registerSecret } from '../../core/secrets.ts';
-import { runSmoke, type CheckOutcome, type StackAccess } from '../../app/smoke.ts';
+import type { CheckOutcome } from '../../app/smoke.ts';
 import {
   auditLine,
   backupPlan,
@@ -37,52 +36,12 @@ import {
 } from '../engine.ts';
 import { chooseImages, sha256, type ReleaseRecord } from '../release-plan.ts';
 import * as scripts from '../remote-scripts.ts';
-import { forwardCommand } from '../ssh.ts';
-import { stackDocument, stackFile, swarmMigration } from './stack-file.ts';
-import { releaseEnvScript, rollOutScript, serviceEndpointScript, stackStatusScript, swarmMigrateScript, type SwarmLogin, type SwarmSecrets } from './remote-scripts.ts';
+import { stackFile, swarmMigration } from './stack-file.ts';
+import { parseStackStatus, verifyStack } from './access.ts';
+import { releaseEnvScript, rollOutScript, stackStatusScript, swarmMigrateScript, type SwarmLogin, type SwarmSecrets } from './remote-scripts.ts';
 
 export function swarmLogin(access: Pick<DeployRequest, 'registry' | 'registryUser' | 'registryToken'>): SwarmLogin {
   return { registry: access.registry, username: access.registryUser, token: access.registryToken?.reveal() };
-}
-
-/** A service of the stack as `aidd status` shows it. */
-export interface SwarmServiceStatus {
-  service: string;
-  running: number;
-  desired: number;
-  image: string;
-  /** The nodes its running tasks are on. */
-  nodes: string[];
-}
-
-/** What a deploy to a swarm does not do yet, refused in one line before anything connects. */
-const NOT_ON_SWARM: Record<string, string> = {
-  diff: '--diff',
-  'restore-backup': '--restore-backup',
-};
-
-/**
- * Checks, before connecting, that the app can run as a stack: the stack file is made once with the .env
- * to upload, so a container_name, a port bound to one address or replicas of a service with a named
- * volume are refused here, not under the lock.
- */
-export function checkSwarmRun(app: ComposeApp, mode: string, env: string | undefined): void {
-  if (NOT_ON_SWARM[mode]) throw new UsageError(`${NOT_ON_SWARM[mode]} is not available on a swarm target yet (aidd.yml target: swarm, or --target swarm)`);
-  if (app.config.proxy.sites.length > 0) {
-    throw new UsageError(`${app.dir}/aidd.yml proxy.sites: a swarm target does not run the reverse proxy, so it cannot serve ${app.config.proxy.sites[0]!.domain} over HTTPS; remove proxy.sites, or deploy with target: compose`);
-  }
-  if (env !== undefined) {
-    stackDocument(app.raw, {}, app.config.swarm, parseEnv(env));
-    return;
-  }
-  // Without an .env to upload, a published port naming a variable is checked with the server's, under the lock.
-  const fixedPorts = Object.fromEntries(
-    Object.entries(app.raw.services).map(([name, definition]) => [
-      name,
-      { ...definition, ...(Array.isArray(definition.ports) ? { ports: definition.ports.filter((entry) => !JSON.stringify(entry).includes('$')) } : {}) },
-    ]),
-  );
-  stackDocument({ ...app.raw, services: fixedPorts }, {}, app.config.swarm, {});
 }
 
 /** Every value is a secret from here on, also in base64: the roll-out script carries values that way. */
@@ -137,81 +96,6 @@ async function chooseSecrets(
       return [secret, same ? kept : { object: `${secret}_${sha256(`${session.layout.project}\n${release.id}`).slice(0, 12)}`, variable }];
     }),
   );
-}
-
-/** `service|NAME|R/D|IMAGE` and `task|NAME.SLOT|NODE|STATE` lines (stackStatusScript) -> services and their tasks. */
-export function parseStackStatus(stdout: string, project: string): { services: SwarmServiceStatus[]; tasks: ContainerStatus[] } {
-  const unprefixed = (name: string) => (name.startsWith(`${project}_`) ? name.slice(project.length + 1) : name);
-  const services: SwarmServiceStatus[] = [];
-  const tasks: ContainerStatus[] = [];
-  for (const line of stdout.split('\n')) {
-    const [kind, name = '', third = '', fourth = ''] = line.trim().split('|').map((field) => field.trim());
-    if (kind === 'service') {
-      // 1/1, or 1/1 (max 1 per node)
-      const [, running = '0', desired = '0'] = /^(\d+)\/(\d+)/.exec(third) ?? [];
-      services.push({ service: unprefixed(name), running: Number(running), desired: Number(desired), image: fourth, nodes: [] });
-    } else if (kind === 'task') {
-      const service = unprefixed(name.replace(/\.[^.]*$/, ''));
-      const state = fourth.split(' ')[0] || 'unknown';
-      // Swarm counts a task with a healthcheck as running only once it is healthy.
-      tasks.push({ id: name, service, state: state.toLowerCase(), health: 'none' });
-      const entry = services.find((candidate) => candidate.service === service);
-      if (entry && state === 'Running' && third && !entry.nodes.includes(third)) entry.nodes.push(third);
-    }
-  }
-  return { services, tasks };
-}
-
-/**
- * Reaches the stack through its manager: its services' replicas, and a service's published port
- * on a node that answers for it (any node behind the routing mesh; in host mode, one running a task),
- * forwarded over the SSH connection.
- */
-export function swarmAccess(session: Session): StackAccess {
-  const forwarded = new Map<string, Promise<string>>();
-  let listing: Promise<ContainerStatus[]> | undefined;
-  return {
-    baseUrl(service, port) {
-      const key = `${service}:${port}`;
-      let url = forwarded.get(key);
-      if (!url) {
-        url = (async () => {
-          const { stdout } = await runRemote(session, serviceEndpointScript(session.layout, service), DEADLINES_MS.audit);
-          const lines = stdout.split('\n').map((line) => line.trim().split(/\s+/));
-          const published = lines.find(([kind, target]) => kind === 'port' && target === String(port));
-          if (!published) throw new ToolError(`service ${service} does not publish port ${port} on the swarm`);
-          const [, , publishedPort, mode] = published;
-          const node = mode === 'host' ? lines.find(([kind]) => kind === 'node')?.[1] : '127.0.0.1';
-          if (!node) throw new ToolError(`service ${service} has no running task to reach port ${port} on`);
-          const localPort = await freePort();
-          await session.runner.run(forwardCommand(session.ssh, localPort, Number(publishedPort), node));
-          return `http://127.0.0.1:${localPort}`;
-        })();
-        url.catch(() => forwarded.delete(key));
-        forwarded.set(key, url);
-      }
-      return url;
-    },
-    // A service is up when it runs all its replicas: swarm counts a task as running only once it is healthy,
-    // and only on a node that is up (a task on a node that stopped answering is not one).
-    containers: () =>
-      (listing ??= runRemote(session, stackStatusScript(session.layout), DEADLINES_MS.audit)
-        .then(({ stdout }) =>
-          parseStackStatus(stdout, session.layout.project).services.map((service) => ({
-            id: service.service,
-            service: service.service,
-            state: service.desired > 0 && service.running === service.desired ? 'running' : `${service.running}/${service.desired} tasks running`,
-            health: 'none',
-            image: service.image,
-          })),
-        )
-        .finally(() => (listing = undefined))),
-  };
-}
-
-async function verifyStack(session: Session, app: ComposeApp, deadlineMs: number): Promise<CheckOutcome[]> {
-  if (session.runner.dryRun) return [];
-  return runSmoke(swarmAccess(session), { services: app.services.map((service) => service.name), http: app.config.smoke, deadlineMs });
 }
 
 export async function deployToSwarm(session: Session, request: DeployRequest, report = newReport('deploy')): Promise<DeployReport> {

@@ -8,7 +8,8 @@ import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadComposeApp } from '../../lib/app/compose.ts';
 import { EXIT, UsageError } from '../../lib/core/cli.ts';
 import { preflightScript, REMOTE_EXIT, type RemoteLayout } from '../../lib/deploy/remote-scripts.ts';
-import { checkSwarmRun, parseStackStatus } from '../../lib/deploy/swarm/engine.ts';
+import { checkSwarmRun } from '../../lib/deploy/swarm/inputs.ts';
+import { parseStackStatus } from '../../lib/deploy/swarm/access.ts';
 import { clearStubShell, stubCalls, stubShell } from './stub-shell.ts';
 import { thrown } from './thrown.ts';
 
