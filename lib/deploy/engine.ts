@@ -397,14 +397,36 @@ export function pinnedRefs(stdout: string, refs: Record<string, string>): Record
 }
 
 /**
+ * A StackAccess's baseUrl through SSH forwards: one per SERVICE:PORT, even when several checks ask for it at
+ * once, to where `endpoint` says the server reaches it (its loopback unless a host is given). A failed
+ * forward is asked again by the next check, not remembered.
+ */
+export function forwardedBaseUrl(session: Session, endpoint: (service: string, port: number) => Promise<{ host?: string; port: number }>): StackAccess['baseUrl'] {
+  const forwarded = new Map<string, Promise<string>>();
+  return (service, port) => {
+    const key = `${service}:${port}`;
+    let url = forwarded.get(key);
+    if (!url) {
+      url = (async () => {
+        const remote = await endpoint(service, port);
+        const localPort = await freePort();
+        await session.runner.run(forwardCommand(session.ssh, localPort, remote.port, remote.host));
+        return `http://127.0.0.1:${localPort}`;
+      })();
+      url.catch(() => forwarded.delete(key));
+      forwarded.set(key, url);
+    }
+    return url;
+  };
+}
+
+/**
  * Reaches the stack on the server: docker queries over SSH, HTTP through forwarded ports. A port the
  * proxy serves (`listen`, SERVICE:PORT -> the proxy's port on the server's loopback) is checked
  * through the proxy, as users reach it; any other through the port its container publishes.
  */
 export function remoteAccess(session: Session, listen: Record<string, number> = {}, probes: ReadinessProbes = {}): StackAccess {
   const wrap = (command: Command) => remoteCommand(session.ssh, command);
-  // One forward per port, even when several checks ask for it at once.
-  const forwarded = new Map<string, Promise<string>>();
   let listing: Promise<ContainerStatus[]> | undefined;
   const publishedPort = async (service: string, port: number) => {
     const id = (await session.runner.run(wrap(serviceContainerCommand(session.layout.project, service)))).stdout.split('\n')[0];
@@ -414,22 +436,7 @@ export function remoteAccess(session: Session, listen: Record<string, number> = 
     return Number(published.split(':')[1]);
   };
   return {
-    baseUrl(service, port) {
-      const key = `${service}:${port}`;
-      let url = forwarded.get(key);
-      if (!url) {
-        url = (async () => {
-          const remotePort = listen[key] ?? (await publishedPort(service, port));
-          const localPort = await freePort();
-          await session.runner.run(forwardCommand(session.ssh, localPort, remotePort));
-          return `http://127.0.0.1:${localPort}`;
-        })();
-        // A failed forward is asked again by the next check, not remembered.
-        url.catch(() => forwarded.delete(key));
-        forwarded.set(key, url);
-      }
-      return url;
-    },
+    baseUrl: forwardedBaseUrl(session, async (service, port) => ({ port: listen[`${service}:${port}`] ?? (await publishedPort(service, port)) })),
     async healthcheckPasses(status) {
       const probe = probes[status.service];
       if (!probe) return undefined;
@@ -631,6 +638,14 @@ export function releaseRevision(session: Session, request: DeployRequest, built:
   return 'unknown';
 }
 
+/** The report's failed checks in one line (its failed step then `verify`), or undefined when every check passed. */
+export function failedChecks(report: DeployReport): string | undefined {
+  const failed = report.checks.filter((check) => !check.ok);
+  if (failed.length === 0) return undefined;
+  report.failedStep = 'verify';
+  return failed.map((check) => `${check.name} (${check.detail})`).join(', ');
+}
+
 /**
  * Whether a deploy over the live release backs its database up first: always when aidd.yml has a backup,
  * unless --no-backup (then the audit log says so). A migration without a backup section is refused.
@@ -770,11 +785,7 @@ export async function deploy(session: Session, request: DeployRequest, report = 
     try {
       await timed(session, report, 'switch', `Switching to ${id}`, () => runDetached(session, id, 'up', switchTo(id, plan.record, plan.settled), DEADLINES_MS.up));
       report.checks = await timed(session, report, 'verify', 'Waiting for health and smoke-testing', () => verify(session, request.app, request.healthTimeoutMs, plan.record.listen));
-      const failed = report.checks.filter((check) => !check.ok);
-      if (failed.length > 0) {
-        failure = failed.map((check) => `${check.name} (${check.detail})`).join(', ');
-        report.failedStep = 'verify';
-      }
+      failure = failedChecks(report);
     } catch (error) {
       if (error instanceof StepOutcomeUnknownError) throw error;
       if (error instanceof InterruptedError) {

@@ -2,10 +2,8 @@
 // and `aidd status`), and a service's published port forwarded over the SSH connection.
 import type { ComposeApp, ContainerStatus } from '../../app/compose.ts';
 import { ToolError } from '../../core/cli.ts';
-import { freePort } from '../../core/net.ts';
 import { runSmoke, type CheckOutcome, type StackAccess } from '../../app/smoke.ts';
-import { DEADLINES_MS, runRemote, type Session } from '../engine.ts';
-import { forwardCommand } from '../ssh.ts';
+import { DEADLINES_MS, forwardedBaseUrl, runRemote, type Session } from '../engine.ts';
 import { serviceEndpointScript, stackStatusScript } from './remote-scripts.ts';
 
 /** A service of the stack as `aidd status` shows it. */
@@ -47,30 +45,18 @@ export function parseStackStatus(stdout: string, project: string): { services: S
  * forwarded over the SSH connection.
  */
 export function swarmAccess(session: Session): StackAccess {
-  const forwarded = new Map<string, Promise<string>>();
   let listing: Promise<ContainerStatus[]> | undefined;
   return {
-    baseUrl(service, port) {
-      const key = `${service}:${port}`;
-      let url = forwarded.get(key);
-      if (!url) {
-        url = (async () => {
-          const { stdout } = await runRemote(session, serviceEndpointScript(session.layout, service), DEADLINES_MS.audit);
-          const lines = stdout.split('\n').map((line) => line.trim().split(/\s+/));
-          const published = lines.find(([kind, target]) => kind === 'port' && target === String(port));
-          if (!published) throw new ToolError(`service ${service} does not publish port ${port} on the swarm`);
-          const [, , publishedPort, mode] = published;
-          const node = mode === 'host' ? lines.find(([kind]) => kind === 'node')?.[1] : '127.0.0.1';
-          if (!node) throw new ToolError(`service ${service} has no running task to reach port ${port} on`);
-          const localPort = await freePort();
-          await session.runner.run(forwardCommand(session.ssh, localPort, Number(publishedPort), node));
-          return `http://127.0.0.1:${localPort}`;
-        })();
-        url.catch(() => forwarded.delete(key));
-        forwarded.set(key, url);
-      }
-      return url;
-    },
+    baseUrl: forwardedBaseUrl(session, async (service, port) => {
+      const { stdout } = await runRemote(session, serviceEndpointScript(session.layout, service), DEADLINES_MS.audit);
+      const lines = stdout.split('\n').map((line) => line.trim().split(/\s+/));
+      const published = lines.find(([kind, target]) => kind === 'port' && target === String(port));
+      if (!published) throw new ToolError(`service ${service} does not publish port ${port} on the swarm`);
+      const [, , publishedPort, mode] = published;
+      const node = mode === 'host' ? lines.find(([kind]) => kind === 'node')?.[1] : '127.0.0.1';
+      if (!node) throw new ToolError(`service ${service} has no running task to reach port ${port} on`);
+      return { host: node, port: Number(publishedPort) };
+    }),
     // A service is up when it runs all its replicas: swarm counts a task as running only once it is healthy,
     // and only on a node that is up (a task on a node that stopped answering is not one).
     containers: () =>

@@ -15,6 +15,7 @@ import {
   connectAndPull,
   DEADLINES_MS,
   describeActor,
+  failedChecks,
   InterruptedError,
   newReleaseId,
   newReport,
@@ -158,11 +159,7 @@ export async function deployToSwarm(session: Session, request: DeployRequest, re
     try {
       await timed(session, report, 'switch', `Rolling out ${id} (docker stack deploy, new tasks first)`, () => rollOut(session, id, record, login, request.healthTimeoutMs, vars));
       report.checks = await timed(session, report, 'verify', 'Smoke-testing', () => verifyStack(session, request.app, request.healthTimeoutMs));
-      const failed = report.checks.filter((check) => !check.ok);
-      if (failed.length > 0) {
-        failure = failed.map((check) => `${check.name} (${check.detail})`).join(', ');
-        report.failedStep = 'verify';
-      }
+      failure = failedChecks(report);
     } catch (error) {
       if (error instanceof StepOutcomeUnknownError) throw error;
       if (error instanceof InterruptedError) {
