@@ -16,7 +16,7 @@ import { liveOutputWanted, terminalBoard } from '../lib/core/live-output.ts';
 import { freePort } from '../lib/core/net.ts';
 import { ensureDockerEngine, startRegistry, startSshServer } from '../lib/sandbox/sandbox.ts';
 import { formatOutcomes, runSmoke } from '../lib/app/smoke.ts';
-import { DEFAULT_COMPOSE_FILE, detectComposeCli, REPO_ROOT, SANDBOX_DIR, scriptArgv } from '../lib/app/target.ts';
+import { DEFAULT_COMPOSE_FILE, DEFAULT_REGISTRY_COMPOSE_FILE, detectComposeCli, REPO_ROOT, SANDBOX_DIR, scriptArgv } from '../lib/app/target.ts';
 
 const spec: ScriptSpec = {
   name: 'rehearse',
@@ -114,8 +114,11 @@ await runScript(spec, async (values) => {
   const apiPort = previous?.API_PORT ?? String(await freePort());
   const frontendPort = previous?.FRONTEND_PORT ?? String(await freePort());
   await stage(stages, logger, 'D2', `deploy over SSH to ${server.user}@${server.host}:${server.port}`, async () => {
-    const settings = { BOT_MODE: 'offline', IMAGE_OWNER: OWNER, REGISTRY: registry.address, API_PORT: apiPort, FRONTEND_PORT: frontendPort, ...baseImages };
-    const setArgs = Object.entries(settings).filter(([name]) => name !== 'PYTHON_BASE_IMAGE' && name !== 'NODE_BASE_IMAGE').flatMap(([name, value]) => ['--set', `${name}=${value}`]);
+    // Of the offline stand-ins, the server needs those its compose file names (POSTGRES_IMAGE); the others are for builds.
+    const serverVariables = new Set((await loadComposeApp(DEFAULT_REGISTRY_COMPOSE_FILE, { runner })).variables.map((variable) => variable.name));
+    const standIns = Object.entries(baseImages).filter(([name]) => serverVariables.has(name));
+    const settings = { BOT_MODE: 'offline', IMAGE_OWNER: OWNER, REGISTRY: registry.address, API_PORT: apiPort, FRONTEND_PORT: frontendPort, ...Object.fromEntries(standIns) };
+    const setArgs = Object.entries(settings).flatMap(([name, value]) => ['--set', `${name}=${value}`]);
     await runner.run(toolCommand('setup-env', ['--target', 'production', '--file', serverEnv, '--generate', ...setArgs]));
     const sshArgs = ['--host', server.host, '--port', String(server.port), '--user', server.user, '--key', server.keyFile, '--known-hosts', server.knownHostsFile, '--path', '~/apps/rehearsal', '--project', SERVER_PROJECT];
     await runner.run(toolCommand('ssh-deploy', [...sshArgs, '--registry', registry.address, '--images-from', imagesFile, '--server-env', serverEnv, '--proxy-image', proxyImage, '--reason', 'rehearsal'], registryEnv));

@@ -12,6 +12,7 @@ import type { HttpCheckSpec } from './smoke.ts';
 
 export const SETTINGS_FILE = 'aidd.yml';
 
+const variableName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/);
 const serviceName = z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/).describe('A service of the compose file.');
 const target = z.enum(['local', 'production']);
 
@@ -22,7 +23,7 @@ export const FORMAT_NAMES = [
 ] as const;
 
 const variable = z.strictObject({
-  name: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).describe('The variable name, as compose interpolates it.'),
+  name: variableName.describe('The variable name, as compose interpolates it.'),
   description: z.string().min(1).describe('What it is, in one line.'),
   group: z.string().min(1).optional().describe('Heading it is listed under in the templates (default: Settings).'),
   source: z.string().min(1).optional().describe('Where to get a value, when that is not obvious.'),
@@ -72,8 +73,21 @@ export const settingsSchema = z
       .strictObject({
         'debian-packages': z.array(z.string().regex(/^[a-z0-9][a-z0-9.+-]*$/)).min(1),
         images: z
-          .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string().min(1))
-          .describe('A compose variable or a Dockerfile build ARG -> "base", or a Dockerfile (relative to the compose directory) built FROM the base.'),
+          .record(variableName, z.string().min(1))
+          .describe(
+            'A compose variable or a Dockerfile build ARG -> "base", "host-node" (the base with the Node.js the toolkit runs on), or a Dockerfile (relative to the compose directory) built FROM the base.',
+          ),
+        'host-builds': z
+          .array(
+            z.strictObject({
+              dir: z.string().min(1).describe('The folder the commands run in, relative to the compose directory: a build context.'),
+              run: z.array(z.array(z.string().min(1)).min(1)).min(1).describe('Commands run one after another, each an argv list.'),
+              output: z.string().min(1).describe('What the commands produce, relative to dir; the run is skipped while it exists and the sources are unchanged.'),
+              set: z.record(variableName, z.string()).describe('Variables handed to compose and to the builds like the stand-ins, telling the Dockerfile to copy the output.'),
+            }),
+          )
+          .optional()
+          .describe('Builds run on the host when the stand-ins are used, for Dockerfiles that install from a package registry containers here cannot reach.'),
       })
       .optional()
       .describe('Stand-ins for official base images on machines that cannot pull them, built from Debian packages.'),
@@ -155,13 +169,22 @@ export const settingsSchema = z
 export type RawSettings = z.infer<typeof settingsSchema>;
 export type RawVariable = z.infer<typeof variable>;
 
+/** Commands run on the host in `dir` when the offline stand-ins are used; `set` tells the build to copy `output`. */
+export interface HostBuildSpec {
+  dir: string;
+  run: string[][];
+  output: string;
+  set: Record<string, string>;
+}
+
 export interface AiddConfig {
   /** Registry image name per service, `{service}` replaced. */
   imageName: string;
   offlineBase?: {
     debianPackages: string[];
-    /** Variable -> 'base' or a Dockerfile (relative to the compose dir) built FROM the base. */
+    /** Variable -> 'base', 'host-node' or a Dockerfile (relative to the compose dir) built FROM the base. */
     images: Record<string, string>;
+    hostBuilds: HostBuildSpec[];
   };
   smoke: HttpCheckSpec[];
   /** One-off migration run before a release goes live. */
@@ -295,6 +318,7 @@ export function loadSettings(dir: string, serviceNames: string[], dependsOf: (se
     offlineBase: settings['offline-base'] && {
       debianPackages: settings['offline-base']['debian-packages'],
       images: settings['offline-base'].images,
+      hostBuilds: settings['offline-base']['host-builds'] ?? [],
     },
     smoke: settings.smoke ?? [],
     migrate: migrate && { service: migrate.service, command: migrate.command, needs: dependsOf(migrate.service) },

@@ -2,14 +2,17 @@
 // (python:3.12-slim, postgres:16-alpine, ...) is neither present nor pullable, build a stand-in from
 // Debian packages once, cache it by content, and hand it over under the name aidd.yml gives it: a
 // compose variable (`${VAR:-official}`) or a Dockerfile build ARG (`ARG NAME=official`, for compose
-// files without variables).
+// files without variables). Such a machine's containers cannot reach package registries either, so the
+// host builds of aidd.yml run then too (host-builds.ts).
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
-import os from 'node:os';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ComposeApp, ComposeService } from '../app/compose.ts';
 import { interpolationDefaults } from '../app/interpolate.ts';
 import { buildCommand, imageExistsCommand, importCommand, pullCommand } from './docker.ts';
+import { runHostBuilds } from './host-builds.ts';
+import { ToolError } from '../core/cli.ts';
+import { cacheDir } from '../core/cache-dir.ts';
 import type { Command, Runner } from '../core/exec.ts';
 import type { Logger } from '../core/log.ts';
 
@@ -37,8 +40,9 @@ export function tarCommand(rootfs: string, tarball: string): Command {
   return { argv: ['tar', '-C', rootfs, '-cf', tarball, '.'], timeoutMs: 600_000 };
 }
 
-function cacheDir(): string {
-  return process.env.AIDD_CACHE_DIR ?? path.join(os.homedir(), '.cache', 'aidd-devops');
+/** The host-node stand-in: the base plus this Node.js, named by both (a newer node makes a new image). */
+export function hostNodeImageTag(baseTag: string, nodeVersion: string, arch: string): string {
+  return `aidd-offline-node:${createHash('sha256').update(`${baseTag}\n${nodeVersion}\n${arch}`).digest('hex').slice(0, 12)}`;
 }
 
 async function imageExists(runner: Runner, ref: string): Promise<boolean> {
@@ -98,8 +102,9 @@ export function offlineBuildArgs(app: ComposeApp, service: ComposeService, baseI
 }
 
 /**
- * Returns each offline-base name mapped to its locally built stand-in, or nothing when every official
- * image is available. Compose takes them as variables; builds take them as build args (offlineBuildArgs).
+ * Returns each offline-base name mapped to its locally built stand-in, and the variables of the host
+ * builds, or nothing when every official image is available. Compose takes them as variables; builds
+ * take them as build args (offlineBuildArgs).
  */
 export async function resolveBaseImages(app: ComposeApp, runner: Runner, logger: Logger): Promise<Record<string, string>> {
   const offline = app.config.offlineBase;
@@ -128,6 +133,10 @@ export async function resolveBaseImages(app: ComposeApp, runner: Runner, logger:
       resolved[name] = baseTag;
       continue;
     }
+    if (kind === 'host-node') {
+      resolved[name] = await hostNodeImage(name, baseTag, runner, logger);
+      continue;
+    }
     const dockerfile = path.resolve(app.dir, kind);
     const tag = derivedImageTag(name, baseTag, readFileSync(dockerfile, 'utf8'));
     if (!(await imageExists(runner, tag))) {
@@ -136,7 +145,31 @@ export async function resolveBaseImages(app: ComposeApp, runner: Runner, logger:
     }
     resolved[name] = tag;
   }
-  return resolved;
+  return { ...resolved, ...(await runHostBuilds(app, runner, logger)) };
+}
+
+/**
+ * The base with the Node.js this toolkit runs on, for apps whose Node.js must be newer than Debian's
+ * (Next.js needs 20.9; Debian 12 has 18): the official Linux binary is copied to /usr/local/bin/node.
+ */
+async function hostNodeImage(name: string, baseTag: string, runner: Runner, logger: Logger): Promise<string> {
+  if (process.platform !== 'linux') {
+    throw new ToolError(`offline-base.images.${name}: host-node copies this machine's Node.js into a Linux image, which needs Linux; pull the official image instead`);
+  }
+  const tag = hostNodeImageTag(baseTag, process.version, process.arch);
+  if (await imageExists(runner, tag)) return tag;
+  const work = path.join(cacheDir(), tag.replace(/[:/]/g, '-'));
+  rmSync(work, { recursive: true, force: true });
+  mkdirSync(work, { recursive: true });
+  logger.step(`Building ${tag}: ${baseTag} with this machine's Node.js ${process.version}`);
+  try {
+    copyFileSync(process.execPath, path.join(work, 'node'));
+    writeFileSync(path.join(work, 'Dockerfile'), 'ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY node /usr/local/bin/node\n');
+    await runner.run(buildCommand({ context: work, tags: [tag], buildArgs: { BASE_IMAGE: baseTag } }));
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  return tag;
 }
 
 /** Builds an image holding a minimal Debian with `packages`, tagged `tag` (debootstrap, then docker import). */
