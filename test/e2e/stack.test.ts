@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runSmoke } from '../../lib/app/smoke.ts';
 import { localAccess } from '../../lib/app/local-stack.ts';
 import { scriptArgv } from '../../lib/app/target.ts';
+import { artifactPath, launchChromium } from './browser.ts';
 import { getJson, prepareReferenceStack, projectLeftovers, requireDocker, testRunner, type TestStack } from './harness.ts';
 
 const runner = testRunner();
@@ -55,8 +56,51 @@ describe('reference stack on a real Docker engine', () => {
     expect(page.status).toBe(200);
     const html = await page.text();
     expect(html).toContain('AIDD Bot');
-    const frontendHealth = await getJson(`http://127.0.0.1:${stack.frontendPort}/health`);
+    const frontendHealth = await getJson(`http://127.0.0.1:${stack.frontendPort}/healthz`);
     expect(frontendHealth).toMatchObject({ status: 200, body: { status: 'ok' } });
+  });
+
+  it('the Next.js page in headless Chromium shows the api numbers, new rows after a reload, and a clear error while the api is down', async () => {
+    const browser = await launchChromium();
+    try {
+      const page = await browser.newPage();
+      const url = `http://127.0.0.1:${stack.frontendPort}/`;
+      const shown = async () => {
+        const cell = async (id: string) => (await page.getByTestId(id).textContent({ timeout: 10_000 }))?.trim();
+        return { users: Number(await cell('users')), messages: Number(await cell('messages')), migration: await cell('migration') };
+      };
+      const fromApi = async () => {
+        const [stats, health] = [await getJson(`http://127.0.0.1:${stack.apiPort}/stats`), await getJson(`http://127.0.0.1:${stack.apiPort}/health`)];
+        return { users: Number(stats.body.users), messages: Number(stats.body.messages), migration: String(health.body.migration) };
+      };
+
+      expect((await page.goto(url, { timeout: 30_000 }))?.status()).toBe(200);
+      const before = await fromApi();
+      expect(await shown()).toEqual(before);
+
+      await runner.run(sql("INSERT INTO tg_users (id, username) VALUES (7001, 'browser-a'), (7002, 'browser-b') ON CONFLICT DO NOTHING"));
+      await runner.run(sql("INSERT INTO messages (user_id, text) VALUES (7001, 'one'), (7001, 'two'), (7002, 'three')"));
+      await page.reload({ timeout: 30_000 });
+      expect(await shown()).toEqual({ ...before, users: before.users + 2, messages: before.messages + 3 });
+      expect(await shown()).toEqual(await fromApi());
+      await page.screenshot({ path: artifactPath('frontend-page.png'), fullPage: true });
+
+      // The api gone: the page says so, the frontend container keeps running and stays healthy.
+      await runner.run(stack.compose(['stop', 'api']));
+      expect((await page.reload({ timeout: 30_000 }))?.status()).toBe(200);
+      await expect(page.getByTestId('api-error').textContent({ timeout: 10_000 })).resolves.toMatch(/The statistics API is not available right now/);
+      expect(await page.getByTestId('users').count()).toBe(0);
+      await page.screenshot({ path: artifactPath('frontend-api-down.png'), fullPage: true });
+      const frontend = (await localAccess(runner, stack.target.projectName).containers()).find((item) => item.service === 'frontend');
+      expect(frontend).toMatchObject({ state: 'running' });
+      expect(await getJson(`http://127.0.0.1:${stack.frontendPort}/healthz`)).toMatchObject({ status: 200, body: { status: 'ok' } });
+
+      await upAndHealthy();
+      await page.reload({ timeout: 30_000 });
+      expect(await shown()).toEqual({ ...before, users: before.users + 2, messages: before.messages + 3 });
+    } finally {
+      await browser.close();
+    }
   });
 
   it('smoke-test finds the published ports of a local compose project by itself', async () => {
@@ -69,7 +113,7 @@ describe('reference stack on a real Docker engine', () => {
     const report = JSON.parse(result.stdout) as { ok: boolean; checks: { name: string; ok: boolean; ms: number }[] };
     expect(report.ok).toBe(true);
     expect(report.checks.map((check) => check.name)).toEqual(
-      expect.arrayContaining(['postgres container', 'api container', 'bot container', 'frontend container', 'api health', 'api stats', 'frontend page']),
+      expect.arrayContaining(['postgres container', 'api container', 'bot container', 'frontend container', 'api health', 'api stats', 'frontend health', 'frontend page']),
     );
   });
 
@@ -79,7 +123,7 @@ describe('reference stack on a real Docker engine', () => {
     expect(down.status).toBe(503);
     expect(await down.json()).toMatchObject({ status: 'error' });
     const page = await fetch(`http://127.0.0.1:${stack.frontendPort}/`, { signal: AbortSignal.timeout(10_000) });
-    expect(page.status).toBe(502);
+    expect(await page.text()).toContain('The statistics API is not available right now');
     await upAndHealthy();
   });
 

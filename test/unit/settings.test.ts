@@ -150,6 +150,32 @@ proxy:
     expect(errorOf(text)).toBe(message);
   });
 
+  it('reads the host builds of offline-base, none when it lists none', () => {
+    const offlineBase = (hostBuilds: string) => load(`offline-base: {debian-packages: [nodejs], images: {NODE_IMAGE: host-node}${hostBuilds}}\n`).offlineBase;
+    expect(offlineBase(', host-builds: [{dir: web, run: [[npm, ci], [npm, run, build]], output: dist/index.html, set: {WEB_BUILD: host, EMPTY: ""}}]')).toEqual({
+      debianPackages: ['nodejs'],
+      images: { NODE_IMAGE: 'host-node' },
+      hostBuilds: [{ dir: 'web', run: [['npm', 'ci'], ['npm', 'run', 'build']], output: 'dist/index.html', set: { WEB_BUILD: 'host', EMPTY: '' } }],
+    });
+    expect(offlineBase('')?.hostBuilds).toEqual([]);
+  });
+
+  it.each([
+    ['a host build without output', '{dir: web, run: [[make]], set: {A: b}}', 'aidd.yml: offline-base.host-builds[0].output: expected string, received undefined'],
+    ['a host build without commands', '{dir: web, run: [], output: o, set: {A: b}}', 'aidd.yml: offline-base.host-builds[0].run: Too small: expected array to have >=1 items'],
+    ['a host build with an empty command', '{dir: web, run: [[make], []], output: o, set: {A: b}}', 'aidd.yml: offline-base.host-builds[0].run[1]: Too small: expected array to have >=1 items'],
+    ['a host build with an empty argument', '{dir: web, run: [[make, ""]], output: o, set: {A: b}}', 'aidd.yml: offline-base.host-builds[0].run[0][1]: Too small: expected string to have >=1 characters'],
+    ['a host build with a command as one string', '{dir: web, run: [make all], output: o, set: {A: b}}', 'aidd.yml: offline-base.host-builds[0].run[0]: expected array, received string'],
+    ['an unknown key in a host build', '{dir: web, run: [[make]], output: o, set: {A: b}, env: {A: b}}', 'aidd.yml: offline-base.host-builds[0]: unknown key "env"; allowed: dir, run, output, set'],
+    ['a host build without set', '{dir: web, run: [[make]], output: o}', 'aidd.yml: offline-base.host-builds[0].set: expected record, received undefined'],
+  ])('refuses %s in one line naming the key', (_, hostBuild, message) => {
+    expect(errorOf(`offline-base: {debian-packages: [make], images: {BASE_IMAGE: base}, host-builds: [${hostBuild}]}\n`)).toBe(message);
+  });
+
+  it('refuses a host build setting a variable compose cannot interpolate, naming the key', () => {
+    expect(errorOf('offline-base: {debian-packages: [make], images: {BASE_IMAGE: base}, host-builds: [{dir: web, run: [[make]], output: o, set: {1A: b}}]}\n')).toMatch(/^aidd\.yml: offline-base\.host-builds\[0\]\.set\.1A: /);
+  });
+
   it('refuses a file that is not YAML, naming it', () => {
     expect(errorOf('smoke: [\n')).toMatch(/^aidd\.yml is not valid YAML: /);
   });
