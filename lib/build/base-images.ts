@@ -5,7 +5,7 @@
 // files without variables). Such a machine's containers cannot reach package registries either, so the
 // host builds of aidd.yml run then too (host-builds.ts).
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ComposeApp, ComposeService } from '../app/compose.ts';
 import { interpolationDefaults } from '../app/interpolate.ts';
@@ -40,9 +40,23 @@ export function tarCommand(rootfs: string, tarball: string): Command {
   return { argv: ['tar', '-C', rootfs, '-cf', tarball, '.'], timeoutMs: 600_000 };
 }
 
-/** The host-node stand-in: the base plus this Node.js, named by both (a newer node makes a new image). */
-export function hostNodeImageTag(baseTag: string, nodeVersion: string, arch: string): string {
-  return `aidd-offline-node:${createHash('sha256').update(`${baseTag}\n${nodeVersion}\n${arch}`).digest('hex').slice(0, 12)}`;
+/** The host-node stand-in: the base plus this Node.js and npm, named by all three (a newer node makes a new image). */
+export function hostNodeImageTag(baseTag: string, nodeVersion: string, arch: string, npmVersion: string | undefined): string {
+  return `aidd-offline-node:${createHash('sha256').update(`${baseTag}\n${nodeVersion}\n${arch}\n${npmVersion ?? 'no npm'}`).digest('hex').slice(0, 12)}`;
+}
+
+/** The npm package folder behind the `npm` on PATH (.../npm/bin/npm-cli.js), as the official node images ship it. */
+export function npmPackageDir(pathVariable = process.env.PATH ?? ''): { dir: string; version: string } | undefined {
+  for (const bin of pathVariable.split(path.delimiter).filter(Boolean)) {
+    const candidate = path.join(bin, 'npm');
+    if (!existsSync(candidate)) continue;
+    const dir = path.resolve(realpathSync(candidate), '..', '..');
+    const manifest = path.join(dir, 'package.json');
+    if (!existsSync(manifest)) return undefined;
+    const { name, version } = JSON.parse(readFileSync(manifest, 'utf8')) as { name?: string; version?: string };
+    return name === 'npm' && version ? { dir, version } : undefined;
+  }
+  return undefined;
 }
 
 async function imageExists(runner: Runner, ref: string): Promise<boolean> {
@@ -149,22 +163,32 @@ export async function resolveBaseImages(app: ComposeApp, runner: Runner, logger:
 }
 
 /**
- * The base with the Node.js this toolkit runs on, for apps whose Node.js must be newer than Debian's
- * (Next.js needs 20.9; Debian 12 has 18): the official Linux binary is copied to /usr/local/bin/node.
+ * The base with the Node.js this toolkit runs on, and its npm, for apps whose Node.js must be newer than
+ * Debian's (Next.js needs 20.9; Debian 12 has 18): /usr/local/bin/node and npm where the official node
+ * images have them.
  */
 async function hostNodeImage(name: string, baseTag: string, runner: Runner, logger: Logger): Promise<string> {
   if (process.platform !== 'linux') {
     throw new ToolError(`offline-base.images.${name}: host-node copies this machine's Node.js into a Linux image, which needs Linux; pull the official image instead`);
   }
-  const tag = hostNodeImageTag(baseTag, process.version, process.arch);
+  const npm = npmPackageDir();
+  const tag = hostNodeImageTag(baseTag, process.version, process.arch, npm?.version);
   if (await imageExists(runner, tag)) return tag;
   const work = path.join(cacheDir(), tag.replace(/[:/]/g, '-'));
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
-  logger.step(`Building ${tag}: ${baseTag} with this machine's Node.js ${process.version}`);
+  logger.step(`Building ${tag}: ${baseTag} with this machine's Node.js ${process.version}${npm ? ` and npm ${npm.version}` : ' (no npm found on PATH)'}`);
+  const dockerfile = ['ARG BASE_IMAGE', 'FROM ${BASE_IMAGE}', 'COPY node /usr/local/bin/node'];
+  if (npm) {
+    dockerfile.push(
+      'COPY npm /usr/local/lib/node_modules/npm',
+      'RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm && ln -s ../lib/node_modules/npm/bin/npx-cli.js /usr/local/bin/npx',
+    );
+  }
   try {
     copyFileSync(process.execPath, path.join(work, 'node'));
-    writeFileSync(path.join(work, 'Dockerfile'), 'ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY node /usr/local/bin/node\n');
+    if (npm) cpSync(npm.dir, path.join(work, 'npm'), { recursive: true });
+    writeFileSync(path.join(work, 'Dockerfile'), `${dockerfile.join('\n')}\n`);
     await runner.run(buildCommand({ context: work, tags: [tag], buildArgs: { BASE_IMAGE: baseTag } }));
   } finally {
     rmSync(work, { recursive: true, force: true });

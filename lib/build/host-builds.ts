@@ -4,7 +4,7 @@
 // variables (NEXT_BUILD=host), which tell the Dockerfile to copy the output instead of installing.
 // A run is skipped while its output exists and the sources (the files git does not ignore) are unchanged.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ToolError, UsageError } from '../core/cli.ts';
 import { cacheDir } from '../core/cache-dir.ts';
@@ -46,10 +46,10 @@ async function currentDigest(runner: Runner, dir: string, build: HostBuildSpec):
 /** Runs the host builds that are out of date and returns the variables every one of them sets. */
 export async function runHostBuilds(app: ComposeApp, runner: Runner, logger: Logger): Promise<Record<string, string>> {
   const variables: Record<string, string> = {};
-  for (const build of app.config.offlineBase?.hostBuilds ?? []) {
+  for (const [index, build] of (app.config.offlineBase?.hostBuilds ?? []).entries()) {
     const dir = path.resolve(app.dir, build.dir);
     if (!existsSync(dir) || !statSync(dir).isDirectory()) {
-      throw new UsageError(`aidd.yml offline-base.host-builds: ${build.dir} is not a folder in ${app.dir}; name a build context of ${path.basename(app.file)}`);
+      throw new UsageError(`aidd.yml offline-base.host-builds[${index}].dir: ${build.dir} is not a folder in ${app.dir}; name a build context of ${path.basename(app.file)}`);
     }
     const commands = build.run.map((argv) => argv.join(' ')).join(' && ');
     const sets = Object.entries(build.set).map(([name, value]) => `${name}=${value}`).join(' ');
@@ -59,6 +59,8 @@ export async function runHostBuilds(app: ComposeApp, runner: Runner, logger: Log
     if (digest && existsSync(output) && existsSync(stamp) && readFileSync(stamp, 'utf8').trim() === digest) {
       logger.step(`${build.dir}: ${build.output} is up to date (sources unchanged since \`${commands}\` on the host); the image copies it (${sets})`);
     } else {
+      // A run that fails half-way may leave a broken output behind: only a finished run may be skipped next time.
+      rmSync(stamp, { force: true });
       logger.warn(`${build.dir}: containers here cannot reach package registries; building on the host (\`${commands}\`), the image copies ${build.output} (${sets})`);
       for (const command of hostBuildCommands(build, dir)) await runner.run(command);
       if (!runner.dryRun) {

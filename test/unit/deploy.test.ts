@@ -156,7 +156,7 @@ describe('deploy helpers', () => {
     expect(plan).toMatchObject({ routed, direct: ['postgres', 'bot'], proxyImage: 'caddy:2', healthTimeoutSeconds: 91 });
     expect(Object.keys(plan.probes)).toEqual(['api', 'frontend']);
     expect(plan.probes.api!.slice(0, 2)).toEqual(['python3', '-c']);
-    expect(plan.probes.frontend!.slice(0, 2)).toEqual(['node', '--no-warnings']);
+    expect(plan.probes.frontend!.slice(0, 2)).toEqual(['node', '-e']);
   });
 
   it('finds the app services of the registry compose file and pins them by digest', () => {

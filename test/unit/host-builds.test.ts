@@ -199,6 +199,18 @@ describe('running the host builds of an app', () => {
     expect(readFileSync(path.join(web, 'out', 'result.txt'), 'utf8')).toBe('two\n');
   });
 
+  it('after a failed run, sources put back as they were at an earlier good run still run again: the failure may have broken the output', async () => {
+    const { app, web, runs, failNext } = await hostBuildApp({ git: true });
+    await runHostBuilds(app, runner, quiet);
+    writeFileSync(path.join(web, 'src', 'page.txt'), 'two\n');
+    failNext(true);
+    await expect(runHostBuilds(app, runner, quiet)).rejects.toBeInstanceOf(CommandError);
+    failNext(false);
+    writeFileSync(path.join(web, 'src', 'page.txt'), 'one\n');
+    await runHostBuilds(app, runner, quiet);
+    expect(runs()).toBe(3);
+  });
+
   it('refuses a run that does not produce the output, naming the folder and the output', async () => {
     const { app, runs } = await hostBuildApp({ git: true, produce: false });
     const failure = await runHostBuilds(app, runner, quiet).catch((error: unknown) => error);
@@ -214,7 +226,7 @@ describe('running the host builds of an app', () => {
     const failure = await runHostBuilds(app, runner, quiet).catch((error: unknown) => error);
     expect(failure).toBeInstanceOf(UsageError);
     expect((failure as UsageError).exitCode).toBe(EXIT.usage);
-    expect((failure as UsageError).message).toBe(`aidd.yml offline-base.host-builds: webb is not a folder in ${app.dir}; name a build context of docker-compose.yml`);
+    expect((failure as UsageError).message).toBe(`aidd.yml offline-base.host-builds[0].dir: webb is not a folder in ${app.dir}; name a build context of docker-compose.yml`);
     expect(runs()).toBe(0);
   });
 

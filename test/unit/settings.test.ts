@@ -69,7 +69,7 @@ backup: {service: db, command: pg_dump, restore: pg_restore}
 env: [{name: GREETING, description: What the page says., required: [production], format: {one-of: [hi, hello]}}]
 `);
     expect(settings.imageName).toBe('shop-{service}');
-    expect(settings.offlineBase).toEqual({ debianPackages: ['python3'], images: { BASE_IMAGE: 'base' } });
+    expect(settings.offlineBase).toEqual({ debianPackages: ['python3'], images: { BASE_IMAGE: 'base' }, hostBuilds: [] });
     expect(settings.smoke).toEqual([{ name: 'home', service: 'web', port: 8080, path: '/', expect: { status: 200, contains: 'Hello' } }]);
     expect(settings.migrate).toEqual({ service: 'web', command: ['migrate', '--yes'], needs: ['db'] });
     expect(settings.backup).toEqual({ service: 'db', command: 'pg_dump', extension: 'dump', restore: 'pg_restore' });
@@ -173,7 +173,7 @@ proxy:
   });
 
   it('refuses a host build setting a variable compose cannot interpolate, naming the key', () => {
-    expect(errorOf('offline-base: {debian-packages: [make], images: {BASE_IMAGE: base}, host-builds: [{dir: web, run: [[make]], output: o, set: {1A: b}}]}\n')).toMatch(/^aidd\.yml: offline-base\.host-builds\[0\]\.set\.1A: /);
+    expect(errorOf('offline-base: {debian-packages: [make], images: {BASE_IMAGE: base}, host-builds: [{dir: web, run: [[make]], output: o, set: {1A: b}}]}\n')).toBe('aidd.yml: offline-base.host-builds[0].set.1A: Invalid key in record');
   });
 
   it('refuses a file that is not YAML, naming it', () => {
