@@ -121,7 +121,7 @@ await runScript(spec, async (values) => {
     if (login.exitCode !== 0) throw loginError(registry, credentials.username, token!.variable, login);
   }
 
-  const baseImages = await resolveBaseImages(app, runner, logger);
+  const baseImages = await resolveBaseImages(app, runner, logger, services);
   const remote = (await runner.attempt(gitRemoteCommand(app.dir))).stdout;
   const planOptions = {
     registry,

@@ -117,10 +117,10 @@ export function offlineBuildArgs(app: ComposeApp, service: ComposeService, baseI
 
 /**
  * Returns each offline-base name mapped to its locally built stand-in, and the variables of the host
- * builds, or nothing when every official image is available. Compose takes them as variables; builds
- * take them as build args (offlineBuildArgs).
+ * builds of the services to build (default: all), or nothing when every official image is available.
+ * Compose takes them as variables; builds take them as build args (offlineBuildArgs).
  */
-export async function resolveBaseImages(app: ComposeApp, runner: Runner, logger: Logger): Promise<Record<string, string>> {
+export async function resolveBaseImages(app: ComposeApp, runner: Runner, logger: Logger, services = app.services): Promise<Record<string, string>> {
   const offline = app.config.offlineBase;
   if (!offline) return {};
   const wanted = officialImages(
@@ -159,7 +159,7 @@ export async function resolveBaseImages(app: ComposeApp, runner: Runner, logger:
     }
     resolved[name] = tag;
   }
-  return { ...resolved, ...(await runHostBuilds(app, runner, logger)) };
+  return { ...resolved, ...(await runHostBuilds(app, services, runner, logger)) };
 }
 
 /**

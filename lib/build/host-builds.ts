@@ -10,7 +10,7 @@ import { ToolError, UsageError } from '../core/cli.ts';
 import { cacheDir } from '../core/cache-dir.ts';
 import type { Command, Runner } from '../core/exec.ts';
 import type { Logger } from '../core/log.ts';
-import type { ComposeApp } from '../app/compose.ts';
+import type { ComposeApp, ComposeService } from '../app/compose.ts';
 import type { HostBuildSpec } from '../app/settings.ts';
 
 export function hostBuildCommands(build: HostBuildSpec, dir: string): Command[] {
@@ -43,14 +43,19 @@ async function currentDigest(runner: Runner, dir: string, build: HostBuildSpec):
   return sourcesDigest(dir, listing.stdout.split('\0').filter(Boolean), build.run);
 }
 
-/** Runs the host builds that are out of date and returns the variables every one of them sets. */
-export async function runHostBuilds(app: ComposeApp, runner: Runner, logger: Logger): Promise<Record<string, string>> {
+/**
+ * Runs the host builds of the given services' build contexts that are out of date, and returns the
+ * variables they set: building only the api runs nothing for the frontend.
+ */
+export async function runHostBuilds(app: ComposeApp, services: ComposeService[], runner: Runner, logger: Logger): Promise<Record<string, string>> {
+  const contexts = new Set(services.flatMap((service) => (service.build ? [path.resolve(app.dir, service.build.context)] : [])));
   const variables: Record<string, string> = {};
   for (const [index, build] of (app.config.offlineBase?.hostBuilds ?? []).entries()) {
     const dir = path.resolve(app.dir, build.dir);
     if (!existsSync(dir) || !statSync(dir).isDirectory()) {
       throw new UsageError(`aidd.yml offline-base.host-builds[${index}].dir: ${build.dir} is not a folder in ${app.dir}; name a build context of ${path.basename(app.file)}`);
     }
+    if (!contexts.has(dir)) continue;
     const commands = build.run.map((argv) => argv.join(' ')).join(' && ');
     const sets = Object.entries(build.set).map(([name, value]) => `${name}=${value}`).join(' ');
     const output = path.join(dir, build.output);

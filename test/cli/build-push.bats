@@ -103,7 +103,7 @@ committed_stack() {
 @test "build-push --dry-run on uncommitted changes tags <sha>-dirty and never latest" {
   compose="$(committed_stack)"
   sha="$(git -C "$(dirname "${compose}")" rev-parse HEAD)"
-  echo "// local change" >>"$(dirname "${compose}")/frontend/server.mjs"
+  echo "// local change" >>"$(dirname "${compose}")/frontend/app/page.tsx"
   run --separate-stderr script build-push --compose "${compose}" --owner acme --service frontend --no-push --dry-run --json
   assert_success
   assert_equal "$(jq -r '.dirty, (.images[0].tags | join(","))' <<<"$output" | paste -sd' ')" "true ${sha}-dirty"

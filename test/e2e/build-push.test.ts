@@ -159,7 +159,7 @@ describe('build-push on a real engine and registry', () => {
 
   it('a wrong password fails first, with one line naming REGISTRY_TOKEN, and adds no tag', async () => {
     // A new commit, so that a push, had one happened, would have added tags.
-    await runner.run({ argv: ['sh', '-c', `echo '// changed' >> ${path.join(stackDir, 'frontend', 'server.mjs')}`] });
+    await runner.run({ argv: ['sh', '-c', `echo '// changed' >> ${path.join(stackDir, 'frontend', 'app', 'page.tsx')}`] });
     await runner.run(git(['commit', '--quiet', '--all', '--message', 'change']));
     const tagsBefore = await Promise.all(SERVICES.map(registryTags));
     const writesBefore = registryWrites();

@@ -426,10 +426,17 @@ function shellArgv(shell: string | undefined, script: string, where: string): st
   throw new Error(`${where}: shell ${shell} is not emulated`);
 }
 
-/** The runner machine's own environment: PATH without the test run's node_modules/.bin entries. */
+/** The certificate settings of this machine, which a runner image has for its own network. */
+const TRUST_VARIABLES = ['NODE_EXTRA_CA_CERTS', 'SSL_CERT_FILE', 'SSL_CERT_DIR'];
+
+/**
+ * The runner machine's own environment: PATH without the test run's node_modules/.bin entries, the
+ * machine's certificate settings, and this machine's npm cache as setup-node's `cache: npm` restores one.
+ */
 function machineEnvironment(home: string, extra: Record<string, string>): Record<string, string> {
   const pathEntries = (process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin').split(':').filter((entry) => entry && !entry.includes(`node_modules${path.sep}.bin`));
-  return { PATH: pathEntries.join(':'), HOME: home, LANG: 'C.UTF-8', ...extra };
+  const trust = Object.fromEntries(TRUST_VARIABLES.flatMap((name) => (process.env[name] ? [[name, process.env[name]!]] : [])));
+  return { PATH: pathEntries.join(':'), HOME: home, LANG: 'C.UTF-8', ...trust, npm_config_cache: path.join(os.homedir(), '.npm'), ...extra };
 }
 
 export async function runWorkflow(request: WorkflowRequest): Promise<WorkflowRun> {

@@ -245,7 +245,8 @@ describe('the GitHub workflows, run step by step against the sandbox registry an
 
   it('build.yml on a pull request: three check legs build their service, and the registry gets no tag', async () => {
     const run = await runFile('build.yml', { name: 'pull_request', ref: 'refs/pull/7/merge', sha: main });
-    expect(run.jobs.map((job) => [job.id, job.name, job.result])).toEqual([
+    const failedSteps = run.jobs.flatMap((job) => job.steps.filter((item) => item.outcome === 'failure').map((item) => `${job.name} / ${item.name}: ${item.stderr}`));
+    expect(run.jobs.map((job) => [job.id, job.name, job.result]), failedSteps.join('\n')).toEqual([
       ...SERVICES.map((service) => ['check', `build (${service})`, 'success']),
       ['image', 'image (${{ matrix.service }})', 'skipped'],
     ]);
@@ -284,7 +285,7 @@ describe('the GitHub workflows, run step by step against the sandbox registry an
 
   it('build.yml run by hand on another branch sets AIDD_NO_LATEST: :<sha> is published, :latest stays', async () => {
     // A change to the frontend only: a deploy of this build replaces the frontend and keeps the others.
-    branch = await commitOnBranch(repository, 'feature', 'a frontend change on a branch', (dir) => appendFileSync(path.join(dir, 'examples', 'aidd-bot', 'frontend', 'server.mjs'), '// changed on a branch\n'));
+    branch = await commitOnBranch(repository, 'feature', 'a frontend change on a branch', (dir) => appendFileSync(path.join(dir, 'examples', 'aidd-bot', 'frontend', 'app', 'page.tsx'), '// changed on a branch\n'));
     const run = await runFile('build.yml', { name: 'workflow_dispatch', ref: 'refs/heads/feature', sha: branch });
     expect(run.jobs.map((job) => [job.id, job.result])).toEqual([['check', 'skipped'], ...SERVICES.map(() => ['image', 'success'])]);
     expect(run.outputs.image!.revision).toBe(branch);

@@ -130,40 +130,48 @@ describe('running the host builds of an app', () => {
     const { app, web, runs } = await hostBuildApp({ git: true });
     expect(app.config.offlineBase?.hostBuilds).toHaveLength(1);
 
-    expect(await runHostBuilds(app, runner, quiet)).toEqual({ WEB_BUILD: 'host' });
+    expect(await runHostBuilds(app, app.services, runner, quiet)).toEqual({ WEB_BUILD: 'host' });
     expect(runs()).toBe(1);
     expect(readFileSync(path.join(web, 'out', 'result.txt'), 'utf8')).toBe('one\n');
 
-    expect(await runHostBuilds(app, runner, quiet)).toEqual({ WEB_BUILD: 'host' });
+    expect(await runHostBuilds(app, app.services, runner, quiet)).toEqual({ WEB_BUILD: 'host' });
     expect(runs()).toBe(1);
 
     writeFileSync(path.join(web, 'src', 'page.txt'), 'two\n');
-    await runHostBuilds(app, runner, quiet);
+    await runHostBuilds(app, app.services, runner, quiet);
     expect(runs()).toBe(2);
     expect(readFileSync(path.join(web, 'out', 'result.txt'), 'utf8')).toBe('two\n');
-    await runHostBuilds(app, runner, quiet);
+    await runHostBuilds(app, app.services, runner, quiet);
     expect(runs()).toBe(2);
 
     rmSync(path.join(web, 'out', 'result.txt'));
-    expect(await runHostBuilds(app, runner, quiet)).toEqual({ WEB_BUILD: 'host' });
+    expect(await runHostBuilds(app, app.services, runner, quiet)).toEqual({ WEB_BUILD: 'host' });
     expect(runs()).toBe(3);
     expect(existsSync(path.join(web, 'out', 'result.txt'))).toBe(true);
   });
 
+  it('runs only for the services being built: building others runs nothing and sets nothing', async () => {
+    const { app, runs } = await hostBuildApp({ git: true });
+    expect(await runHostBuilds(app, [], runner, quiet)).toEqual({});
+    expect(runs()).toBe(0);
+    expect(await runHostBuilds(app, app.services.filter((service) => service.name === 'web'), runner, quiet)).toEqual({ WEB_BUILD: 'host' });
+    expect(runs()).toBe(1);
+  });
+
   it('does not run for files git ignores or files outside the build context, and does for a new file git does not ignore', async () => {
     const { app, web, runs } = await hostBuildApp({ git: true });
-    await runHostBuilds(app, runner, quiet);
+    await runHostBuilds(app, app.services, runner, quiet);
     expect(runs()).toBe(1);
 
     mkdirSync(path.join(web, 'node_modules', 'left-pad'), { recursive: true });
     writeFileSync(path.join(web, 'node_modules', 'left-pad', 'index.js'), 'module.exports = 1;\n');
     writeFileSync(path.join(web, 'out', 'cache.bin'), 'anything\n');
     writeFileSync(path.join(app.dir, 'README.md'), 'outside web\n');
-    await runHostBuilds(app, runner, quiet);
+    await runHostBuilds(app, app.services, runner, quiet);
     expect(runs()).toBe(1);
 
     writeFileSync(path.join(web, 'src', 'new.txt'), 'untracked, not ignored\n');
-    await runHostBuilds(app, runner, quiet);
+    await runHostBuilds(app, app.services, runner, quiet);
     expect(runs()).toBe(2);
   });
 
@@ -173,8 +181,8 @@ describe('running the host builds of an app', () => {
     process.env.GIT_CEILING_DIRECTORIES = os.tmpdir();
     try {
       const { app, runs } = await hostBuildApp({ git: false });
-      expect(await runHostBuilds(app, runner, quiet)).toEqual({ WEB_BUILD: 'host' });
-      expect(await runHostBuilds(app, runner, quiet)).toEqual({ WEB_BUILD: 'host' });
+      expect(await runHostBuilds(app, app.services, runner, quiet)).toEqual({ WEB_BUILD: 'host' });
+      expect(await runHostBuilds(app, app.services, runner, quiet)).toEqual({ WEB_BUILD: 'host' });
       expect(runs()).toBe(2);
     } finally {
       if (savedCeiling === undefined) delete process.env.GIT_CEILING_DIRECTORIES;
@@ -184,36 +192,36 @@ describe('running the host builds of an app', () => {
 
   it('throws when a command fails and keeps no stamp of that run: the next call runs again', async () => {
     const { app, web, runs, failNext } = await hostBuildApp({ git: true });
-    await runHostBuilds(app, runner, quiet);
+    await runHostBuilds(app, app.services, runner, quiet);
     writeFileSync(path.join(web, 'src', 'page.txt'), 'two\n');
     failNext(true);
-    const failure = await runHostBuilds(app, runner, quiet).catch((error: unknown) => error);
+    const failure = await runHostBuilds(app, app.services, runner, quiet).catch((error: unknown) => error);
     expect(failure).toBeInstanceOf(CommandError);
     expect((failure as CommandError).message).toMatch(/^sh -c .* failed: build broke$/);
     expect(runs()).toBe(2);
 
     // The output of the first run is still there: only a missing stamp for these sources makes it run.
     failNext(false);
-    await runHostBuilds(app, runner, quiet);
+    await runHostBuilds(app, app.services, runner, quiet);
     expect(runs()).toBe(3);
     expect(readFileSync(path.join(web, 'out', 'result.txt'), 'utf8')).toBe('two\n');
   });
 
   it('after a failed run, sources put back as they were at an earlier good run still run again: the failure may have broken the output', async () => {
     const { app, web, runs, failNext } = await hostBuildApp({ git: true });
-    await runHostBuilds(app, runner, quiet);
+    await runHostBuilds(app, app.services, runner, quiet);
     writeFileSync(path.join(web, 'src', 'page.txt'), 'two\n');
     failNext(true);
-    await expect(runHostBuilds(app, runner, quiet)).rejects.toBeInstanceOf(CommandError);
+    await expect(runHostBuilds(app, app.services, runner, quiet)).rejects.toBeInstanceOf(CommandError);
     failNext(false);
     writeFileSync(path.join(web, 'src', 'page.txt'), 'one\n');
-    await runHostBuilds(app, runner, quiet);
+    await runHostBuilds(app, app.services, runner, quiet);
     expect(runs()).toBe(3);
   });
 
   it('refuses a run that does not produce the output, naming the folder and the output', async () => {
     const { app, runs } = await hostBuildApp({ git: true, produce: false });
-    const failure = await runHostBuilds(app, runner, quiet).catch((error: unknown) => error);
+    const failure = await runHostBuilds(app, app.services, runner, quiet).catch((error: unknown) => error);
     expect(failure).toBeInstanceOf(ToolError);
     expect(failure).not.toBeInstanceOf(UsageError);
     expect((failure as ToolError).exitCode).toBe(EXIT.failed);
@@ -223,7 +231,7 @@ describe('running the host builds of an app', () => {
 
   it('refuses a dir that is not a folder of the app, naming it, before running anything', async () => {
     const { app, runs } = await hostBuildApp({ git: true, dir: 'webb' });
-    const failure = await runHostBuilds(app, runner, quiet).catch((error: unknown) => error);
+    const failure = await runHostBuilds(app, app.services, runner, quiet).catch((error: unknown) => error);
     expect(failure).toBeInstanceOf(UsageError);
     expect((failure as UsageError).exitCode).toBe(EXIT.usage);
     expect((failure as UsageError).message).toBe(`aidd.yml offline-base.host-builds[0].dir: webb is not a folder in ${app.dir}; name a build context of docker-compose.yml`);
@@ -236,11 +244,11 @@ describe('running the host builds of an app', () => {
     mkdirSync(path.join(web, 'out'));
     writeFileSync(path.join(web, 'out', 'result.txt'), 'stale\n');
     const dryRunner = new Runner({ logger: quiet, dryRun: true });
-    expect(await runHostBuilds(app, dryRunner, quiet)).toEqual({ WEB_BUILD: 'host' });
+    expect(await runHostBuilds(app, app.services, dryRunner, quiet)).toEqual({ WEB_BUILD: 'host' });
     expect(runs()).toBe(0);
     expect(dryRunner.plan.some((line) => line.startsWith('sh -c '))).toBe(true);
 
-    await runHostBuilds(app, runner, quiet);
+    await runHostBuilds(app, app.services, runner, quiet);
     expect(runs()).toBe(1);
     expect(readFileSync(path.join(web, 'out', 'result.txt'), 'utf8')).toBe('one\n');
   });
