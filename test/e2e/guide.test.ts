@@ -7,7 +7,7 @@
 // <!-- guide-test: ... --> line fails the test: the guide and the code cannot drift apart unseen.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -417,7 +417,8 @@ describe('docs/guides/manual-deploy.md, run as its reader runs it', () => {
     // A new build on main: new images under latest, deployed with the same command.
     for (const service of ['api', 'bot', 'frontend']) {
       const repository = `${registry.address}/${name}/aidd-${service}`;
-      await pushVariant(runner, dockerConfig, `FROM ${repository}:latest\nENV AIDD_BUILD=guide-v2\n`, `${repository}:latest`, scratch);
+      // An empty build context: the scratch folder may hold a checkout with its node_modules.
+      await pushVariant(runner, dockerConfig, `FROM ${repository}:latest\nENV AIDD_BUILD=guide-v2\n`, `${repository}:latest`, mkdtempSync(path.join(scratch, 'variant-')));
     }
     const [first] = releases();
     await onLaptop(block('scripts/ssh-deploy.ts --host 203.0.113.10 --user deploy --key'));

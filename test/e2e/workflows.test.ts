@@ -382,10 +382,13 @@ describe('the GitHub workflows, run step by step against the sandbox registry an
     // One tag for all three services, as the workflow deploys: the api's migration raises, the rest as built.
     mkdirSync(dockerConfig, { recursive: true });
     await runner.run({ ...loginCommand(registry.address, registry.user, registry.password), env: { DOCKER_CONFIG: dockerConfig } });
-    writeFileSync(path.join(scratch, '0003_fails.py'), ['revision = "0003"', 'down_revision = "0002"', 'def upgrade():', '    raise RuntimeError("migration 0003 fails on purpose")', ''].join('\n'));
+    // A build context of its own: the scratch folder holds the runners' checkouts, node_modules included.
+    const context = path.join(scratch, 'broken-migration');
+    mkdirSync(context, { recursive: true });
+    writeFileSync(path.join(context, '0003_fails.py'), ['revision = "0003"', 'down_revision = "0002"', 'def upgrade():', '    raise RuntimeError("migration 0003 fails on purpose")', ''].join('\n'));
     for (const service of SERVICES) {
       const extra = service === 'api' ? 'COPY 0003_fails.py /app/migrations/versions/0003_fails.py\n' : '';
-      await pushVariant(runner, dockerConfig, `FROM ${built[`${service}_image`]}\n${extra}`, `${registry.address}/${owner}/aidd-${service}:broken-migration`, scratch);
+      await pushVariant(runner, dockerConfig, `FROM ${built[`${service}_image`]}\n${extra}`, `${registry.address}/${owner}/aidd-${service}:broken-migration`, context);
     }
     const job = onlyJob(await deploy({ action: 'deploy', tag: 'broken-migration', reason: 'a migration that fails' }));
     expect(job.result).toBe('failure');
