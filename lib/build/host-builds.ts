@@ -65,7 +65,7 @@ export async function runHostBuilds(app: ComposeApp, services: ComposeService[],
       logger.step(`${build.dir}: ${build.output} is up to date (sources unchanged since \`${commands}\` on the host); the image copies it (${sets})`);
     } else {
       // A run that fails half-way may leave a broken output behind: only a finished run may be skipped next time.
-      rmSync(stamp, { force: true });
+      if (!runner.dryRun) rmSync(stamp, { force: true });
       logger.warn(`${build.dir}: containers here cannot reach package registries; building on the host (\`${commands}\`), the image copies ${build.output} (${sets})`);
       for (const command of hostBuildCommands(build, dir)) await runner.run(command);
       if (!runner.dryRun) {
