@@ -718,7 +718,7 @@ if ! docker exec "$proxy" cat "$app_file" 2>/dev/null | cmp -s - "$rel/proxy.cad
   # port the proxy does not serve yet is tried first. One a container of the live release publishes (the
   # first switch from a release without the proxy) is freed by stopping that container; any other holder
   # stops the deploy here, before the routes change.
-  served=$(docker exec "$proxy" sh -c 'cat "$1"/*.caddy 2>/dev/null || true' sh ${`${PROXY_CONFIG_DIR}/apps`} | { grep -o '^https\?://[^ {]*:[0-9]*' || true; } | sed 's/.*://' | sort -u)
+  served=$(docker exec "$proxy" sh -c 'cat "$1"/*.caddy 2>/dev/null || true' sh ${`${PROXY_CONFIG_DIR}/apps`} | { grep -oE '^https?://[^ {]*:[0-9]+' || true; } | sed 's/.*://' | sort -u)
   for listener in "\${listeners[@]}"; do
     port=\${listener%%=*}
     ! grep -qx "$port" <<<"$served" || continue

@@ -452,6 +452,23 @@ describe('the switch on a server', () => {
     }
   });
 
+  it('new routes on ports the proxy already serves (and so listens on) load: only ports it does not serve yet are tried', async () => {
+    // The proxy holds its ports: a listener on loopback stands in for it.
+    const proxy = createServer();
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const port = (proxy.address() as AddressInfo).port;
+    try {
+      const served = `# p: routes of r1\nhttp://:${port} {\n\tbind 127.0.0.1\n\treverse_proxy 127.0.0.1:20000 127.0.0.1:20001 {\n\t\thealth_uri /\n\t}\n}\n`;
+      const server = switchServer({ api: 20000, frontend: 20010 }, { api: 20001 }, served);
+      const result = runSwitch(server, { ...plan, listeners: [`${port}=api`, `${WEB_LISTEN}=frontend`] });
+      expect(result.stderr).toBe('');
+      expect(result).toMatchObject({ status: 0, stdout: 'started\n' });
+      expect(server.read('served')).toBe(NEW_ROUTES);
+    } finally {
+      proxy.close();
+    }
+  });
+
   it('a listen port another program holds: one line naming the address and the service, the old containers untouched', () => {
     const server = switchServer({ api: 20000, frontend: 20010 }, { api: 20001, frontend: 20010 }, OLD_ROUTES);
     const refusal = `Error: loading new config: listen tcp 127.0.0.1:${API_LISTEN}: bind: address already in use`;
