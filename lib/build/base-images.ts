@@ -13,6 +13,7 @@ import { buildCommand, imageExistsCommand, importCommand, pullCommand } from './
 import { runHostBuilds } from './host-builds.ts';
 import { ToolError } from '../core/cli.ts';
 import { cacheDir } from '../core/cache-dir.ts';
+import { executablesOnPath } from '../core/path-search.ts';
 import type { Command, Runner } from '../core/exec.ts';
 import type { Logger } from '../core/log.ts';
 
@@ -47,16 +48,13 @@ export function hostNodeImageTag(baseTag: string, nodeVersion: string, arch: str
 
 /** The npm package folder behind the `npm` on PATH (.../npm/bin/npm-cli.js), as the official node images ship it. */
 export function npmPackageDir(pathVariable = process.env.PATH ?? ''): { dir: string; version: string } | undefined {
-  for (const bin of pathVariable.split(path.delimiter).filter(Boolean)) {
-    const candidate = path.join(bin, 'npm');
-    if (!existsSync(candidate)) continue;
-    const dir = path.resolve(realpathSync(candidate), '..', '..');
-    const manifest = path.join(dir, 'package.json');
-    if (!existsSync(manifest)) return undefined;
-    const { name, version } = JSON.parse(readFileSync(manifest, 'utf8')) as { name?: string; version?: string };
-    return name === 'npm' && version ? { dir, version } : undefined;
-  }
-  return undefined;
+  const npm = executablesOnPath('npm', pathVariable)[0];
+  if (!npm) return undefined;
+  const dir = path.resolve(realpathSync(npm), '..', '..');
+  const manifest = path.join(dir, 'package.json');
+  if (!existsSync(manifest)) return undefined;
+  const { name, version } = JSON.parse(readFileSync(manifest, 'utf8')) as { name?: string; version?: string };
+  return name === 'npm' && version ? { dir, version } : undefined;
 }
 
 async function imageExists(runner: Runner, ref: string): Promise<boolean> {

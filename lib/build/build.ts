@@ -1,9 +1,9 @@
 // Building and publishing a compose app's images: which services (the compose file's build sections),
 // how each image is named and tagged, which builder the machine has and how it caches, and how a
 // build is pushed without re-sending what the registry already holds.
-import { accessSync, constants, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { ToolError, UsageError } from '../core/cli.ts';
+import { executablesOnPath } from '../core/path-search.ts';
 import type { ComposeApp, ComposeService } from '../app/compose.ts';
 import { projectVariables } from '../app/compose-file.ts';
 import { interpolate } from '../app/interpolate.ts';
@@ -188,30 +188,11 @@ export function parseBuildxDriver(inspectOutput: string): string | undefined {
   return /^Driver:\s*(\S+)/m.exec(inspectOutput)?.[1];
 }
 
-/** Every distinct `docker` executable on PATH, in PATH order (a machine may have an old and a new client). */
-export function dockerClientsOnPath(pathVariable = process.env.PATH ?? ''): string[] {
-  const seen = new Set<string>();
-  const clients: string[] = [];
-  for (const dir of pathVariable.split(path.delimiter).filter(Boolean)) {
-    const candidate = path.join(dir, 'docker');
-    try {
-      accessSync(candidate, constants.X_OK);
-      const real = realpathSync(candidate);
-      if (seen.has(real)) continue;
-      seen.add(real);
-      clients.push(candidate);
-    } catch {
-      // not there or not executable
-    }
-  }
-  return clients;
-}
-
 export async function detectBuilder(runner: Runner): Promise<Builder> {
   if ((await runner.attempt(buildxVersionCommand())).exitCode === 0) {
     return { kind: 'buildx', driver: parseBuildxDriver((await runner.attempt(buildxInspectCommand())).stdout) ?? 'docker' };
   }
-  for (const client of dockerClientsOnPath()) {
+  for (const client of executablesOnPath('docker')) {
     if (hasBuiltinBuildKit((await runner.attempt(clientVersionCommand(client))).stdout)) return { kind: 'buildkit', client };
   }
   return { kind: 'legacy' };

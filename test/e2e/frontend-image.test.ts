@@ -2,7 +2,7 @@
 // in the image, as on GitHub's runners, with its packages from a registry mirror on 127.0.0.1 (containers
 // here cannot reach the npm registry); NEXT_BUILD=host copies the host's build, as the toolkit does here.
 // Both must give the same /app, owned by and run as the non-root user, serving the page.
-import { cpSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveBaseImages } from '../../lib/build/base-images.ts';
@@ -13,7 +13,7 @@ import { createLogger } from '../../lib/core/log.ts';
 import { freePort } from '../../lib/core/net.ts';
 import { DEFAULT_COMPOSE_FILE } from '../../lib/app/target.ts';
 import { startNpmMirror, type NpmMirror } from './npm-mirror.ts';
-import { getJson, requireDocker, tempDir, testRunner, uniqueName } from './harness.ts';
+import { copySources, getJson, requireDocker, tempDir, testRunner, uniqueName } from './harness.ts';
 
 const runner = testRunner();
 const FRONTEND = path.join(path.dirname(DEFAULT_COMPOSE_FILE), 'frontend');
@@ -31,7 +31,7 @@ function build(spec: BuildSpec): Command {
 /** The frontend's sources without what npm ci and next build wrote on the host. */
 function sourcesOnly(): string {
   const dir = path.join(tempDir('aidd-frontend-source'), 'frontend');
-  cpSync(FRONTEND, dir, { recursive: true, filter: (file) => !['node_modules', '.next'].includes(path.basename(file)) });
+  copySources(FRONTEND, dir);
   return dir;
 }
 

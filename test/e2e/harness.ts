@@ -114,6 +114,11 @@ export interface AppCopy {
   sha(): Promise<string>;
 }
 
+/** Copies an app's folder without its .env, installed packages and build output: git ignores them, and the copy's own builds remake them. */
+export function copySources(source: string, dir: string): void {
+  cpSync(source, dir, { recursive: true, filter: (file) => !['.env', 'node_modules', '.next'].includes(path.basename(file)) });
+}
+
 /**
  * A committed copy of an app directory (an .env, node_modules and .next left out) in a temporary git repository of its own:
  * the tools must record its revision, not the toolkit's, and callers may change and commit files without
@@ -121,8 +126,7 @@ export interface AppCopy {
  */
 export async function committedCopy(runner: Runner, source: string, prefix: string, options: { prepare?: (dir: string) => void; remote?: string } = {}): Promise<AppCopy> {
   const dir = path.join(tempDir(prefix), path.basename(source));
-  // Installed packages and build output stay behind: git ignores them, and the copy's own builds remake them.
-  cpSync(source, dir, { recursive: true, filter: (file) => !['.env', 'node_modules', '.next'].includes(path.basename(file)) });
+  copySources(source, dir);
   options.prepare?.(dir);
   const git = (args: string[]): Command => ({ argv: ['git', '-C', dir, '-c', 'user.name=aidd-test', '-c', 'user.email=aidd-test@example.com', ...args], timeoutMs: 30_000 });
   const steps = [['init', '--quiet'], ...(options.remote ? [['remote', 'add', 'origin', options.remote]] : []), ['add', '--all'], ['commit', '--quiet', '--message', prefix]];

@@ -4,7 +4,6 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   cacheMode,
-  dockerClientsOnPath,
   githubOutputLines,
   hasBuiltinBuildKit,
   hasGithubActionsCache,
@@ -26,6 +25,7 @@ import {
   type BuiltImage,
   type ImagePlan,
 } from '../../lib/build/build.ts';
+import { executablesOnPath } from '../../lib/core/path-search.ts';
 import type { Revision } from '../../lib/app/revision.ts';
 import { EXIT, UsageError } from '../../lib/core/cli.ts';
 import { loadComposeApp } from '../../lib/app/compose.ts';
@@ -181,7 +181,7 @@ describe('builder detection', () => {
       chmodSync(path.join(dir, 'docker'), 0o755);
     }
     symlinkSync(path.join(second!, 'docker'), path.join(alias!, 'docker'));
-    expect(dockerClientsOnPath([empty, first, alias, second].join(path.delimiter))).toEqual([path.join(first!, 'docker'), path.join(alias!, 'docker')]);
+    expect(executablesOnPath('docker', [empty, first, alias, second].join(path.delimiter))).toEqual([path.join(first!, 'docker'), path.join(alias!, 'docker')]);
   });
 
   it('picks the cache each builder supports', () => {
